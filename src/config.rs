@@ -1,0 +1,616 @@
+//! The typed settings tree, loaded once from the environment (and an optional TOML file) and
+//! validated before anything binds a port.
+//!
+//! This is the only module that reads the process environment. Loading goes through
+//! [`Source`], a plain map, so tests build settings without touching the environment.
+//! Every error names the variable it is about, in one line.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+/// Every setting: its environment name and its key in the TOML file, in one table, so the two
+/// spellings cannot drift apart.
+const KEYS: &[(&str, &str)] = &[
+    ("DATABASE_URL", "database.url"),
+    ("VG_DB_MAX_CONNECTIONS", "database.max_connections"),
+    ("VG_DATA_DIR", "database.data_dir"),
+    ("VG_LISTEN", "server.listen"),
+    ("VG_PUBLIC_URL", "server.public_url"),
+    ("VG_SERVER_NAME", "server.name"),
+    ("VG_SERVER_PRIORITY", "server.priority"),
+    ("VG_HEARTBEAT_SECS", "server.heartbeat_secs"),
+    ("VG_SHUTDOWN_GRACE_SECS", "server.shutdown_grace_secs"),
+    ("VG_STREAM_SECRET", "server.stream_secret"),
+    ("VG_LOG_FORMAT", "telemetry.log_format"),
+    ("VG_MODELS_DIR", "ai.models_dir"),
+    ("VG_AI_PROVIDER", "ai.provider"),
+    ("OPENAI_API_KEY", "ai.openai.api_key"),
+    ("OPENAI_REALTIME_URL", "ai.openai.realtime_url"),
+    ("OPENAI_REALTIME_MODEL", "ai.openai.model"),
+    ("GEMINI_API_KEY", "ai.gemini.api_key"),
+    ("GEMINI_LIVE_URL", "ai.gemini.live_url"),
+    ("PLIVO_AUTH_ID", "plivo.auth_id"),
+    ("PLIVO_AUTH_TOKEN", "plivo.auth_token"),
+    ("PLIVO_API_URL", "plivo.api_url"),
+];
+
+/// The variable that names the optional TOML file.
+pub const CONFIG_FILE_VAR: &str = "VG_CONFIG";
+
+/// Where a raw value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Origin {
+    Env,
+    File(PathBuf),
+}
+
+/// Raw settings as strings, keyed by environment name. Environment wins over the file.
+#[derive(Debug, Default, Clone)]
+pub struct Source {
+    values: HashMap<&'static str, (String, Origin)>,
+}
+
+/// A setting that is missing or malformed. Its `Display` is the one line start-up prints.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}{origin}: {message}")]
+pub struct ConfigError {
+    /// The environment variable the error is about.
+    pub key: String,
+    origin: String,
+    message: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, message: impl Into<String>) -> Self {
+        Self {
+            key: key.to_owned(),
+            origin: String::new(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Source {
+    /// Reads the process environment, and the TOML file named by `VG_CONFIG` if set.
+    #[allow(clippy::disallowed_methods)] // The one place that reads the environment.
+    pub fn from_process_env() -> Result<Self, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let mut source = match env.get(CONFIG_FILE_VAR) {
+            Some(path) if !path.is_empty() => Self::from_toml_file(Path::new(path))?,
+            _ => Self::default(),
+        };
+        source.overlay_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        Ok(source)
+    }
+
+    /// A source from explicit `(ENV_NAME, value)` pairs, as if they were the environment.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut source = Self::default();
+        source.overlay_env(pairs);
+        source
+    }
+
+    /// Loads a TOML file whose tables mirror [`KEYS`] (`[server] listen = "..."`).
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            ConfigError::new(
+                CONFIG_FILE_VAR,
+                format!("cannot read {}: {error}", path.display()),
+            )
+        })?;
+        Self::from_toml_str(&text, path)
+    }
+
+    fn from_toml_str(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let table: toml::Table = toml::from_str(text).map_err(|error| {
+            let detail = error.message().to_owned();
+            ConfigError::new(
+                CONFIG_FILE_VAR,
+                format!("{} is not valid TOML: {detail}", path.display()),
+            )
+        })?;
+        let mut flat = Vec::new();
+        flatten_toml("", &table, &mut flat);
+        let mut source = Self::default();
+        for (dotted, value) in flat {
+            let Some((env_name, _)) = KEYS.iter().find(|(_, key)| *key == dotted) else {
+                return Err(ConfigError::new(
+                    CONFIG_FILE_VAR,
+                    format!("{}: unknown setting `{dotted}`", path.display()),
+                ));
+            };
+            source
+                .values
+                .insert(env_name, (value, Origin::File(path.to_owned())));
+        }
+        Ok(source)
+    }
+
+    fn overlay_env<'a>(&mut self, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        for (name, value) in pairs {
+            if let Some((known, _)) = KEYS.iter().find(|(env_name, _)| *env_name == name) {
+                self.values.insert(known, (value.to_owned(), Origin::Env));
+            }
+        }
+    }
+
+    /// The trimmed value of `key`; an empty value counts as unset.
+    fn get(&self, key: &'static str) -> Option<&str> {
+        self.values
+            .get(key)
+            .map(|(value, _)| value.trim())
+            .filter(|value| !value.is_empty())
+    }
+
+    fn error(&self, key: &'static str, message: impl Into<String>) -> ConfigError {
+        let origin = match self.values.get(key) {
+            Some((_, Origin::File(path))) => format!(" (in {})", path.display()),
+            _ => String::new(),
+        };
+        ConfigError {
+            key: key.to_owned(),
+            origin,
+            message: message.into(),
+        }
+    }
+
+    fn parse<T>(
+        &self,
+        key: &'static str,
+        what: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<Option<T>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(raw) => parse(raw)
+                .map(Some)
+                .ok_or_else(|| self.error(key, format!("invalid value {raw:?}: expected {what}"))),
+        }
+    }
+
+    fn url(&self, key: &'static str, schemes: &[&str]) -> Result<Option<Url>, ConfigError> {
+        let Some(raw) = self.get(key) else {
+            return Ok(None);
+        };
+        let url = Url::parse(raw)
+            .map_err(|error| self.error(key, format!("invalid URL {raw:?}: {error}")))?;
+        if !schemes.contains(&url.scheme()) {
+            return Err(self.error(
+                key,
+                format!(
+                    "URL {raw:?} must use {}",
+                    schemes
+                        .iter()
+                        .map(|scheme| format!("{scheme}://"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+            ));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(self.error(key, format!("URL {raw:?} has no host")));
+        }
+        Ok(Some(url))
+    }
+
+    fn secret(&self, key: &'static str) -> Option<SecretString> {
+        self.get(key)
+            .map(|value| SecretString::from(value.to_owned()))
+    }
+}
+
+fn flatten_toml(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
+    for (key, value) in table {
+        let dotted = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::Table(inner) => flatten_toml(&dotted, inner, out),
+            toml::Value::String(text) => out.push((dotted, text.clone())),
+            other => out.push((dotted, other.to_string())),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub telemetry: TelemetrySettings,
+    pub ai: AiSettings,
+    pub plivo: PlivoSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Where the HTTP and WebSocket listener binds (`VG_LISTEN`).
+    pub listen: SocketAddr,
+    /// The https base URL Plivo reaches (`VG_PUBLIC_URL`); signatures are computed on it and
+    /// the `wss://` stream URL is derived from it.
+    pub public_url: Url,
+    /// This instance's name in `websocket_servers` (`VG_SERVER_NAME`).
+    pub name: String,
+    /// Load-balancing weight in `websocket_servers`: the highest active, verified server wins.
+    pub priority: i32,
+    /// How often the server row is refreshed; a row older than three intervals is stale.
+    pub heartbeat_interval: Duration,
+    /// How long live calls may run on after SIGTERM before they end with reason `shutdown`.
+    pub shutdown_grace: Duration,
+    /// Signs the per-call stream tokens. Random per process when unset on a single embedded
+    /// instance; required with an external database, where several gateways must agree.
+    pub stream_secret: SecretString,
+    /// Whether `stream_secret` was generated rather than configured.
+    pub stream_secret_generated: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// External PostgreSQL (`DATABASE_URL`); `None` runs the embedded cluster under `data_dir`.
+    pub url: Option<SecretString>,
+    pub max_connections: u32,
+    /// State of this instance (`VG_DATA_DIR`): the embedded cluster lives in `postgres/` here.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines, for terminals.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct TelemetrySettings {
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AiProviderKind {
+    /// The embedded offline pipeline (the default).
+    Local,
+    OpenAi,
+    Gemini,
+}
+
+impl fmt::Display for AiProviderKind {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(match self {
+            Self::Local => "local",
+            Self::OpenAi => "openai",
+            Self::Gemini => "gemini",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AiSettings {
+    pub provider: AiProviderKind,
+    pub models_dir: PathBuf,
+    pub openai: OpenAiSettings,
+    pub gemini: GeminiSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct OpenAiSettings {
+    pub api_key: Option<SecretString>,
+    pub realtime_url: Url,
+    pub model: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct GeminiSettings {
+    pub api_key: Option<SecretString>,
+    pub live_url: Url,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlivoSettings {
+    pub auth_id: Option<String>,
+    /// Verifies webhook signatures and authenticates REST calls. Without it every `/plivo/*`
+    /// request is refused, since none can be verified.
+    pub auth_token: Option<SecretString>,
+    pub api_url: Url,
+}
+
+/// Defaults for the optional settings.
+pub mod defaults {
+    pub const LISTEN: &str = "0.0.0.0:8080";
+    pub const OPENAI_REALTIME_URL: &str = "wss://api.openai.com/v1/realtime";
+    pub const OPENAI_REALTIME_MODEL: &str = "gpt-realtime";
+    pub const GEMINI_LIVE_URL: &str = "wss://generativelanguage.googleapis.com/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent";
+    pub const PLIVO_API_URL: &str = "https://api.plivo.com";
+    pub const DB_MAX_CONNECTIONS: u32 = 20;
+    pub const HEARTBEAT_SECS: u64 = 10;
+    pub const SHUTDOWN_GRACE_SECS: u64 = 30;
+    /// Shorter secrets make stream tokens guessable.
+    pub const MIN_STREAM_SECRET_LEN: usize = 32;
+}
+
+impl Settings {
+    /// Loads from the process environment (and `VG_CONFIG`).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::load(&Source::from_process_env()?, &HostFacts::current())
+    }
+
+    /// Builds and validates settings from a source. `host` supplies the facts the defaults
+    /// depend on (home directory, whether we run as root, the host name).
+    pub fn load(source: &Source, host: &HostFacts) -> Result<Self, ConfigError> {
+        let listen = source
+            .parse("VG_LISTEN", "an address like 0.0.0.0:8080", |raw| {
+                raw.parse::<SocketAddr>().ok()
+            })?
+            .unwrap_or_else(|| defaults::LISTEN.parse().expect("valid default"));
+
+        let public_url = match source.url("VG_PUBLIC_URL", &["https", "http"])? {
+            Some(url) => url,
+            None => {
+                let port = listen.port();
+                Url::parse(&format!("http://localhost:{port}")).expect("valid default URL")
+            }
+        };
+        if public_url.query().is_some() || public_url.fragment().is_some() {
+            return Err(source.error(
+                "VG_PUBLIC_URL",
+                "must be a base URL without query or fragment",
+            ));
+        }
+
+        let name = match source.get("VG_SERVER_NAME") {
+            Some(name) if name.len() > 128 => {
+                return Err(source.error("VG_SERVER_NAME", "must be at most 128 characters"));
+            }
+            Some(name) => name.to_owned(),
+            None => format!("{}:{}", host.hostname, listen.port()),
+        };
+        let priority = source
+            .parse("VG_SERVER_PRIORITY", "an integer", |raw| {
+                raw.parse::<i32>().ok()
+            })?
+            .unwrap_or(0);
+        let heartbeat_interval = Duration::from_secs(
+            source
+                .parse(
+                    "VG_HEARTBEAT_SECS",
+                    "a whole number of seconds from 1 to 3600",
+                    |raw| {
+                        raw.parse::<u64>()
+                            .ok()
+                            .filter(|secs| (1..=3600).contains(secs))
+                    },
+                )?
+                .unwrap_or(defaults::HEARTBEAT_SECS),
+        );
+        let shutdown_grace = Duration::from_secs(
+            source
+                .parse(
+                    "VG_SHUTDOWN_GRACE_SECS",
+                    "a whole number of seconds up to 86400",
+                    |raw| raw.parse::<u64>().ok().filter(|secs| *secs <= 86_400),
+                )?
+                .unwrap_or(defaults::SHUTDOWN_GRACE_SECS),
+        );
+
+        let database_url = match source.get("DATABASE_URL") {
+            None => None,
+            Some(raw) => {
+                let url = Url::parse(raw).map_err(|error| {
+                    source.error("DATABASE_URL", format!("invalid URL: {error}"))
+                })?;
+                if !matches!(url.scheme(), "postgres" | "postgresql") {
+                    return Err(source.error(
+                        "DATABASE_URL",
+                        "must start with postgres:// or postgresql://",
+                    ));
+                }
+                Some(SecretString::from(raw.to_owned()))
+            }
+        };
+        let max_connections = source
+            .parse(
+                "VG_DB_MAX_CONNECTIONS",
+                "a whole number from 2 to 1000",
+                |raw| raw.parse::<u32>().ok().filter(|n| (2..=1000).contains(n)),
+            )?
+            .unwrap_or(defaults::DB_MAX_CONNECTIONS);
+        let data_dir = source
+            .get("VG_DATA_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| host.default_data_dir());
+
+        let (stream_secret, stream_secret_generated) = match source.get("VG_STREAM_SECRET") {
+            Some(secret) if secret.len() < defaults::MIN_STREAM_SECRET_LEN => {
+                return Err(source.error(
+                    "VG_STREAM_SECRET",
+                    format!(
+                        "must be at least {} characters",
+                        defaults::MIN_STREAM_SECRET_LEN
+                    ),
+                ));
+            }
+            Some(secret) => (SecretString::from(secret.to_owned()), false),
+            None if database_url.is_some() => {
+                return Err(source.error(
+                    "VG_STREAM_SECRET",
+                    "is required with DATABASE_URL, so that every gateway on the database accepts the same stream tokens",
+                ));
+            }
+            None => (SecretString::from(host.random_secret.clone()), true),
+        };
+
+        let log_format = source
+            .parse("VG_LOG_FORMAT", "`text` or `json`", |raw| {
+                match raw.to_ascii_lowercase().as_str() {
+                    "text" | "pretty" => Some(LogFormat::Text),
+                    "json" => Some(LogFormat::Json),
+                    _ => None,
+                }
+            })?
+            .unwrap_or(LogFormat::Text);
+
+        let provider = source
+            .parse(
+                "VG_AI_PROVIDER",
+                "`local`, `openai` or `gemini`",
+                |raw| match raw.to_ascii_lowercase().as_str() {
+                    "local" => Some(AiProviderKind::Local),
+                    "openai" => Some(AiProviderKind::OpenAi),
+                    "gemini" => Some(AiProviderKind::Gemini),
+                    _ => None,
+                },
+            )?
+            .unwrap_or(AiProviderKind::Local);
+        let models_dir = source
+            .get("VG_MODELS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("models"));
+        let openai = OpenAiSettings {
+            api_key: source.secret("OPENAI_API_KEY"),
+            realtime_url: source
+                .url("OPENAI_REALTIME_URL", &["wss", "ws"])?
+                .unwrap_or_else(|| Url::parse(defaults::OPENAI_REALTIME_URL).expect("valid")),
+            model: source
+                .get("OPENAI_REALTIME_MODEL")
+                .unwrap_or(defaults::OPENAI_REALTIME_MODEL)
+                .to_owned(),
+        };
+        let gemini = GeminiSettings {
+            api_key: source.secret("GEMINI_API_KEY"),
+            live_url: source
+                .url("GEMINI_LIVE_URL", &["wss", "ws"])?
+                .unwrap_or_else(|| Url::parse(defaults::GEMINI_LIVE_URL).expect("valid")),
+        };
+        match provider {
+            AiProviderKind::OpenAi if openai.api_key.is_none() => {
+                return Err(
+                    source.error("OPENAI_API_KEY", "is required when VG_AI_PROVIDER=openai")
+                );
+            }
+            AiProviderKind::Gemini if gemini.api_key.is_none() => {
+                return Err(
+                    source.error("GEMINI_API_KEY", "is required when VG_AI_PROVIDER=gemini")
+                );
+            }
+            _ => {}
+        }
+
+        let plivo = PlivoSettings {
+            auth_id: source.get("PLIVO_AUTH_ID").map(str::to_owned),
+            auth_token: source.secret("PLIVO_AUTH_TOKEN"),
+            api_url: source
+                .url("PLIVO_API_URL", &["https", "http"])?
+                .unwrap_or_else(|| Url::parse(defaults::PLIVO_API_URL).expect("valid")),
+        };
+        if plivo.auth_id.is_some() != plivo.auth_token.is_some() {
+            let missing = if plivo.auth_id.is_some() {
+                "PLIVO_AUTH_TOKEN"
+            } else {
+                "PLIVO_AUTH_ID"
+            };
+            return Err(source.error(
+                missing,
+                "is required: PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN are set together",
+            ));
+        }
+
+        Ok(Self {
+            server: ServerSettings {
+                listen,
+                public_url,
+                name,
+                priority,
+                heartbeat_interval,
+                shutdown_grace,
+                stream_secret,
+                stream_secret_generated,
+            },
+            database: DatabaseSettings {
+                url: database_url,
+                max_connections,
+                data_dir,
+            },
+            telemetry: TelemetrySettings { log_format },
+            ai: AiSettings {
+                provider,
+                models_dir,
+                openai,
+                gemini,
+            },
+            plivo,
+        })
+    }
+}
+
+impl ServerSettings {
+    /// The `wss://` (or `ws://` for a plain-http public URL) base derived from the public URL.
+    pub fn public_ws_url(&self) -> Url {
+        let mut url = self.public_url.clone();
+        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+        url.set_scheme(scheme).expect("http(s) → ws(s) is allowed");
+        url
+    }
+}
+
+impl DatabaseSettings {
+    /// The external URL, if any, for connecting; it stays secret everywhere else.
+    pub fn external_url(&self) -> Option<&str> {
+        self.url.as_ref().map(|url| url.expose_secret())
+    }
+}
+
+/// Facts about the host that defaults depend on, gathered once so loading stays a pure function.
+#[derive(Debug, Clone)]
+pub struct HostFacts {
+    pub hostname: String,
+    pub home: Option<PathBuf>,
+    pub is_root: bool,
+    /// A fresh random secret, used when no stream secret is configured.
+    pub random_secret: String,
+}
+
+impl HostFacts {
+    #[allow(clippy::disallowed_methods)] // Reads HOME, like the rest of this module reads the environment.
+    pub fn current() -> Self {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|name| name.trim().to_owned())
+            .ok()
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "voice-gateway".to_owned());
+        Self {
+            hostname,
+            home: std::env::var_os("HOME").map(PathBuf::from),
+            is_root: crate::db::embedded::running_as_root(),
+            random_secret: random_hex(32),
+        }
+    }
+
+    /// `/var/lib/voice-gateway` for root (readable by the unprivileged database user), else
+    /// the XDG data directory in the user's home.
+    fn default_data_dir(&self) -> PathBuf {
+        match (&self.home, self.is_root) {
+            (Some(home), false) => home.join(".local/share/voice-gateway"),
+            _ => PathBuf::from("/var/lib/voice-gateway"),
+        }
+    }
+}
+
+/// `bytes` random bytes from the operating system, as lowercase hex.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    getrandom::fill(&mut buffer).expect("the operating system provides randomness");
+    hex::encode(buffer)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,253 @@
+//! Configuration tests: every error names its variable, defaults are what the docs say.
+
+use std::path::{Path, PathBuf};
+
+use secrecy::ExposeSecret;
+
+use super::*;
+
+fn host() -> HostFacts {
+    HostFacts {
+        hostname: "gw-test".to_owned(),
+        home: Some(PathBuf::from("/home/tester")),
+        is_root: false,
+        random_secret: "r".repeat(64),
+    }
+}
+
+fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    Settings::load(&Source::from_pairs(pairs.iter().copied()), &host())
+}
+
+#[track_caller]
+fn check_error(pairs: &[(&str, &str)], key: &str, fragment: &str) {
+    let error = load(pairs).expect_err("configuration should be refused");
+    let line = error.to_string();
+    assert_eq!(error.key, key, "wrong variable in {line:?}");
+    assert!(line.starts_with(key), "{line:?} should start with {key}");
+    assert!(
+        line.contains(fragment),
+        "{line:?} should mention {fragment:?}"
+    );
+    assert!(!line.contains('\n'), "{line:?} should be one line");
+}
+
+#[test]
+fn defaults_need_no_environment() {
+    let settings = load(&[]).unwrap();
+    assert_eq!(settings.server.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(
+        settings.server.public_url.as_str(),
+        "http://localhost:8080/"
+    );
+    assert_eq!(
+        settings.server.public_ws_url().as_str(),
+        "ws://localhost:8080/"
+    );
+    assert_eq!(settings.server.name, "gw-test:8080");
+    assert_eq!(settings.server.priority, 0);
+    assert!(settings.server.stream_secret_generated);
+    assert!(settings.database.url.is_none());
+    assert_eq!(
+        settings.database.data_dir,
+        Path::new("/home/tester/.local/share/voice-gateway")
+    );
+    assert_eq!(settings.ai.provider, AiProviderKind::Local);
+    assert_eq!(
+        settings.ai.models_dir,
+        Path::new("/home/tester/.local/share/voice-gateway/models")
+    );
+    assert_eq!(settings.telemetry.log_format, LogFormat::Text);
+    assert_eq!(settings.plivo.api_url.as_str(), "https://api.plivo.com/");
+    assert_eq!(
+        settings.ai.openai.realtime_url.as_str(),
+        "wss://api.openai.com/v1/realtime"
+    );
+}
+
+#[test]
+fn root_defaults_to_a_directory_the_database_user_can_reach() {
+    let mut facts = host();
+    facts.is_root = true;
+    let settings = Settings::load(&Source::default(), &facts).unwrap();
+    assert_eq!(
+        settings.database.data_dir,
+        Path::new("/var/lib/voice-gateway")
+    );
+}
+
+#[test]
+fn explicit_values_are_used() {
+    let settings = load(&[
+        ("VG_LISTEN", "127.0.0.1:9000"),
+        ("VG_PUBLIC_URL", "https://gw.example.com"),
+        ("VG_SERVER_NAME", "gw-1"),
+        ("VG_SERVER_PRIORITY", "-5"),
+        ("DATABASE_URL", "postgres://u:p@db/voice"),
+        ("VG_STREAM_SECRET", &"s".repeat(40)),
+        ("VG_LOG_FORMAT", "JSON"),
+        ("VG_AI_PROVIDER", "openai"),
+        ("OPENAI_API_KEY", "sk-test"),
+        ("PLIVO_AUTH_ID", "MAXXXX"),
+        ("PLIVO_AUTH_TOKEN", "token"),
+        ("PLIVO_API_URL", "http://127.0.0.1:4010"),
+        ("UNRELATED", "ignored"),
+    ])
+    .unwrap();
+    assert_eq!(settings.server.listen.port(), 9000);
+    assert_eq!(
+        settings.server.public_ws_url().as_str(),
+        "wss://gw.example.com/"
+    );
+    assert_eq!(settings.server.name, "gw-1");
+    assert_eq!(settings.server.priority, -5);
+    assert!(!settings.server.stream_secret_generated);
+    assert_eq!(
+        settings.database.external_url(),
+        Some("postgres://u:p@db/voice")
+    );
+    assert_eq!(settings.telemetry.log_format, LogFormat::Json);
+    assert_eq!(settings.ai.provider, AiProviderKind::OpenAi);
+    assert_eq!(settings.plivo.auth_token.unwrap().expose_secret(), "token");
+    assert_eq!(settings.plivo.api_url.as_str(), "http://127.0.0.1:4010/");
+}
+
+#[test]
+fn malformed_values_name_their_variable() {
+    check_error(
+        &[("VG_LISTEN", "nowhere")],
+        "VG_LISTEN",
+        "expected an address",
+    );
+    check_error(&[("VG_PUBLIC_URL", "ftp://x")], "VG_PUBLIC_URL", "https://");
+    check_error(
+        &[("VG_PUBLIC_URL", "not a url")],
+        "VG_PUBLIC_URL",
+        "invalid URL",
+    );
+    check_error(
+        &[("VG_PUBLIC_URL", "https://x/?a=1")],
+        "VG_PUBLIC_URL",
+        "without query",
+    );
+    check_error(
+        &[("VG_SERVER_PRIORITY", "high")],
+        "VG_SERVER_PRIORITY",
+        "integer",
+    );
+    check_error(
+        &[("VG_HEARTBEAT_SECS", "0")],
+        "VG_HEARTBEAT_SECS",
+        "seconds",
+    );
+    check_error(
+        &[("VG_SHUTDOWN_GRACE_SECS", "-1")],
+        "VG_SHUTDOWN_GRACE_SECS",
+        "seconds",
+    );
+    check_error(
+        &[("DATABASE_URL", "mysql://x/y")],
+        "DATABASE_URL",
+        "postgres://",
+    );
+    check_error(
+        &[("VG_DB_MAX_CONNECTIONS", "1")],
+        "VG_DB_MAX_CONNECTIONS",
+        "2 to 1000",
+    );
+    check_error(&[("VG_LOG_FORMAT", "xml")], "VG_LOG_FORMAT", "`json`");
+    check_error(
+        &[("VG_AI_PROVIDER", "watson")],
+        "VG_AI_PROVIDER",
+        "`gemini`",
+    );
+    check_error(
+        &[("OPENAI_REALTIME_URL", "https://x")],
+        "OPENAI_REALTIME_URL",
+        "wss://",
+    );
+    check_error(
+        &[("VG_STREAM_SECRET", "short")],
+        "VG_STREAM_SECRET",
+        "at least 32",
+    );
+}
+
+#[test]
+fn missing_required_values_name_their_variable() {
+    check_error(
+        &[("VG_AI_PROVIDER", "openai")],
+        "OPENAI_API_KEY",
+        "required",
+    );
+    check_error(
+        &[("VG_AI_PROVIDER", "gemini")],
+        "GEMINI_API_KEY",
+        "required",
+    );
+    check_error(&[("PLIVO_AUTH_ID", "MA1")], "PLIVO_AUTH_TOKEN", "together");
+    check_error(&[("PLIVO_AUTH_TOKEN", "t")], "PLIVO_AUTH_ID", "together");
+    check_error(
+        &[("DATABASE_URL", "postgres://db/voice")],
+        "VG_STREAM_SECRET",
+        "required with DATABASE_URL",
+    );
+}
+
+#[test]
+fn empty_values_count_as_unset() {
+    let settings = load(&[("VG_LISTEN", ""), ("DATABASE_URL", "  ")]).unwrap();
+    assert_eq!(settings.server.listen.port(), 8080);
+    assert!(settings.database.url.is_none());
+}
+
+#[test]
+fn toml_file_is_read_and_environment_wins() {
+    let path = Path::new("/etc/vg.toml");
+    let mut source = Source::from_toml_str(
+        r#"
+        [server]
+        listen = "127.0.0.1:7000"
+        name = "from-file"
+        priority = 3
+
+        [ai.openai]
+        model = "gpt-test"
+        "#,
+        path,
+    )
+    .unwrap();
+    source.overlay_env([("VG_SERVER_NAME", "from-env")]);
+    let settings = Settings::load(&source, &host()).unwrap();
+    assert_eq!(settings.server.listen.port(), 7000);
+    assert_eq!(settings.server.name, "from-env");
+    assert_eq!(settings.server.priority, 3);
+    assert_eq!(settings.ai.openai.model, "gpt-test");
+}
+
+#[test]
+fn toml_errors_name_the_variable_and_the_file() {
+    let path = Path::new("/etc/vg.toml");
+    let source = Source::from_toml_str("[server]\nlisten = \"bad\"\n", path).unwrap();
+    let error = Settings::load(&source, &host()).unwrap_err();
+    assert_eq!(error.key, "VG_LISTEN");
+    assert!(
+        error
+            .to_string()
+            .starts_with("VG_LISTEN (in /etc/vg.toml): "),
+        "{error}"
+    );
+
+    let unknown = Source::from_toml_str("[server]\nlistn = \"x\"\n", path).unwrap_err();
+    assert_eq!(unknown.key, "VG_CONFIG");
+    assert!(
+        unknown
+            .to_string()
+            .contains("unknown setting `server.listn`"),
+        "{unknown}"
+    );
+
+    let broken = Source::from_toml_str("[server\n", path).unwrap_err();
+    assert_eq!(broken.key, "VG_CONFIG");
+    assert!(broken.to_string().contains("not valid TOML"), "{broken}");
+}

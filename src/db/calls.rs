@@ -1,0 +1,403 @@
+//! The call lifecycle in the database: open, append events, record a transfer, close, and
+//! record calls that never reached the stream.
+//!
+//! Each operation is one transaction and idempotent by `call_sid`: the conditional write on
+//! `call_logs` (insert on conflict do nothing, or update where not yet done) is the gate, and
+//! the counters and lead updates run only when that gate let the write through. Concurrent
+//! duplicates serialise on the `call_logs` row (or its unique index), so the loser sees the
+//! winner's write and changes nothing.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{Database, DbError};
+use crate::domain::{CallOutcome, Direction, EndReason, EventKind};
+
+/// A call whose media stream has started.
+#[derive(Debug, Clone)]
+pub struct CallStart {
+    /// Plivo's CallUUID.
+    pub call_sid: String,
+    pub campaign_id: Uuid,
+    pub lead_id: Uuid,
+    pub direction: Direction,
+    pub started_at: DateTime<Utc>,
+    /// The gateway instance holding the call.
+    pub server_name: String,
+    pub metadata: Value,
+}
+
+/// One per-turn event of a call. `seq` orders events within the call and makes a retried
+/// append a no-op.
+#[derive(Debug, Clone)]
+pub struct CallEvent {
+    pub seq: i32,
+    pub kind: EventKind,
+    pub occurred_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub text: Option<String>,
+    pub data: Value,
+}
+
+/// A transfer a human accepted.
+#[derive(Debug, Clone)]
+pub struct TransferRecord {
+    pub at: DateTime<Utc>,
+    pub reason: String,
+    pub department: Option<String>,
+}
+
+/// How a call that reached the stream ended.
+#[derive(Debug, Clone)]
+pub struct CallEnd {
+    pub ended_at: DateTime<Utc>,
+    pub end_reason: EndReason,
+    /// `Called` or `Voicemail` for a call that reached the stream; a transferred call stays
+    /// `transferred` whatever is passed here.
+    pub outcome: CallOutcome,
+    /// Seconds; `None` computes it from the call's start.
+    pub duration_secs: Option<i32>,
+    pub summary: Option<String>,
+    pub recording_url: Option<String>,
+    /// Merged into `call_logs.metadata` (latency figures, provider usage...).
+    pub metadata: Value,
+}
+
+/// A call that ended before its media stream started (no answer, busy, failed, machine).
+#[derive(Debug, Clone)]
+pub struct UnreachedCall {
+    pub call_sid: String,
+    pub campaign_id: Uuid,
+    pub lead_id: Uuid,
+    pub direction: Direction,
+    pub at: DateTime<Utc>,
+    pub end_reason: EndReason,
+    pub metadata: Value,
+}
+
+/// Whether a write happened now or had already happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// This call changed the database.
+    Now,
+    /// An earlier (or concurrent) call had already done it; nothing changed.
+    Already,
+}
+
+/// The `call_logs` row of a call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallLogRow {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub campaign_id: Uuid,
+    pub lead_id: Uuid,
+    pub call_sid: Option<String>,
+    pub call_status: String,
+    pub direction: String,
+    pub transferred: bool,
+    pub transfer_reason: Option<String>,
+    pub transfer_department: Option<String>,
+    pub duration: i32,
+    pub transcript: Option<String>,
+    pub conversation_summary: Option<String>,
+    pub recording_url: Option<String>,
+    pub end_reason: Option<String>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub metadata: Option<Value>,
+}
+
+impl Database {
+    /// Opens a call when its stream starts: the `call_logs` row, the lead's `call_log_id` and
+    /// `call_date`, and the campaign's `total_calls` (exactly once).
+    pub async fn open_call(&self, call: &CallStart) -> Result<(Uuid, Applied), DbError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query_scalar!(
+            r#"INSERT INTO call_logs (campaign_id, lead_id, organization_id, call_sid, call_status,
+                                     call_timestamp, direction, server_name, metadata)
+               SELECT c.id, l.id, l.organization_id, $3, 'called', $4, $5, $6, $7
+               FROM leads l JOIN campaigns c ON c.organization_id = l.organization_id
+               WHERE l.id = $1 AND c.id = $2
+               ON CONFLICT (call_sid) DO NOTHING
+               RETURNING id"#,
+            call.lead_id,
+            call.campaign_id,
+            call.call_sid,
+            call.started_at,
+            call.direction.as_str(),
+            call.server_name,
+            call.metadata,
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(call_log_id) = inserted else {
+            tx.rollback().await?;
+            return match self.call_log_id(&call.call_sid).await? {
+                Some(id) => Ok((id, Applied::Already)),
+                None => Err(DbError::UnknownLead {
+                    lead_id: call.lead_id,
+                    campaign_id: call.campaign_id,
+                }),
+            };
+        };
+        sqlx::query!(
+            r#"UPDATE leads SET call_log_id = $1, call_date = $2
+               WHERE id = $3 AND (call_date IS NULL OR call_date <= $2)"#,
+            call_log_id,
+            call.started_at,
+            call.lead_id,
+        )
+        .execute(&mut *tx)
+        .await?;
+        bump_total_calls(&mut tx, call.campaign_id).await?;
+        tx.commit().await?;
+        Ok((call_log_id, Applied::Now))
+    }
+
+    /// Appends one event to an open or closed call; appending the same `seq` again is a no-op.
+    pub async fn append_call_event(
+        &self,
+        call_sid: &str,
+        event: &CallEvent,
+    ) -> Result<Applied, DbError> {
+        let result = sqlx::query!(
+            r#"INSERT INTO call_events (call_log_id, organization_id, seq, kind, occurred_at, ended_at, text, data)
+               SELECT id, organization_id, $2, $3, $4, $5, $6, $7 FROM call_logs WHERE call_sid = $1
+               ON CONFLICT (call_log_id, seq) DO NOTHING"#,
+            call_sid,
+            event.seq,
+            event.kind.as_str(),
+            event.occurred_at,
+            event.ended_at,
+            event.text,
+            event.data,
+        )
+        .execute(&self.pool)
+        .await?;
+        if result.rows_affected() == 1 {
+            return Ok(Applied::Now);
+        }
+        match self.call_log_id(call_sid).await? {
+            Some(_) => Ok(Applied::Already),
+            None => Err(DbError::UnknownCall(call_sid.to_owned())),
+        }
+    }
+
+    /// Records a transfer a human accepted: the call and lead become `transferred`, the
+    /// campaign's `transferred_calls` goes up exactly once. Works before or after the close.
+    pub async fn record_transfer(
+        &self,
+        call_sid: &str,
+        transfer: &TransferRecord,
+    ) -> Result<Applied, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query!(
+            r#"UPDATE call_logs
+               SET transferred = TRUE, transferred_at = $2, transfer_reason = $3,
+                   transfer_department = $4, call_status = 'transferred'
+               WHERE call_sid = $1 AND NOT transferred
+               RETURNING id, lead_id, campaign_id"#,
+            call_sid,
+            transfer.at,
+            transfer.reason,
+            transfer.department,
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(call) = updated else {
+            tx.rollback().await?;
+            return match self.call_log_id(call_sid).await? {
+                Some(_) => Ok(Applied::Already),
+                None => Err(DbError::UnknownCall(call_sid.to_owned())),
+            };
+        };
+        sqlx::query!(
+            r#"UPDATE leads SET transferred_to_human = TRUE,
+                   call_status = CASE WHEN call_log_id = $2 THEN 'transferred' ELSE call_status END,
+                   status = CASE WHEN status = 'new' THEN 'contacted' ELSE status END
+               WHERE id = $1"#,
+            call.lead_id,
+            call.id,
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query!(
+            "UPDATE campaigns SET transferred_calls = transferred_calls + 1 WHERE id = $1",
+            call.campaign_id
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Applied::Now)
+    }
+
+    /// Closes a call once: end time and reason, duration, the transcript flattened from its
+    /// speech events, summary, recording, metadata; the lead's `call_status` from the outcome
+    /// (when this is the lead's latest call), and a `new` lead that was reached becomes
+    /// `contacted`.
+    pub async fn close_call(&self, call_sid: &str, end: &CallEnd) -> Result<Applied, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let closed = sqlx::query!(
+            r#"UPDATE call_logs AS cl
+               SET ended_at = $2,
+                   end_reason = $3,
+                   duration = coalesce($4, greatest(0, floor(extract(epoch FROM ($2 - cl.call_timestamp))))::integer),
+                   transcript = (
+                       SELECT string_agg(
+                                  CASE e.kind WHEN 'caller_speech' THEN 'Caller: ' ELSE 'Agent: ' END || e.text,
+                                  E'\n' ORDER BY e.seq)
+                       FROM call_events e
+                       WHERE e.call_log_id = cl.id
+                         AND e.kind IN ('caller_speech', 'agent_speech')
+                         AND e.text IS NOT NULL AND e.text <> ''),
+                   conversation_summary = coalesce($5, cl.conversation_summary),
+                   recording_url = coalesce($6, cl.recording_url),
+                   metadata = coalesce(cl.metadata, '{}'::jsonb) || $7,
+                   call_status = CASE WHEN cl.transferred THEN 'transferred' ELSE $8 END
+               WHERE cl.call_sid = $1 AND cl.ended_at IS NULL
+               RETURNING cl.id, cl.lead_id, cl.transferred, cl.call_status"#,
+            call_sid,
+            end.ended_at,
+            end.end_reason.as_str(),
+            end.duration_secs,
+            end.summary,
+            end.recording_url,
+            end.metadata,
+            end.outcome.as_str(),
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(call) = closed else {
+            tx.rollback().await?;
+            return match self.call_log_id(call_sid).await? {
+                Some(_) => Ok(Applied::Already),
+                None => Err(DbError::UnknownCall(call_sid.to_owned())),
+            };
+        };
+        let reached = matches!(call.call_status.as_str(), "called" | "transferred");
+        sqlx::query!(
+            r#"UPDATE leads
+               SET call_status = CASE WHEN call_log_id = $2 THEN $3 ELSE call_status END,
+                   status = CASE WHEN status = 'new' AND $4 THEN 'contacted' ELSE status END
+               WHERE id = $1"#,
+            call.lead_id,
+            call.id,
+            call.call_status,
+            reached,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Applied::Now)
+    }
+
+    /// Records a call that ended before its stream started, from Plivo's callbacks. A call that
+    /// already has a row (it did reach the stream) is left as it is.
+    pub async fn record_unreached_call(
+        &self,
+        call: &UnreachedCall,
+    ) -> Result<(Uuid, Applied), DbError> {
+        let outcome = call.end_reason.unreached_outcome();
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query_scalar!(
+            r#"INSERT INTO call_logs (campaign_id, lead_id, organization_id, call_sid, call_status,
+                                     call_timestamp, duration, ended_at, end_reason, direction, metadata)
+               SELECT c.id, l.id, l.organization_id, $3, $4, $5, 0, $5, $6, $7, $8
+               FROM leads l JOIN campaigns c ON c.organization_id = l.organization_id
+               WHERE l.id = $1 AND c.id = $2
+               ON CONFLICT (call_sid) DO NOTHING
+               RETURNING id"#,
+            call.lead_id,
+            call.campaign_id,
+            call.call_sid,
+            outcome.as_str(),
+            call.at,
+            call.end_reason.as_str(),
+            call.direction.as_str(),
+            call.metadata,
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(call_log_id) = inserted else {
+            tx.rollback().await?;
+            return match self.call_log_id(&call.call_sid).await? {
+                Some(id) => Ok((id, Applied::Already)),
+                None => Err(DbError::UnknownLead {
+                    lead_id: call.lead_id,
+                    campaign_id: call.campaign_id,
+                }),
+            };
+        };
+        sqlx::query!(
+            r#"UPDATE leads SET call_log_id = $1, call_date = $2, call_status = $3
+               WHERE id = $4 AND (call_date IS NULL OR call_date <= $2)"#,
+            call_log_id,
+            call.at,
+            outcome.as_str(),
+            call.lead_id,
+        )
+        .execute(&mut *tx)
+        .await?;
+        bump_total_calls(&mut tx, call.campaign_id).await?;
+        tx.commit().await?;
+        Ok((call_log_id, Applied::Now))
+    }
+
+    /// Sets the call's duration from Plivo's hangup callback, which covers the whole call (the
+    /// AI part and any human part). Setting, not adding, so repeats are harmless.
+    pub async fn record_hangup_duration(
+        &self,
+        call_sid: &str,
+        duration_secs: i32,
+        details: &Value,
+    ) -> Result<(), DbError> {
+        let result = sqlx::query!(
+            r#"UPDATE call_logs SET duration = $2, metadata = coalesce(metadata, '{}'::jsonb) || $3
+               WHERE call_sid = $1"#,
+            call_sid,
+            duration_secs.max(0),
+            details,
+        )
+        .execute(&self.pool)
+        .await?;
+        match result.rows_affected() {
+            0 => Err(DbError::UnknownCall(call_sid.to_owned())),
+            _ => Ok(()),
+        }
+    }
+
+    /// The `call_logs` row of a call.
+    pub async fn call_log(&self, call_sid: &str) -> Result<Option<CallLogRow>, DbError> {
+        let row = sqlx::query_as!(
+            CallLogRow,
+            r#"SELECT id, organization_id, campaign_id, lead_id, call_sid, call_status, direction,
+                      transferred, transfer_reason, transfer_department, duration, transcript,
+                      conversation_summary, recording_url, end_reason, ended_at, metadata
+               FROM call_logs WHERE call_sid = $1"#,
+            call_sid
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row)
+    }
+
+    async fn call_log_id(&self, call_sid: &str) -> Result<Option<Uuid>, DbError> {
+        let id = sqlx::query_scalar!("SELECT id FROM call_logs WHERE call_sid = $1", call_sid)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(id)
+    }
+}
+
+async fn bump_total_calls(
+    tx: &mut sqlx::PgTransaction<'_>,
+    campaign_id: Uuid,
+) -> Result<(), DbError> {
+    sqlx::query!(
+        "UPDATE campaigns SET total_calls = total_calls + 1 WHERE id = $1",
+        campaign_id
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

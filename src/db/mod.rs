@@ -1,0 +1,232 @@
+//! The database: the connection pool, migrations, the service-role check, the embedded
+//! PostgreSQL, and every SQL statement the gateway runs.
+//!
+//! **Invariant:** no other module contains SQL. Each operation here is one transaction and is
+//! idempotent by the call's Plivo CallUUID (`call_sid`), because Plivo's callbacks and the
+//! media stream race and repeat.
+
+pub mod calls;
+pub mod embedded;
+pub mod servers;
+
+use std::time::Duration;
+
+use sqlx::{
+    Connection, Executor, PgConnection, PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+/// How long connecting may take before start-up gives up with a clear error.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request may wait for a pooled connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The migrations in `migrations/`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+/// Failures of the data layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot connect to PostgreSQL at {target}: {reason}")]
+    Connect { target: String, reason: String },
+    #[error("applying migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "database role `{role}` cannot bypass row-level security: connect as a role with BYPASSRLS (such as Supabase's `postgres` or a member of `service_role`)"
+    )]
+    NoBypassRls { role: String },
+    #[error("no call with call_sid {0:?}")]
+    UnknownCall(String),
+    #[error(
+        "lead {lead_id} does not belong to the organization of campaign {campaign_id}, or one of them does not exist"
+    )]
+    UnknownLead {
+        lead_id: uuid::Uuid,
+        campaign_id: uuid::Uuid,
+    },
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+}
+
+impl DbError {
+    /// Whether retrying the same operation later may succeed (the database was unreachable or
+    /// busy), as opposed to a request that will fail again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Connect { .. } => true,
+            Self::Sqlx(error) => {
+                matches!(
+                    error,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                        | sqlx::Error::Tls(_)
+                ) || error
+                    .as_database_error()
+                    .and_then(|db| db.code())
+                    // Class 08 (connection), 40001 (serialization), 40P01 (deadlock), 57P0x (shutdown).
+                    .is_some_and(|code| {
+                        code.starts_with("08")
+                            || code == "40001"
+                            || code == "40P01"
+                            || code.starts_with("57P0")
+                    })
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether the gateway's own role bypasses RLS or has to switch to `service_role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceRole {
+    /// The login role is a superuser or has BYPASSRLS.
+    LoginRoleBypasses,
+    /// The login role is a member of `service_role`; every connection runs `SET ROLE service_role`.
+    SetRole,
+}
+
+/// The gateway's handle on PostgreSQL: a pool whose connections all bypass RLS.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: PgPool,
+}
+
+/// How to open the database.
+#[derive(Debug, Clone)]
+pub struct OpenOptions<'a> {
+    pub url: &'a str,
+    pub max_connections: u32,
+    /// Apply the embedded migrations before use.
+    pub migrate: bool,
+}
+
+impl Database {
+    /// Connects, applies migrations if asked, checks that the role bypasses RLS, and builds the
+    /// pool. Migrations run on the login role, before any `SET ROLE`.
+    pub async fn open(options: OpenOptions<'_>) -> Result<Self, DbError> {
+        let connect_options: PgConnectOptions =
+            options
+                .url
+                .parse()
+                .map_err(|error: sqlx::Error| DbError::Connect {
+                    target: "DATABASE_URL".to_owned(),
+                    reason: error.to_string(),
+                })?;
+        let target = describe_target(&connect_options);
+        let connect_error = |reason: String| DbError::Connect {
+            target: target.clone(),
+            reason,
+        };
+
+        let mut connection = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            PgConnection::connect_with(&connect_options),
+        )
+        .await
+        .map_err(|_| connect_error(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+        .map_err(|error| connect_error(error.to_string()))?;
+        if options.migrate {
+            MIGRATOR.run(&mut connection).await?;
+        }
+        let role = check_service_role(&mut connection).await?;
+        connection.close().await.ok();
+
+        let mut pool_options = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(ACQUIRE_TIMEOUT);
+        if role == ServiceRole::SetRole {
+            pool_options = pool_options.after_connect(|connection, _meta| {
+                Box::pin(async move {
+                    connection.execute("SET ROLE service_role").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool_options
+            .connect_with(connect_options)
+            .await
+            .map_err(|error| connect_error(error.to_string()))?;
+        tracing::info!(%target, ?role, "database ready");
+        Ok(Self { pool })
+    }
+
+    /// Wraps an existing pool (tests that prepare their own database).
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A cheap round trip, for readiness.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Refuses a role that would be subject to RLS: the gateway writes every organization's rows.
+pub async fn check_service_role(connection: &mut PgConnection) -> Result<ServiceRole, DbError> {
+    let row = sqlx::query!(
+        r#"SELECT current_user::text AS "role!",
+                  (rolsuper OR rolbypassrls) AS "bypasses!",
+                  (EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role')
+                   AND pg_has_role(current_user, 'service_role', 'MEMBER')) AS "member!"
+           FROM pg_roles WHERE rolname = current_user"#
+    )
+    .fetch_one(&mut *connection)
+    .await?;
+    if row.bypasses {
+        return Ok(ServiceRole::LoginRoleBypasses);
+    }
+    if row.member {
+        return Ok(ServiceRole::SetRole);
+    }
+    Err(DbError::NoBypassRls { role: row.role })
+}
+
+/// `user@host:port/database`, never the password.
+fn describe_target(options: &PgConnectOptions) -> String {
+    format!(
+        "{}@{}:{}/{}",
+        options.get_username(),
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or("(default)")
+    )
+}
+
+/// Creates `name` in the cluster behind `admin_url` unless it exists (for the embedded
+/// cluster, whose only database at first is `postgres`).
+pub async fn ensure_database(admin_url: &str, name: &str) -> Result<(), DbError> {
+    let mut connection =
+        PgConnection::connect(admin_url)
+            .await
+            .map_err(|error| DbError::Connect {
+                target: "embedded PostgreSQL".to_owned(),
+                reason: error.to_string(),
+            })?;
+    let exists = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS "exists!""#,
+        name
+    )
+    .fetch_one(&mut connection)
+    .await?;
+    if !exists {
+        // CREATE DATABASE takes no parameters; the name is quoted as an identifier.
+        let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&mut connection)
+            .await?;
+    }
+    connection.close().await.ok();
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! Liveness, readiness and the Prometheus text.
+
+use std::time::Duration;
+
+use axum::{extract::State, http::StatusCode, response::IntoResponse};
+
+use super::AppState;
+
+/// How long the readiness probe waits for the database.
+const READINESS_DB_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Liveness: the process is up and serving. Never depends on the database.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: false while draining or without a database, so the load balancer and the
+/// server registry stop sending new calls here.
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if state.lifecycle.is_draining() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining");
+    }
+    match tokio::time::timeout(READINESS_DB_TIMEOUT, state.db.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready"),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness: database unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+        }
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database timeout"),
+    }
+}
+
+/// Prometheus exposition text.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
+    )
+}

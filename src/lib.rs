@@ -1,0 +1,25 @@
+//! voice-gateway: a realtime voice-AI calling gateway.
+//!
+//! Plivo streams a phone call's audio to our WebSocket; we bridge it to an AI voice pipeline,
+//! decide when a human must take over, and write what happened to PostgreSQL.
+//!
+//! # Layout
+//!
+//! - [`config`]: the typed settings tree; the only reader of the environment.
+//! - [`telemetry`], [`metrics`]: logs and Prometheus metrics.
+//! - [`domain`]: closed vocabularies (end reasons, outcomes, event kinds).
+//! - [`db`]: the pool, the embedded PostgreSQL, and every SQL statement.
+//! - [`lifecycle`]: tracked tasks and the ordered drain on shutdown.
+//! - [`http`]: the axum routes.
+//! - [`startup`]: building and running the application.
+//!
+//! See `ARCHITECTURE.md` for the bird's-eye view and the invariants.
+
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod http;
+pub mod lifecycle;
+pub mod metrics;
+pub mod startup;
+pub mod telemetry;

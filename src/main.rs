@@ -1,0 +1,93 @@
+//! The `voice-gateway` binary: parses the command line, loads and validates the settings
+//! before anything binds a port, and hands over to the library.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use voice_gateway::{
+    config::Settings,
+    startup::{self, Application},
+    telemetry,
+};
+
+/// Exit code for a missing or malformed setting (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+/// Exit code for any other start-up or run failure.
+const EXIT_FAILURE: u8 = 1;
+
+#[derive(Parser)]
+#[command(version, about = "Realtime voice-AI calling gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway: Plivo webhooks, media streams, health and metrics.
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("voice-gateway: configuration error: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    telemetry::init(settings.telemetry.log_format);
+    rustls_provider();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("voice-gateway: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve => serve(settings).await,
+            Command::Migrate => migrate(settings).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("voice-gateway: {error:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    telemetry::log_build_info();
+    if settings.server.stream_secret_generated {
+        tracing::warn!("VG_STREAM_SECRET is unset: using a random secret for this process only");
+    }
+    if settings.plivo.auth_token.is_none() {
+        tracing::warn!(
+            "PLIVO_AUTH_TOKEN is unset: Plivo webhooks cannot be verified and will be refused"
+        );
+    }
+    let application = Application::build(settings).await?;
+    application
+        .run_until_stopped(startup::shutdown_signal())
+        .await
+}
+
+async fn migrate(settings: Settings) -> anyhow::Result<()> {
+    let opened = startup::open_database(&settings).await?;
+    let applied = voice_gateway::db::MIGRATOR.iter().count();
+    println!("migrations up to date ({applied} known)");
+    opened.close().await
+}
+
+/// TLS for outbound connections (providers, Plivo's API) uses ring; exactly one provider must be
+/// installed before the first TLS client is built.
+fn rustls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,260 @@
+//! Building and running the application: open the database (embedded or external), bind the
+//! listener, register in `websocket_servers`, serve, and shut down in order.
+
+use std::{future::Future, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::{
+    config::Settings,
+    db::{self, Database, OpenOptions, embedded::EmbeddedPostgres},
+    http::{self, AppState},
+    lifecycle::{DrainOutcome, Lifecycle},
+};
+
+/// The embedded cluster's database for the gateway.
+pub const EMBEDDED_DATABASE: &str = "voice_gateway";
+/// How long ended calls get to write their logs after the grace period.
+const CALL_WRITE_DEADLINE: Duration = Duration::from_secs(15);
+/// How long background tasks get to stop.
+const BACKGROUND_STOP_DEADLINE: Duration = Duration::from_secs(5);
+/// A registry row older than this many heartbeats is stale and not picked for new streams.
+pub const STALE_HEARTBEATS: u32 = 3;
+
+/// A database handle plus the embedded cluster behind it, if any (stopped on shutdown).
+pub struct OpenedDatabase {
+    pub db: Database,
+    pub embedded: Option<EmbeddedPostgres>,
+}
+
+impl OpenedDatabase {
+    /// Closes the pool, then stops the embedded cluster.
+    pub async fn close(self) -> anyhow::Result<()> {
+        self.db.close().await;
+        if let Some(embedded) = self.embedded {
+            tokio::task::spawn_blocking(move || embedded.stop())
+                .await
+                .context("stopping the embedded PostgreSQL")??;
+        }
+        Ok(())
+    }
+}
+
+/// Opens `DATABASE_URL`, or starts the embedded cluster under `VG_DATA_DIR` when it is unset;
+/// applies the migrations; checks the service role.
+pub async fn open_database(settings: &Settings) -> anyhow::Result<OpenedDatabase> {
+    let max_connections = settings.database.max_connections;
+    if let Some(url) = settings.database.external_url() {
+        let db = Database::open(OpenOptions {
+            url,
+            max_connections,
+            migrate: true,
+        })
+        .await?;
+        return Ok(OpenedDatabase { db, embedded: None });
+    }
+    let cluster_dir = settings.database.data_dir.join("postgres");
+    let embedded = start_embedded(&cluster_dir).await?;
+    tracing::info!(dir = %cluster_dir.display(), port = embedded.port(), "embedded PostgreSQL started");
+    let opened = async {
+        db::ensure_database(&embedded.url("postgres"), EMBEDDED_DATABASE).await?;
+        Database::open(OpenOptions {
+            url: &embedded.url(EMBEDDED_DATABASE),
+            max_connections,
+            migrate: true,
+        })
+        .await
+    }
+    .await;
+    match opened {
+        Ok(db) => Ok(OpenedDatabase {
+            db,
+            embedded: Some(embedded),
+        }),
+        Err(error) => {
+            let _ = tokio::task::spawn_blocking(move || embedded.stop()).await;
+            Err(error.into())
+        }
+    }
+}
+
+async fn start_embedded(dir: &Path) -> anyhow::Result<EmbeddedPostgres> {
+    let dir = dir.to_owned();
+    let embedded = tokio::task::spawn_blocking(move || EmbeddedPostgres::start_persistent(&dir))
+        .await
+        .context("the embedded PostgreSQL start-up task failed")??;
+    Ok(embedded)
+}
+
+/// The built application: database open, listener bound, server registered.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    database: OpenedDatabase,
+}
+
+impl Application {
+    /// Opens the database, binds `VG_LISTEN` and registers this server. Port 0 is allowed;
+    /// [`Application::local_addr`] tells the port chosen.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let database = open_database(&settings).await?;
+        let listener = match TcpListener::bind(settings.server.listen).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                database.close().await.ok();
+                return Err(anyhow::anyhow!(
+                    "cannot listen on VG_LISTEN={}: {error}",
+                    settings.server.listen
+                ));
+            }
+        };
+        let state = AppState {
+            settings: Arc::new(settings),
+            db: database.db.clone(),
+            lifecycle: Lifecycle::default(),
+            metrics: crate::metrics::handle(),
+        };
+        Ok(Self {
+            listener,
+            state,
+            database,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then drains: readiness false, registry row inactive,
+    /// live calls finish (or end with reason `shutdown` after the grace period), background
+    /// tasks stop, the HTTP server stops, the database closes.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            state,
+            database,
+        } = self;
+        let settings = state.settings.clone();
+        let server = &settings.server;
+        let public_ws_url = server.public_ws_url();
+        let stream_url = public_ws_url
+            .join("plivo/stream")
+            .expect("a relative path joins");
+        state
+            .db
+            .register_server(&server.name, stream_url.as_str(), server.priority)
+            .await
+            .context("registering in websocket_servers")?;
+        tracing::info!(
+            address = %listener.local_addr()?,
+            name = %server.name,
+            stream_url = %stream_url,
+            "listening"
+        );
+        spawn_heartbeat(&state, stream_url.to_string());
+
+        let http_stop = tokio_util::sync::CancellationToken::new();
+        let router = http::router(state.clone());
+        let serve = tokio::spawn({
+            let http_stop = http_stop.clone();
+            async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { http_stop.cancelled().await })
+                    .await
+            }
+        });
+
+        shutdown.await;
+        let lifecycle = &state.lifecycle;
+        lifecycle.start_draining();
+        tracing::info!(live_calls = lifecycle.live_calls(), grace = ?server.shutdown_grace, "draining");
+        if let Err(error) = state.db.deactivate_server(&server.name).await {
+            tracing::error!(%error, "could not mark this server inactive");
+        }
+        match lifecycle
+            .drain_calls(server.shutdown_grace, CALL_WRITE_DEADLINE)
+            .await
+        {
+            DrainOutcome::Finished => tracing::info!("all calls finished"),
+            DrainOutcome::CutShort => tracing::warn!("calls were ended by the shutdown"),
+        }
+        lifecycle.stop_background(BACKGROUND_STOP_DEADLINE).await;
+        // The heartbeat may have raced the deactivation; the row must end inactive.
+        if let Err(error) = state.db.deactivate_server(&server.name).await {
+            tracing::error!(%error, "could not mark this server inactive");
+        }
+        http_stop.cancel();
+        match serve.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "HTTP server error"),
+            Err(error) => tracing::error!(%error, "HTTP server task failed"),
+        }
+        drop(state);
+        database.close().await?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Refreshes this server's registry row every heartbeat interval, re-registering it if the row
+/// vanished (but not if an operator deactivated it).
+fn spawn_heartbeat(state: &AppState, stream_url: String) {
+    let db = state.db.clone();
+    let lifecycle = state.lifecycle.clone();
+    let stop = lifecycle.background_stop_token();
+    let server = state.settings.server.clone();
+    state.lifecycle.spawn_background(async move {
+        let mut ticker = tokio::time::interval(server.heartbeat_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await; // The first tick is immediate; registration just happened.
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            if lifecycle.is_draining() {
+                continue;
+            }
+            let live_calls = i32::try_from(lifecycle.live_calls()).unwrap_or(i32::MAX);
+            metrics::gauge!(crate::metrics::LIVE_CALLS).set(f64::from(live_calls));
+            let result = match db.heartbeat_server(&server.name, live_calls).await {
+                Ok(true) => Ok(()),
+                Ok(false) => match db.server_exists(&server.name).await {
+                    Ok(true) => Ok(()), // Deactivated by an operator: respect it.
+                    Ok(false) => {
+                        db.register_server(&server.name, &stream_url, server.priority)
+                            .await
+                    }
+                    Err(error) => Err(error),
+                },
+                Err(error) => Err(error),
+            };
+            if let Err(error) = result {
+                metrics::counter!(crate::metrics::HEARTBEAT_FAILURES).increment(1);
+                tracing::warn!(%error, "heartbeat failed");
+            }
+        }
+    });
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    let name = tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    };
+    tracing::info!(signal = name, "shutdown requested");
+}
