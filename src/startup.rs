@@ -95,7 +95,8 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the database, binds `VG_LISTEN` and registers this server. Port 0 is allowed;
+    /// Opens the database, binds `VG_LISTEN` and registers this server (active, verified), so
+    /// that once this returns the registry knows it. Port 0 is allowed;
     /// [`Application::local_addr`] tells the port chosen.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let database = open_database(&settings).await?;
@@ -109,11 +110,26 @@ impl Application {
                 ));
             }
         };
+        let stream_url = stream_url(&settings);
+        if let Err(error) = database
+            .db
+            .register_server(
+                &settings.server.name,
+                stream_url.as_str(),
+                settings.server.priority,
+            )
+            .await
+        {
+            database.close().await.ok();
+            return Err(anyhow::Error::new(error).context("registering in websocket_servers"));
+        }
+        let metrics = crate::metrics::handle();
+        metrics::gauge!(crate::metrics::DRAINING).set(0.0);
         let state = AppState {
             settings: Arc::new(settings),
             db: database.db.clone(),
             lifecycle: Lifecycle::default(),
-            metrics: crate::metrics::handle(),
+            metrics,
         };
         Ok(Self {
             listener,
@@ -146,15 +162,7 @@ impl Application {
         } = self;
         let settings = state.settings.clone();
         let server = &settings.server;
-        let public_ws_url = server.public_ws_url();
-        let stream_url = public_ws_url
-            .join("plivo/stream")
-            .expect("a relative path joins");
-        state
-            .db
-            .register_server(&server.name, stream_url.as_str(), server.priority)
-            .await
-            .context("registering in websocket_servers")?;
+        let stream_url = stream_url(&settings);
         tracing::info!(
             address = %listener.local_addr()?,
             name = %server.name,
@@ -204,6 +212,15 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The media WebSocket URL this gateway registers: the public URL's `wss://` twin.
+pub fn stream_url(settings: &Settings) -> url::Url {
+    settings
+        .server
+        .public_ws_url()
+        .join("plivo/stream")
+        .expect("a relative path joins a base URL")
 }
 
 /// Refreshes this server's registry row every heartbeat interval, re-registering it if the row

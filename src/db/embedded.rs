@@ -86,8 +86,9 @@ pub struct EmbeddedPostgres {
     pid: u32,
     password: String,
     ephemeral: bool,
-    /// Receives the server's exit status from the thread that waits on it.
-    exited: Option<mpsc::Receiver<io::Result<ExitStatus>>>,
+    /// Receives the server's exit status from the thread that waits on it. In a mutex only
+    /// so that the handle is `Sync` and can live in a `static` (the test harness's cluster).
+    exited: std::sync::Mutex<Option<Exited>>,
 }
 
 /// Where the server binaries are: a directory, or `None` for "on PATH".
@@ -164,7 +165,12 @@ impl EmbeddedPostgres {
     }
 
     fn shutdown(&mut self) -> Result<(), EmbeddedError> {
-        let Some(exited) = self.exited.take() else {
+        let Some(exited) = self
+            .exited
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+        else {
             return Ok(());
         };
         signal(self.pid, libc::SIGINT);
@@ -205,7 +211,7 @@ impl EmbeddedPostgres {
                         pid,
                         password: password.clone(),
                         ephemeral,
-                        exited: Some(exited),
+                        exited: std::sync::Mutex::new(Some(exited)),
                     };
                     match server.wait_ready() {
                         Ok(()) => return Ok(server),
@@ -238,8 +244,12 @@ impl EmbeddedPostgres {
         let started = std::time::Instant::now();
         let pid_file = self.root.join("data/postmaster.pid");
         loop {
-            if let Some(Ok(status)) = self.exited.as_ref().map(mpsc::Receiver::try_recv) {
-                self.exited = None;
+            let exited = self
+                .exited
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(Ok(status)) = exited.as_ref().map(mpsc::Receiver::try_recv) {
+                *exited = None;
                 let status = status
                     .map(|status| status.to_string())
                     .unwrap_or_else(|error| error.to_string());

@@ -1,0 +1,10 @@
+//! The integration suite: one test binary, one ephemeral PostgreSQL cluster, a fresh database
+//! per test. Nothing here mocks the database.
+
+mod calls;
+mod embedded;
+mod helpers;
+mod rls;
+mod schema;
+mod serve;
+mod servers;
