@@ -29,6 +29,10 @@ const KEYS: &[(&str, &str)] = &[
     ("VG_HEARTBEAT_SECS", "server.heartbeat_secs"),
     ("VG_SHUTDOWN_GRACE_SECS", "server.shutdown_grace_secs"),
     ("VG_STREAM_SECRET", "server.stream_secret"),
+    ("VG_MAX_CALLS", "calls.max_live"),
+    ("VG_PLAYOUT_LEAD_MS", "calls.playout_lead_ms"),
+    ("VG_GREETING_GUARD_MS", "calls.greeting_guard_ms"),
+    ("VG_PROVIDER_TIMEOUT_SECS", "calls.provider_timeout_secs"),
     ("VG_LOG_FORMAT", "telemetry.log_format"),
     ("VG_MODELS_DIR", "ai.models_dir"),
     ("VG_AI_PROVIDER", "ai.provider"),
@@ -226,6 +230,7 @@ fn flatten_toml(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub server: ServerSettings,
+    pub calls: CallSettings,
     pub database: DatabaseSettings,
     pub telemetry: TelemetrySettings,
     pub ai: AiSettings,
@@ -252,6 +257,21 @@ pub struct ServerSettings {
     pub stream_secret: SecretString,
     /// Whether `stream_secret` was generated rather than configured.
     pub stream_secret_generated: bool,
+}
+
+/// How calls are run on this gateway.
+#[derive(Debug, Clone)]
+pub struct CallSettings {
+    /// Live calls this gateway accepts at once (`VG_MAX_CALLS`).
+    pub max_live: usize,
+    /// How far ahead of real time agent audio is sent to Plivo (`VG_PLAYOUT_LEAD_MS`): more is
+    /// robust to network jitter, less makes a barge-in discard less.
+    pub playout_lead: Duration,
+    /// Caller speech during the first part of the greeting is taken for the agent's own echo
+    /// (`VG_GREETING_GUARD_MS`; 0 turns the guard off).
+    pub greeting_guard: Duration,
+    /// How long a provider may take to open a session or take a message (`VG_PROVIDER_TIMEOUT_SECS`).
+    pub provider_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -336,6 +356,10 @@ pub mod defaults {
     pub const SHUTDOWN_GRACE_SECS: u64 = 30;
     /// Shorter secrets make stream tokens guessable.
     pub const MIN_STREAM_SECRET_LEN: usize = 32;
+    pub const MAX_CALLS: usize = 2000;
+    pub const PLAYOUT_LEAD_MS: u64 = 300;
+    pub const GREETING_GUARD_MS: u64 = 800;
+    pub const PROVIDER_TIMEOUT_SECS: u64 = 8;
 }
 
 impl Settings {
@@ -524,7 +548,47 @@ impl Settings {
             ));
         }
 
+        let calls = CallSettings {
+            max_live: source
+                .parse("VG_MAX_CALLS", "a whole number from 1 to 100000", |raw| {
+                    raw.parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=100_000).contains(n))
+                })?
+                .unwrap_or(defaults::MAX_CALLS),
+            playout_lead: Duration::from_millis(
+                source
+                    .parse(
+                        "VG_PLAYOUT_LEAD_MS",
+                        "milliseconds from 20 to 5000",
+                        |raw| {
+                            raw.parse::<u64>()
+                                .ok()
+                                .filter(|ms| (20..=5000).contains(ms))
+                        },
+                    )?
+                    .unwrap_or(defaults::PLAYOUT_LEAD_MS),
+            ),
+            greeting_guard: Duration::from_millis(
+                source
+                    .parse("VG_GREETING_GUARD_MS", "milliseconds up to 10000", |raw| {
+                        raw.parse::<u64>().ok().filter(|ms| *ms <= 10_000)
+                    })?
+                    .unwrap_or(defaults::GREETING_GUARD_MS),
+            ),
+            provider_timeout: Duration::from_secs(
+                source
+                    .parse("VG_PROVIDER_TIMEOUT_SECS", "seconds from 1 to 120", |raw| {
+                        raw.parse::<u64>()
+                            .ok()
+                            .filter(|secs| (1..=120).contains(secs))
+                    })?
+                    .unwrap_or(defaults::PROVIDER_TIMEOUT_SECS),
+            ),
+        };
+
         Ok(Self {
+            calls,
             server: ServerSettings {
                 listen,
                 public_url,

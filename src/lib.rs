@@ -15,11 +15,15 @@
 //!
 //! See `ARCHITECTURE.md` for the bird's-eye view and the invariants.
 
+pub mod ai;
+pub mod audio;
+pub mod call;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod http;
 pub mod lifecycle;
 pub mod metrics;
+pub mod plivo;
 pub mod startup;
 pub mod telemetry;

@@ -7,6 +7,11 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::{
+    ai::ConfiguredProvider,
+    call::{
+        bridge::{CallRuntime, CallTiming},
+        registry::Registry,
+    },
     config::Settings,
     db::{self, Database, OpenOptions, embedded::EmbeddedPostgres},
     http::{self, AppState},
@@ -125,7 +130,25 @@ impl Application {
         }
         let metrics = crate::metrics::handle();
         metrics::gauge!(crate::metrics::DRAINING).set(0.0);
+        let runtime = CallRuntime {
+            db: database.db.clone(),
+            providers: Arc::new(ConfiguredProvider::new(
+                settings.ai.clone(),
+                settings.calls.provider_timeout,
+            )),
+            registry: Registry::new(settings.calls.max_live),
+            server_name: settings.server.name.clone(),
+            timing: CallTiming {
+                playout_lead: settings.calls.playout_lead,
+                greeting_guard: settings.calls.greeting_guard,
+                start_timeout: Duration::from_secs(10),
+                provider_send_timeout: settings.calls.provider_timeout,
+                summary_timeout: Duration::from_secs(5),
+                final_playout_limit: Duration::from_secs(15),
+            },
+        };
         let state = AppState {
+            runtime,
             settings: Arc::new(settings),
             db: database.db.clone(),
             lifecycle: Lifecycle::default(),
@@ -243,7 +266,6 @@ fn spawn_heartbeat(state: &AppState, stream_url: String) {
                 continue;
             }
             let live_calls = i32::try_from(lifecycle.live_calls()).unwrap_or(i32::MAX);
-            metrics::gauge!(crate::metrics::LIVE_CALLS).set(f64::from(live_calls));
             let result = match db.heartbeat_server(&server.name, live_calls).await {
                 Ok(true) => Ok(()),
                 Ok(false) => match db.server_exists(&server.name).await {

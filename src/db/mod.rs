@@ -5,6 +5,7 @@
 //! idempotent by the call's Plivo CallUUID (`call_sid`), because Plivo's callbacks and the
 //! media stream race and repeat.
 
+pub mod answer;
 pub mod calls;
 pub mod embedded;
 pub mod servers;

@@ -1,16 +1,20 @@
-//! The HTTP surface (axum): health, readiness and metrics now; Plivo webhooks, the media
-//! WebSocket and the campaign API join it in their own modules.
+//! The HTTP surface (axum): health, readiness and metrics; Plivo's webhooks and the media
+//! WebSocket; the campaign API joins it in its own module.
 //!
 //! Handlers are thin: parse, call into the library, map errors to responses.
 
 mod health;
+mod plivo;
 
 use std::sync::Arc;
 
-use axum::{Router, routing::get};
+use axum::{
+    Router,
+    routing::{get, post},
+};
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::{config::Settings, db::Database, lifecycle::Lifecycle};
+use crate::{call::bridge::CallRuntime, config::Settings, db::Database, lifecycle::Lifecycle};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -19,6 +23,8 @@ pub struct AppState {
     pub db: Database,
     pub lifecycle: Lifecycle,
     pub metrics: PrometheusHandle,
+    /// What the media WebSocket hands every call.
+    pub runtime: CallRuntime,
 }
 
 /// The application's routes, without a listener, so tests can drive it as a `tower::Service`.
@@ -27,6 +33,14 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/plivo/answer", get(plivo::answer).post(plivo::answer))
+        .route("/plivo/hangup", post(plivo::hangup))
+        .route("/plivo/stream-status", post(plivo::stream_status))
+        .route(
+            "/plivo/after-stream",
+            get(plivo::after_stream).post(plivo::after_stream),
+        )
+        .route("/plivo/stream", get(plivo::stream))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(
                 |request: &axum::http::Request<_>| {

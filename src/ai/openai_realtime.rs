@@ -1,0 +1,587 @@
+//! OpenAI Realtime (GA protocol) over a WebSocket.
+//!
+//! μ-law carriers use `audio/pcmu` both ways, so caller audio is forwarded as the very base64
+//! text Plivo sent and agent audio is only base64-decoded: no transcoding at all. L16 carriers
+//! go through the resampler to and from PCM 24 kHz, with buffers allocated once per call.
+//!
+//! Turn detection runs on the server (`server_vad` or `semantic_vad`) with
+//! `interrupt_response: false`: the gateway decides barge-in itself (so it can protect the
+//! greeting from the agent's own echo) and then truncates and cancels explicitly.
+//!
+//! A session that expires on a long call (`session_expired`) is reopened, and the conversation
+//! so far is replayed into the new session as items.
+
+use std::{borrow::Cow, collections::VecDeque, time::Duration};
+
+use base64::Engine as _;
+use futures_util::{SinkExt, StreamExt};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
+};
+use url::Url;
+
+use super::{
+    ProviderCommand, ProviderError, ProviderEvent, ProviderFuture, ResponseStatus, VoiceProvider,
+    tools,
+};
+use crate::audio::{AudioFormat, Encoding, framing::Rechunker, l16, resample::Resampler};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The sample rate of OpenAI's PCM format.
+const PCM_RATE: u32 = 24_000;
+/// The transcription model for the caller's speech.
+const TRANSCRIPTION_MODEL: &str = "gpt-4o-mini-transcribe";
+/// The voice when the campaign names none.
+const DEFAULT_VOICE: &str = "marin";
+/// Instructions of the text-only summary response.
+const SUMMARY_INSTRUCTIONS: &str = "The call is over. In at most two sentences of plain text, summarise it for the sales team: what the caller said they want and how the call ended. Do not address the caller.";
+
+/// How to open a session.
+#[derive(Debug, Clone)]
+pub struct OpenAiConfig {
+    /// `wss://api.openai.com/v1/realtime` (or a local fake).
+    pub url: Url,
+    pub model: String,
+    pub api_key: SecretString,
+    /// The carrier's audio format (what the bridge sends and expects back).
+    pub carrier_format: AudioFormat,
+    pub instructions: String,
+    /// Said first, before the caller speaks.
+    pub greeting: String,
+    pub voice: Option<String>,
+    pub language: String,
+    /// `server_vad` or `semantic_vad`.
+    pub turn_detection: String,
+    /// How long connecting and the session set-up may take.
+    pub handshake_timeout: Duration,
+}
+
+/// A live OpenAI Realtime session for one call.
+pub struct OpenAiRealtime {
+    config: OpenAiConfig,
+    socket: Socket,
+    pending: VecDeque<ProviderEvent>,
+    audio: AudioPath,
+    /// The conversation so far, replayed into a new session if this one expires.
+    history: Vec<(Role, String)>,
+    summary_pending: bool,
+    reconnect_needed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    User,
+    Assistant,
+}
+
+/// Conversion between the carrier's format and the session's.
+enum AudioPath {
+    /// μ-law both ways: nothing to convert.
+    Passthrough,
+    /// L16 at 8 or 16 kHz ⇄ PCM 24 kHz.
+    Resampled(Box<Resampling>),
+}
+
+struct Resampling {
+    carrier: AudioFormat,
+    up: Resampler,
+    down: Resampler,
+    samples_in: Vec<i16>,
+    samples_mid: Vec<i16>,
+    bytes_out: Vec<u8>,
+    /// Agent audio arrives in arbitrary deltas; the resampler wants 20 ms frames.
+    agent_frames: Rechunker,
+}
+
+impl OpenAiRealtime {
+    /// Connects, configures the session and asks for the greeting.
+    pub async fn connect(config: OpenAiConfig) -> Result<Self, ProviderError> {
+        let audio = AudioPath::new(config.carrier_format)?;
+        let socket = tokio::time::timeout(config.handshake_timeout, open_session(&config))
+            .await
+            .map_err(|_| {
+                ProviderError::Handshake(format!(
+                    "no session within {:?}",
+                    config.handshake_timeout
+                ))
+            })??;
+        let mut provider = Self {
+            config,
+            socket,
+            pending: VecDeque::new(),
+            audio,
+            history: Vec::new(),
+            summary_pending: false,
+            reconnect_needed: false,
+        };
+        let greeting = json!({
+            "type": "response.create",
+            "response": {
+                "instructions": format!("Greet the caller now by saying exactly: \"{}\"", provider.config.greeting)
+            }
+        });
+        provider.send_json(&greeting).await?;
+        Ok(provider)
+    }
+
+    async fn send_text(&mut self, text: String) -> Result<(), ProviderError> {
+        self.socket
+            .send(Message::text(text))
+            .await
+            .map_err(|error| ProviderError::Transport(error.to_string()))
+    }
+
+    async fn send_json(&mut self, value: &Value) -> Result<(), ProviderError> {
+        self.send_text(value.to_string()).await
+    }
+
+    /// Opens a new session after `session_expired` and replays the conversation into it.
+    async fn reopen(&mut self) -> Result<(), ProviderError> {
+        let socket =
+            tokio::time::timeout(self.config.handshake_timeout, open_session(&self.config))
+                .await
+                .map_err(|_| {
+                    ProviderError::Handshake("reopening the expired session timed out".to_owned())
+                })??;
+        self.socket = socket;
+        let history = std::mem::take(&mut self.history);
+        for (role, text) in &history {
+            let item = match role {
+                Role::User => {
+                    json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]})
+                }
+                Role::Assistant => {
+                    json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]})
+                }
+            };
+            self.send_json(&json!({"type": "conversation.item.create", "item": item}))
+                .await?;
+        }
+        self.history = history;
+        Ok(())
+    }
+
+    /// Turns one server event into zero or more provider events.
+    fn handle_server_event(&mut self, text: &str) -> Result<(), ProviderError> {
+        let event: ServerEvent<'_> = serde_json::from_str(text)
+            .map_err(|error| ProviderError::Protocol(format!("bad server event: {error}")))?;
+        let owned = |value: Option<String>| value.unwrap_or_default();
+        match event.kind.as_ref() {
+            "response.created" => {
+                let response_id = event
+                    .response
+                    .as_ref()
+                    .and_then(|r| r["id"].as_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                self.pending
+                    .push_back(ProviderEvent::ResponseStarted { response_id });
+            }
+            "response.output_audio.delta" | "response.audio.delta" => {
+                let delta = event.delta.unwrap_or_default();
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(delta.as_bytes())
+                    .map_err(|_| ProviderError::Protocol("audio delta is not base64".to_owned()))?;
+                let audio = self.audio.agent_audio(decoded)?;
+                if !audio.is_empty() {
+                    self.pending.push_back(ProviderEvent::Audio {
+                        response_id: owned(event.response_id),
+                        item_id: owned(event.item_id),
+                        audio,
+                    });
+                }
+            }
+            "response.output_audio.done" | "response.audio.done" => {
+                let tail = self.audio.flush_agent_audio()?;
+                let response_id = owned(event.response_id);
+                let item_id = owned(event.item_id);
+                if !tail.is_empty() {
+                    self.pending.push_back(ProviderEvent::Audio {
+                        response_id: response_id.clone(),
+                        item_id: item_id.clone(),
+                        audio: tail,
+                    });
+                }
+                self.pending.push_back(ProviderEvent::AudioDone {
+                    response_id,
+                    item_id,
+                });
+            }
+            "response.output_audio_transcript.done" | "response.audio_transcript.done" => {
+                let text = owned(event.transcript);
+                self.history.push((Role::Assistant, text.clone()));
+                self.pending.push_back(ProviderEvent::AgentTranscript {
+                    item_id: owned(event.item_id),
+                    text,
+                });
+            }
+            "response.output_text.done" | "response.text.done" => {
+                if self.summary_pending {
+                    self.summary_pending = false;
+                    self.pending.push_back(ProviderEvent::Summary {
+                        text: owned(event.text),
+                    });
+                }
+            }
+            "input_audio_buffer.speech_started" => {
+                self.pending.push_back(ProviderEvent::CallerSpeechStarted)
+            }
+            "input_audio_buffer.speech_stopped" => {
+                self.pending.push_back(ProviderEvent::CallerSpeechStopped)
+            }
+            "conversation.item.input_audio_transcription.completed" => {
+                let text = owned(event.transcript);
+                self.history.push((Role::User, text.clone()));
+                self.pending.push_back(ProviderEvent::CallerTranscript {
+                    item_id: owned(event.item_id),
+                    text,
+                });
+            }
+            "response.function_call_arguments.done" => {
+                self.pending.push_back(ProviderEvent::ToolCall {
+                    response_id: owned(event.response_id),
+                    call_id: owned(event.call_id),
+                    name: owned(event.name),
+                    arguments: owned(event.arguments),
+                })
+            }
+            "response.done" => {
+                let response = event.response.unwrap_or(Value::Null);
+                self.pending.push_back(ProviderEvent::ResponseDone {
+                    response_id: response["id"].as_str().unwrap_or_default().to_owned(),
+                    status: ResponseStatus::parse(response["status"].as_str().unwrap_or("failed")),
+                    usage: response
+                        .get("usage")
+                        .filter(|usage| !usage.is_null())
+                        .cloned(),
+                });
+            }
+            "error" => {
+                let error = event.error.unwrap_or(Value::Null);
+                let code = error["code"].as_str().unwrap_or_default();
+                let message = error["message"]
+                    .as_str()
+                    .unwrap_or("unknown error")
+                    .to_owned();
+                if code == "session_expired" {
+                    self.reconnect_needed = true;
+                    self.pending.push_back(ProviderEvent::Warning {
+                        message: "session expired; reopening it with the conversation so far"
+                            .to_owned(),
+                    });
+                } else {
+                    self.pending.push_back(ProviderEvent::Warning {
+                        message: format!("{code}: {message}"),
+                    });
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl VoiceProvider for OpenAiRealtime {
+    fn kind(&self) -> &'static str {
+        "openai"
+    }
+
+    fn send_audio<'a>(&'a mut self, frame: &'a [u8], base64: &'a str) -> ProviderFuture<'a, ()> {
+        Box::pin(async move {
+            if self.reconnect_needed {
+                return Ok(()); // Audio during the reopen is lost; the caller hears nothing meanwhile.
+            }
+            let mut text = String::with_capacity(64 + base64.len() * 3);
+            text.push_str(r#"{"type":"input_audio_buffer.append","audio":""#);
+            match &mut self.audio {
+                AudioPath::Passthrough => text.push_str(base64),
+                AudioPath::Resampled(resampling) => {
+                    let pcm = resampling.caller_audio(frame)?;
+                    base64::engine::general_purpose::STANDARD.encode_string(pcm, &mut text);
+                }
+            }
+            text.push_str(r#""}"#);
+            self.send_text(text).await
+        })
+    }
+
+    fn send(&mut self, command: ProviderCommand) -> ProviderFuture<'_, ()> {
+        Box::pin(async move {
+            match command {
+                ProviderCommand::Interrupt {
+                    item_id,
+                    audio_end_ms,
+                    cancel_response,
+                } => {
+                    self.send_json(&json!({
+                        "type": "conversation.item.truncate",
+                        "item_id": item_id,
+                        "content_index": 0,
+                        "audio_end_ms": audio_end_ms,
+                    }))
+                    .await?;
+                    if cancel_response {
+                        self.send_json(&json!({"type": "response.cancel"})).await?;
+                    }
+                    Ok(())
+                }
+                ProviderCommand::ToolResult { call_id, output } => {
+                    self.send_json(&json!({
+                        "type": "conversation.item.create",
+                        "item": {"type": "function_call_output", "call_id": call_id, "output": output.to_string()},
+                    }))
+                    .await
+                }
+                ProviderCommand::Continue => self.send_json(&json!({"type": "response.create"})).await,
+                ProviderCommand::RequestSummary => {
+                    self.summary_pending = true;
+                    self.send_json(&json!({
+                        "type": "response.create",
+                        "response": {"output_modalities": ["text"], "instructions": SUMMARY_INSTRUCTIONS},
+                    }))
+                    .await
+                }
+            }
+        })
+    }
+
+    fn next_event(&mut self) -> ProviderFuture<'_, ProviderEvent> {
+        Box::pin(async move {
+            loop {
+                if let Some(event) = self.pending.pop_front() {
+                    return Ok(event);
+                }
+                if self.reconnect_needed {
+                    self.reopen().await?;
+                    self.reconnect_needed = false;
+                    continue;
+                }
+                // StreamExt::next is cancel-safe: a dropped poll loses no message.
+                match self.socket.next().await {
+                    None => return Err(ProviderError::Closed("the connection ended".to_owned())),
+                    Some(Err(error)) => return Err(ProviderError::Transport(error.to_string())),
+                    Some(Ok(Message::Text(text))) => self.handle_server_event(text.as_str())?,
+                    Some(Ok(Message::Close(frame))) => {
+                        let reason = frame
+                            .map(|frame| format!("{} {}", u16::from(frame.code), frame.reason))
+                            .unwrap_or_default();
+                        return Err(ProviderError::Closed(
+                            format!("closed by the provider {reason}").trim().to_owned(),
+                        ));
+                    }
+                    Some(Ok(_)) => {} // Pings are answered by tungstenite; binary frames are not used.
+                }
+            }
+        })
+    }
+}
+
+/// Connects and configures a session: `session.created`, then our `session.update`, then
+/// `session.updated`.
+async fn open_session(config: &OpenAiConfig) -> Result<Socket, ProviderError> {
+    let mut url = config.url.clone();
+    url.query_pairs_mut().append_pair("model", &config.model);
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|error| ProviderError::Connect(error.to_string()))?;
+    let bearer = HeaderValue::from_str(&format!("Bearer {}", config.api_key.expose_secret()))
+        .map_err(|_| {
+            ProviderError::Connect("the API key is not a valid header value".to_owned())
+        })?;
+    request.headers_mut().insert("Authorization", bearer);
+    let (mut socket, _response) = tokio_tungstenite::connect_async(request)
+        .await
+        .map_err(|error| ProviderError::Connect(error.to_string()))?;
+
+    let update = session_update(config);
+    socket
+        .send(Message::text(update.to_string()))
+        .await
+        .map_err(|error| ProviderError::Transport(error.to_string()))?;
+    loop {
+        let message = socket
+            .next()
+            .await
+            .ok_or_else(|| ProviderError::Handshake("closed before session.updated".to_owned()))?
+            .map_err(|error| ProviderError::Handshake(error.to_string()))?;
+        let Message::Text(text) = message else {
+            if let Message::Close(_) = message {
+                return Err(ProviderError::Handshake(
+                    "closed before session.updated".to_owned(),
+                ));
+            }
+            continue;
+        };
+        let value: Value = serde_json::from_str(text.as_str())
+            .map_err(|error| ProviderError::Handshake(error.to_string()))?;
+        match value["type"].as_str() {
+            Some("session.updated") => return Ok(socket),
+            Some("error") => {
+                return Err(ProviderError::Handshake(
+                    value["error"]["message"]
+                        .as_str()
+                        .unwrap_or("session.update refused")
+                        .to_owned(),
+                ));
+            }
+            _ => {} // session.created and anything else before our update is acknowledged.
+        }
+    }
+}
+
+/// The GA `session.update` for a call.
+pub fn session_update(config: &OpenAiConfig) -> Value {
+    let format = match config.carrier_format.encoding {
+        Encoding::Mulaw => json!({"type": "audio/pcmu"}),
+        Encoding::L16 => json!({"type": "audio/pcm", "rate": PCM_RATE}),
+    };
+    let turn_detection = match config.turn_detection.as_str() {
+        "semantic_vad" => json!({
+            "type": "semantic_vad", "eagerness": "auto", "create_response": true, "interrupt_response": false,
+        }),
+        _ => json!({
+            "type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 500,
+            "create_response": true, "interrupt_response": false,
+        }),
+    };
+    let language = config.language.split(['-', '_']).next().unwrap_or("en");
+    json!({
+        "type": "session.update",
+        "session": {
+            "type": "realtime",
+            "model": config.model,
+            "instructions": config.instructions,
+            "output_modalities": ["audio"],
+            "audio": {
+                "input": {
+                    "format": format,
+                    "noise_reduction": {"type": "near_field"},
+                    "transcription": {"model": TRANSCRIPTION_MODEL, "language": language},
+                    "turn_detection": turn_detection,
+                },
+                "output": {
+                    "format": format,
+                    "voice": config.voice.as_deref().unwrap_or(DEFAULT_VOICE),
+                },
+            },
+            "tools": tools::declarations(),
+            "tool_choice": "auto",
+        }
+    })
+}
+
+impl AudioPath {
+    fn new(carrier: AudioFormat) -> Result<Self, ProviderError> {
+        if carrier.encoding == Encoding::Mulaw {
+            return Ok(Self::Passthrough);
+        }
+        let resampler_error = |error: crate::audio::resample::ResampleError| {
+            ProviderError::Protocol(error.to_string())
+        };
+        let up = Resampler::new(carrier.sample_rate, PCM_RATE).map_err(resampler_error)?;
+        let down = Resampler::new(PCM_RATE, carrier.sample_rate).map_err(resampler_error)?;
+        let pcm = AudioFormat::PCM_24K;
+        Ok(Self::Resampled(Box::new(Resampling {
+            carrier,
+            samples_in: vec![0; pcm.frame_bytes() / 2],
+            samples_mid: vec![0; pcm.frame_bytes() / 2],
+            bytes_out: vec![0; pcm.frame_bytes()],
+            agent_frames: Rechunker::new(pcm.frame_bytes()),
+            up,
+            down,
+        })))
+    }
+
+    /// Agent audio from the session, converted to the carrier's format.
+    fn agent_audio(&mut self, decoded: Vec<u8>) -> Result<Vec<u8>, ProviderError> {
+        match self {
+            Self::Passthrough => Ok(decoded),
+            Self::Resampled(resampling) => resampling.agent_audio(&decoded, false),
+        }
+    }
+
+    fn flush_agent_audio(&mut self) -> Result<Vec<u8>, ProviderError> {
+        match self {
+            Self::Passthrough => Ok(Vec::new()),
+            Self::Resampled(resampling) => resampling.agent_audio(&[], true),
+        }
+    }
+}
+
+impl Resampling {
+    /// One carrier frame → PCM 24 kHz bytes.
+    fn caller_audio(&mut self, frame: &[u8]) -> Result<&[u8], ProviderError> {
+        let carrier_samples = self.carrier.frame_bytes() / 2;
+        let mut samples = [0i16; 320];
+        let count = l16::decode_le(
+            &frame[..frame.len().min(carrier_samples * 2)],
+            &mut samples[..carrier_samples],
+        );
+        samples[count..carrier_samples].fill(0);
+        let written = self
+            .up
+            .process_frame(&samples[..carrier_samples], &mut self.samples_mid)
+            .map_err(|error| ProviderError::Protocol(error.to_string()))?;
+        let bytes = l16::encode_le(&self.samples_mid[..written], &mut self.bytes_out);
+        Ok(&self.bytes_out[..bytes])
+    }
+
+    /// PCM 24 kHz bytes → carrier frames; with `flush`, the remainder is padded and emitted.
+    fn agent_audio(&mut self, pcm: &[u8], flush: bool) -> Result<Vec<u8>, ProviderError> {
+        let mut out = Vec::with_capacity(pcm.len() / 2 + self.carrier.frame_bytes());
+        let Self {
+            agent_frames,
+            samples_in,
+            samples_mid,
+            down,
+            carrier,
+            ..
+        } = self;
+        let mut failure = None;
+        let mut convert = |frame: &[u8]| {
+            let count = l16::decode_le(frame, samples_in);
+            match down.process_frame(&samples_in[..count], samples_mid) {
+                Ok(written) => {
+                    let start = out.len();
+                    out.resize(start + written * 2, 0);
+                    l16::encode_le(&samples_mid[..written], &mut out[start..]);
+                }
+                Err(error) => failure = Some(error),
+            }
+        };
+        agent_frames.push(pcm, &mut convert);
+        if flush {
+            agent_frames.flush(0, &mut convert);
+        }
+        debug_assert_eq!(carrier.encoding, Encoding::L16);
+        match failure {
+            Some(error) => Err(ProviderError::Protocol(error.to_string())),
+            None => Ok(out),
+        }
+    }
+}
+
+/// The fields of a server event the bridge uses; everything else is ignored.
+#[derive(Deserialize)]
+struct ServerEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    delta: Option<Cow<'a, str>>,
+    item_id: Option<String>,
+    response_id: Option<String>,
+    transcript: Option<String>,
+    text: Option<String>,
+    call_id: Option<String>,
+    name: Option<String>,
+    arguments: Option<String>,
+    response: Option<Value>,
+    error: Option<Value>,
+}

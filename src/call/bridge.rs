@@ -1,0 +1,829 @@
+//! The async driver of one call: the only place that does a call's I/O.
+//!
+//! It reads the carrier's socket, the provider and the session's timers in one `select!`,
+//! feeds the pure [`CallSession`], and carries out its actions. Database writes go through an
+//! in-task writer (a bounded channel drained by a loop that retries with backoff), so a slow or
+//! absent database never blocks audio. Whatever happens, the call ends with exactly one end
+//! reason and its close is written.
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::{
+    registry::{LiveCall, Registry},
+    session::{Action, CallSession, Input, RecordedEvent, SessionConfig, Transmit},
+    token::StreamClaims,
+};
+use crate::{
+    ai::{
+        ProviderCommand, ProviderError, ProviderEvent, ProviderFactory, VoiceProvider,
+        prompt::CallContext,
+    },
+    audio::{AudioFormat, Encoding, l16, mulaw, resample::Resampler},
+    db::{
+        Database,
+        calls::{CallEnd, CallEvent, CallStart},
+    },
+    domain::{CallOutcome, EndReason, EventKind},
+    plivo::stream::{self, InboundEvent},
+};
+
+/// Pending database writes of one call. When full, writes wait in the bridge's own queue
+/// (never on the audio path); the call's writes are never dropped.
+pub const CALL_WRITES_CAPACITY: usize = 256;
+/// How long a failing write is retried before it is given up (and logged).
+const WRITE_RETRY_BUDGET: Duration = Duration::from_secs(60);
+/// The pre-rendered apology, 8 kHz μ-law.
+static APOLOGY_MULAW: &[u8] = include_bytes!("../../assets/apology.ulaw");
+
+/// A message on the carrier's socket, independent of the WebSocket library.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CarrierMessage {
+    Text(String),
+    Close,
+    /// Pings, pongs, binary frames: ignored.
+    Other,
+}
+
+/// Timings of every call on this gateway.
+#[derive(Debug, Clone)]
+pub struct CallTiming {
+    pub playout_lead: Duration,
+    pub greeting_guard: Duration,
+    /// How long the carrier may take to send `start`.
+    pub start_timeout: Duration,
+    /// How long a provider send may block before the provider counts as stalled.
+    pub provider_send_timeout: Duration,
+    /// How long to wait for the provider's summary after the call.
+    pub summary_timeout: Duration,
+    pub final_playout_limit: Duration,
+}
+
+/// What every call on this gateway shares.
+#[derive(Clone)]
+pub struct CallRuntime {
+    pub db: Database,
+    pub providers: Arc<dyn ProviderFactory>,
+    pub registry: Registry,
+    pub server_name: String,
+    pub timing: CallTiming,
+}
+
+/// Runs one call to its end. `shutdown` is cancelled when the gateway's grace period is over.
+pub async fn run_call<S>(
+    runtime: CallRuntime,
+    claims: StreamClaims,
+    socket: S,
+    shutdown: CancellationToken,
+) where
+    S: Stream<Item = Result<CarrierMessage, String>> + Sink<CarrierMessage> + Unpin + Send,
+{
+    let span = tracing::info_span!("call", call_sid = %claims.call_sid, lead_id = %claims.lead_id, campaign_id = %claims.campaign_id);
+    async move {
+        let (writes_tx, writes_rx) = mpsc::channel(CALL_WRITES_CAPACITY);
+        let writer = write_loop(runtime.db.clone(), claims.call_sid.clone(), writes_rx);
+        let bridge = Bridge::run(runtime, claims, socket, shutdown, writes_tx);
+        let ((), ()) = tokio::join!(bridge, writer);
+    }
+    .instrument(span)
+    .await
+}
+
+/// A write about the call, applied in order.
+#[derive(Debug)]
+enum CallWrite {
+    Open(CallStart),
+    Event(CallEvent),
+    Close(CallEnd),
+}
+
+struct Bridge<S> {
+    socket: S,
+    writes: mpsc::Sender<CallWrite>,
+    /// Writes waiting for room in the channel.
+    backlog: VecDeque<CallWrite>,
+    caller_gone: bool,
+    out: String,
+}
+
+impl<S> Bridge<S>
+where
+    S: Stream<Item = Result<CarrierMessage, String>> + Sink<CarrierMessage> + Unpin + Send,
+{
+    async fn run(
+        runtime: CallRuntime,
+        claims: StreamClaims,
+        socket: S,
+        shutdown: CancellationToken,
+        writes: mpsc::Sender<CallWrite>,
+    ) {
+        let mut bridge = Self {
+            socket,
+            writes,
+            backlog: VecDeque::new(),
+            caller_gone: false,
+            out: String::with_capacity(1024),
+        };
+        let started_at = Utc::now();
+        let Some(start) = bridge.wait_for_start(runtime.timing.start_timeout).await else {
+            tracing::warn!("the stream never started");
+            bridge.close_socket().await;
+            return;
+        };
+        if start.call_id != claims.call_sid {
+            tracing::warn!(stream_call = %start.call_id, "stream start names another call; refused");
+            bridge.close_socket().await;
+            return;
+        }
+        let hangup = CancellationToken::new();
+        let _admission = match runtime.registry.admit(LiveCall {
+            call_sid: claims.call_sid.clone(),
+            lead_id: claims.lead_id,
+            campaign_id: claims.campaign_id,
+            started_at,
+            hangup: hangup.clone(),
+        }) {
+            Ok(admission) => admission,
+            Err(error) => {
+                tracing::warn!(%error, "call refused");
+                bridge.close_socket().await;
+                return;
+            }
+        };
+        metrics::counter!(crate::metrics::CALLS_STARTED).increment(1);
+        metrics::gauge!(crate::metrics::LIVE_CALLS).increment(1.0);
+        bridge.write(CallWrite::Open(CallStart {
+            call_sid: claims.call_sid.clone(),
+            campaign_id: claims.campaign_id,
+            lead_id: claims.lead_id,
+            direction: claims.direction(),
+            started_at,
+            server_name: runtime.server_name.clone(),
+            metadata: json!({"stream_id": start.stream_id, "media_format": start.format.plivo_content_type(), "sample_rate": start.format.sample_rate}),
+        }));
+
+        let context = match runtime
+            .db
+            .call_context(claims.lead_id, claims.campaign_id)
+            .await
+        {
+            Ok(Some(context)) => context,
+            Ok(None) => {
+                tracing::warn!("lead or campaign vanished before the stream started");
+                CallContext::default()
+            }
+            Err(error) => {
+                tracing::error!(%error, "loading the call context failed; the agent starts without it");
+                CallContext::default()
+            }
+        };
+        let outcome = bridge
+            .converse(&runtime, &start, context, shutdown, hangup)
+            .await;
+        metrics::gauge!(crate::metrics::LIVE_CALLS).decrement(1.0);
+        metrics::counter!(crate::metrics::CALLS_ENDED, "reason" => outcome.end.end_reason.as_str())
+            .increment(1);
+        tracing::info!(reason = %outcome.end.end_reason, "call ended");
+        bridge.write(CallWrite::Close(outcome.end));
+        bridge.close_socket().await;
+        bridge.flush_writes().await;
+    }
+
+    async fn wait_for_start(&mut self, timeout: Duration) -> Option<stream::Start> {
+        let read = async {
+            while let Some(message) = self.socket.next().await {
+                match message {
+                    Ok(CarrierMessage::Text(text)) => match stream::parse_inbound(&text) {
+                        Ok(InboundEvent::Start(start)) => return Some(start),
+                        Ok(_) => {} // Nothing before `start` is usable.
+                        Err(error) => {
+                            metrics::counter!(crate::metrics::FRAMES_REJECTED, "reason" => "before_start").increment(1);
+                            tracing::debug!(%error, "frame before start");
+                        }
+                    },
+                    Ok(CarrierMessage::Other) => {}
+                    Ok(CarrierMessage::Close) | Err(_) => {
+                        self.caller_gone = true;
+                        return None;
+                    }
+                }
+            }
+            self.caller_gone = true;
+            None
+        };
+        tokio::time::timeout(timeout, read).await.ok().flatten()
+    }
+
+    /// The conversation itself; returns how the call ended.
+    async fn converse(
+        &mut self,
+        runtime: &CallRuntime,
+        start: &stream::Start,
+        context: CallContext,
+        shutdown: CancellationToken,
+        hangup: CancellationToken,
+    ) -> Conversation {
+        let format = start.format;
+        let clock = Clock::new();
+        let mut session = CallSession::new(
+            SessionConfig {
+                format,
+                playout_lead: runtime.timing.playout_lead,
+                greeting_guard: runtime.timing.greeting_guard,
+                silence_timeout: Duration::from_secs(u64::from(
+                    context.silence_timeout_secs.max(3),
+                )),
+                max_duration: Duration::from_secs(u64::from(
+                    context.max_call_duration_secs.max(30),
+                )),
+                final_playout_limit: runtime.timing.final_playout_limit,
+            },
+            clock.now(),
+        );
+        let connect = runtime.providers.connect(context.clone(), format);
+        let mut provider: Option<Box<dyn VoiceProvider>> = match connect.await {
+            Ok(provider) => Some(provider),
+            Err(error) => {
+                tracing::warn!(%error, "provider unavailable");
+                session.handle(
+                    Input::ProviderFailed {
+                        message: error.to_string(),
+                        apology: apology(format),
+                    },
+                    clock.now(),
+                );
+                None
+            }
+        };
+        let provider_kind = provider.as_ref().map(|p| p.kind()).unwrap_or("none");
+        let mut frame = vec![0u8; format.frame_bytes().max(640)];
+        let mut summary: Option<String> = None;
+        let mut transcript_words = Vec::<(EventKind, String)>::new();
+        let mut counters = Counters {
+            frames_in: 0,
+            frames_rejected: 0,
+            unknown_events: 0,
+            stream_id: start.stream_id.clone(),
+            format,
+        };
+
+        loop {
+            self.apply_actions(
+                &mut session,
+                &mut provider,
+                &clock,
+                runtime,
+                format,
+                &mut transcript_words,
+                &mut counters,
+            )
+            .await;
+            if session.is_ended() {
+                break;
+            }
+            if !self.caller_gone {
+                self.transmit(&mut session, &clock, &mut frame, &mut counters)
+                    .await;
+            }
+            self.feed_backlog();
+            let now = clock.now();
+            let deadline = session
+                .poll_timeout(now)
+                .map(|instant| tokio::time::Instant::from_std(instant));
+            let sleep = async {
+                match deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled(), if session.end_reason().is_none() => {
+                    session.handle(Input::Shutdown, clock.now());
+                }
+                _ = hangup.cancelled(), if session.end_reason().is_none() => {
+                    session.handle(Input::HangupRequested, clock.now());
+                }
+                message = self.socket.next(), if !self.caller_gone => {
+                    self.on_carrier(message, &mut session, &mut provider, &clock, runtime, format, &mut frame, &mut counters).await;
+                }
+                event = next_provider_event(&mut provider) => {
+                    match event {
+                        Ok(ProviderEvent::Summary { text }) => summary = Some(text),
+                        Ok(ProviderEvent::Warning { message }) => tracing::info!(%message, "provider notice"),
+                        Ok(event) => session.handle(Input::Provider(event), clock.now()),
+                        Err(error) => {
+                            tracing::warn!(%error, "provider failed");
+                            provider = None;
+                            metrics::counter!(crate::metrics::PROVIDER_FAILURES).increment(1);
+                            session.handle(Input::ProviderFailed { message: error.to_string(), apology: apology(format) }, clock.now());
+                        }
+                    }
+                }
+                _ = sleep => session.tick(clock.now()),
+            }
+        }
+
+        let end_reason = session.end_reason().unwrap_or(EndReason::InternalError);
+        // A real summary from the provider when it is still there and the call had speech.
+        if summary.is_none() && !transcript_words.is_empty() {
+            if let Some(provider) = provider.as_mut() {
+                summary = request_summary(provider.as_mut(), runtime.timing.summary_timeout).await;
+            }
+        }
+        let stats = session.stats().clone();
+        let summary = summary
+            .filter(|text| !text.trim().is_empty())
+            .or_else(|| extractive_summary(&context, &transcript_words, &stats, end_reason));
+        let outcome = CallOutcome::Called;
+        let turn_p50 = percentile(&stats.turn_latencies_ms, 50);
+        let metadata = json!({
+            "provider": provider_kind,
+            "end_reason": end_reason.as_str(),
+            "latency": {
+                "first_audio_ms": stats.first_audio_ms,
+                "turn_ms": stats.turn_latencies_ms,
+                "turn_p50_ms": turn_p50,
+            },
+            "frames": {"in": counters.frames_in, "out": stats.frames_sent, "rejected": counters.frames_rejected, "unknown_events": counters.unknown_events},
+            "barge_ins": stats.barge_ins,
+            "ignored_barge_ins": stats.ignored_barge_ins,
+            "tool_calls": stats.tool_calls,
+            "interest_level": stats.interest_level,
+            "outcome_notes": stats.outcome_notes,
+            "callback": stats.callback,
+            "provider_usage": stats.usage,
+        });
+        if let Some(first_audio) = stats.first_audio_ms {
+            metrics::histogram!(crate::metrics::FIRST_AUDIO_SECONDS)
+                .record(first_audio as f64 / 1000.0);
+        }
+        Conversation {
+            end: CallEnd {
+                ended_at: Utc::now(),
+                end_reason,
+                outcome,
+                duration_secs: None,
+                summary,
+                recording_url: None,
+                metadata,
+            },
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn on_carrier(
+        &mut self,
+        message: Option<Result<CarrierMessage, String>>,
+        session: &mut CallSession,
+        provider: &mut Option<Box<dyn VoiceProvider>>,
+        clock: &Clock,
+        runtime: &CallRuntime,
+        format: AudioFormat,
+        frame: &mut [u8],
+        counters: &mut Counters,
+    ) {
+        let text = match message {
+            Some(Ok(CarrierMessage::Text(text))) => text,
+            Some(Ok(CarrierMessage::Other)) => return,
+            Some(Ok(CarrierMessage::Close)) | Some(Err(_)) | None => {
+                self.caller_gone = true;
+                session.handle(Input::CallerGone, clock.now());
+                return;
+            }
+        };
+        let started = std::time::Instant::now();
+        match stream::parse_inbound(&text) {
+            Ok(InboundEvent::Media(media)) => {
+                counters.frames_in += 1;
+                metrics::counter!(crate::metrics::FRAMES_IN).increment(1);
+                let length = match media.decode_into(frame) {
+                    Ok(length) => length,
+                    Err(error) => {
+                        counters.frames_rejected += 1;
+                        metrics::counter!(crate::metrics::FRAMES_REJECTED, "reason" => "payload")
+                            .increment(1);
+                        tracing::debug!(%error, "media frame skipped");
+                        return;
+                    }
+                };
+                session.handle(
+                    Input::CallerFrame {
+                        timestamp_ms: media.timestamp_ms,
+                    },
+                    clock.now(),
+                );
+                if let Some(active) = provider.as_mut() {
+                    let send = active.send_audio(&frame[..length], &media.payload_base64);
+                    let result =
+                        tokio::time::timeout(runtime.timing.provider_send_timeout, send).await;
+                    metrics::histogram!(crate::metrics::FRAME_IN_SECONDS)
+                        .record(started.elapsed().as_secs_f64());
+                    if let Some(error) = send_failure(result) {
+                        tracing::warn!(%error, "provider stopped taking audio");
+                        *provider = None;
+                        metrics::counter!(crate::metrics::PROVIDER_FAILURES).increment(1);
+                        session.handle(
+                            Input::ProviderFailed {
+                                message: error,
+                                apology: apology(format),
+                            },
+                            clock.now(),
+                        );
+                    }
+                }
+            }
+            Ok(InboundEvent::Dtmf(dtmf)) => {
+                session.handle(Input::Dtmf { digit: dtmf.digit }, clock.now())
+            }
+            Ok(InboundEvent::PlayedStream { name }) => {
+                session.handle(Input::Played { name }, clock.now())
+            }
+            Ok(InboundEvent::ClearedAudio) => session.handle(Input::Cleared, clock.now()),
+            Ok(InboundEvent::Stop { .. }) => {
+                self.caller_gone = true;
+                session.handle(Input::CallerGone, clock.now());
+            }
+            Ok(InboundEvent::Start(_)) => tracing::debug!("repeated start ignored"),
+            Ok(InboundEvent::Failure { event, reason }) => {
+                tracing::warn!(%event, ?reason, "carrier reported a failure")
+            }
+            Ok(InboundEvent::Unknown { event }) => {
+                counters.unknown_events += 1;
+                metrics::counter!(crate::metrics::UNKNOWN_EVENTS).increment(1);
+                tracing::debug!(%event, "unknown carrier event ignored");
+            }
+            Err(error) => {
+                counters.frames_rejected += 1;
+                metrics::counter!(crate::metrics::FRAMES_REJECTED, "reason" => "malformed")
+                    .increment(1);
+                tracing::debug!(%error, "malformed carrier frame skipped");
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_actions(
+        &mut self,
+        session: &mut CallSession,
+        provider: &mut Option<Box<dyn VoiceProvider>>,
+        clock: &Clock,
+        runtime: &CallRuntime,
+        format: AudioFormat,
+        transcript: &mut Vec<(EventKind, String)>,
+        counters: &mut Counters,
+    ) {
+        while let Some(action) = session.poll_action() {
+            match action {
+                Action::ClearPlivo => {
+                    let decided = std::time::Instant::now();
+                    self.out.clear();
+                    stream::write_clear_audio(&mut self.out, &counters.stream_id);
+                    self.send_carrier().await;
+                    metrics::histogram!(crate::metrics::BARGE_IN_SECONDS)
+                        .record(decided.elapsed().as_secs_f64());
+                }
+                Action::Checkpoint(name) => {
+                    self.out.clear();
+                    stream::write_checkpoint(&mut self.out, &counters.stream_id, &name);
+                    self.send_carrier().await;
+                }
+                Action::Provider(command) => {
+                    let Some(active) = provider.as_mut() else {
+                        continue;
+                    };
+                    let result = tokio::time::timeout(
+                        runtime.timing.provider_send_timeout,
+                        active.send(command),
+                    )
+                    .await;
+                    if let Some(error) = send_failure(result) {
+                        tracing::warn!(%error, "provider command failed");
+                        *provider = None;
+                        session.handle(
+                            Input::ProviderFailed {
+                                message: error,
+                                apology: apology(format),
+                            },
+                            clock.now(),
+                        );
+                    }
+                }
+                Action::Record(event) => {
+                    if let (Some(text), EventKind::CallerSpeech | EventKind::AgentSpeech) =
+                        (&event.text, event.kind)
+                    {
+                        transcript.push((event.kind, text.clone()));
+                    }
+                    let event = clock.event(event);
+                    self.write(CallWrite::Event(event));
+                }
+                Action::End(_) => {}
+            }
+        }
+    }
+
+    async fn transmit(
+        &mut self,
+        session: &mut CallSession,
+        clock: &Clock,
+        frame: &mut [u8],
+        counters: &mut Counters,
+    ) {
+        let format = counters.format;
+        while let Some(transmit) = session.poll_transmit(clock.now(), frame) {
+            self.out.clear();
+            match transmit {
+                Transmit::Frame(length) => {
+                    stream::write_play_audio(&mut self.out, format, &frame[..length]);
+                    metrics::counter!(crate::metrics::FRAMES_OUT).increment(1);
+                }
+                Transmit::Checkpoint(name) => {
+                    stream::write_checkpoint(&mut self.out, &counters.stream_id, &name)
+                }
+            }
+            self.send_carrier().await;
+            if self.caller_gone {
+                return;
+            }
+        }
+    }
+
+    async fn send_carrier(&mut self) {
+        if self.caller_gone {
+            return;
+        }
+        if self
+            .socket
+            .send(CarrierMessage::Text(self.out.clone()))
+            .await
+            .is_err()
+        {
+            self.caller_gone = true;
+        }
+    }
+
+    async fn close_socket(&mut self) {
+        if !self.caller_gone {
+            let _ = self.socket.send(CarrierMessage::Close).await;
+            self.caller_gone = true;
+        }
+        let _ = self.socket.close().await;
+    }
+
+    fn write(&mut self, write: CallWrite) {
+        self.backlog.push_back(write);
+        self.feed_backlog();
+    }
+
+    /// Moves writes from the backlog into the channel while it has room.
+    fn feed_backlog(&mut self) {
+        while let Some(write) = self.backlog.pop_front() {
+            match self.writes.try_send(write) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(write)) => {
+                    self.backlog.push_front(write);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+    }
+
+    /// After the call: hands every remaining write to the writer, then lets it finish.
+    async fn flush_writes(self) {
+        let Self {
+            writes, backlog, ..
+        } = self;
+        for write in backlog {
+            if writes.send(write).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+struct Conversation {
+    end: CallEnd,
+}
+
+struct Counters {
+    frames_in: u64,
+    frames_rejected: u64,
+    unknown_events: u64,
+    stream_id: String,
+    format: AudioFormat,
+}
+
+/// Maps `Instant`s of the session to wall-clock times for the database.
+struct Clock {
+    start_instant: std::time::Instant,
+    start_wall: DateTime<Utc>,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Self {
+            start_instant: tokio::time::Instant::now().into_std(),
+            start_wall: Utc::now(),
+        }
+    }
+
+    fn now(&self) -> std::time::Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
+    fn wall(&self, instant: std::time::Instant) -> DateTime<Utc> {
+        let offset = instant.saturating_duration_since(self.start_instant);
+        self.start_wall + chrono::Duration::from_std(offset).unwrap_or_default()
+    }
+
+    fn event(&self, event: RecordedEvent) -> CallEvent {
+        CallEvent {
+            seq: event.seq,
+            kind: event.kind,
+            occurred_at: self.wall(event.at),
+            ended_at: event.ended_at.map(|at| self.wall(at)),
+            text: event.text,
+            data: event.data,
+        }
+    }
+}
+
+async fn next_provider_event(
+    provider: &mut Option<Box<dyn VoiceProvider>>,
+) -> Result<ProviderEvent, ProviderError> {
+    match provider.as_mut() {
+        Some(provider) => provider.next_event().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn send_failure(
+    result: Result<Result<(), ProviderError>, tokio::time::error::Elapsed>,
+) -> Option<String> {
+    match result {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(error.to_string()),
+        Err(_) => Some("the provider stalled".to_owned()),
+    }
+}
+
+async fn request_summary(provider: &mut dyn VoiceProvider, timeout: Duration) -> Option<String> {
+    let wait = async {
+        provider.send(ProviderCommand::RequestSummary).await.ok()?;
+        loop {
+            match provider.next_event().await {
+                Ok(ProviderEvent::Summary { text }) => return Some(text),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    };
+    tokio::time::timeout(timeout, wait).await.ok().flatten()
+}
+
+/// A deterministic summary from the call's turns, when no provider summary is available.
+pub fn extractive_summary(
+    context: &CallContext,
+    turns: &[(EventKind, String)],
+    stats: &super::session::SessionStats,
+    end_reason: EndReason,
+) -> Option<String> {
+    if turns.is_empty() {
+        return None;
+    }
+    let caller: Vec<&str> = turns
+        .iter()
+        .filter(|(kind, _)| *kind == EventKind::CallerSpeech)
+        .map(|(_, text)| text.as_str())
+        .collect();
+    let who = if context.lead_name.is_empty() {
+        "The lead"
+    } else {
+        context.lead_name.as_str()
+    };
+    let mut summary = match (caller.first(), caller.last()) {
+        (None, _) => format!("{who} did not speak during the call."),
+        (Some(first), Some(last)) if caller.len() > 1 => {
+            format!(
+                "{who} said \"{}\" and later \"{}\".",
+                clip(first),
+                clip(last)
+            )
+        }
+        (Some(first), _) => format!("{who} said \"{}\".", clip(first)),
+    };
+    if let Some(level) = &stats.interest_level {
+        summary.push_str(&format!(" Interest: {level}."));
+    }
+    if let Some(when) = &stats.callback {
+        summary.push_str(&format!(" Callback requested for {when}."));
+    }
+    summary.push_str(&format!(
+        " The call ended: {}.",
+        end_reason.as_str().replace('_', " ")
+    ));
+    Some(summary)
+}
+
+fn clip(text: &str) -> String {
+    const MAX_WORDS: usize = 25;
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.len() <= MAX_WORDS {
+        return words.join(" ");
+    }
+    format!("{}…", words[..MAX_WORDS].join(" "))
+}
+
+fn percentile(values: &[u64], percent: usize) -> Option<u64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    Some(sorted[(sorted.len() - 1) * percent / 100])
+}
+
+/// The apology in the carrier's format, converted once per format.
+fn apology(format: AudioFormat) -> Vec<u8> {
+    static L16_8K: OnceLock<Vec<u8>> = OnceLock::new();
+    static L16_16K: OnceLock<Vec<u8>> = OnceLock::new();
+    let to_l16 = |rate: u32| {
+        let mut samples = vec![0i16; APOLOGY_MULAW.len()];
+        mulaw::decode(APOLOGY_MULAW, &mut samples);
+        if rate == 8000 {
+            let mut bytes = vec![0u8; samples.len() * 2];
+            l16::encode_le(&samples, &mut bytes);
+            return bytes;
+        }
+        let mut resampler = Resampler::new(8000, rate).expect("8 kHz converts to 16 kHz");
+        let mut out_frame = vec![0i16; resampler.output_frame_len()];
+        let mut bytes = Vec::with_capacity(samples.len() * 4);
+        for chunk in samples.chunks(160) {
+            let mut input = [0i16; 160];
+            input[..chunk.len()].copy_from_slice(chunk);
+            if let Ok(written) = resampler.process_frame(&input, &mut out_frame) {
+                for sample in &out_frame[..written] {
+                    bytes.extend_from_slice(&sample.to_le_bytes());
+                }
+            }
+        }
+        bytes
+    };
+    match (format.encoding, format.sample_rate) {
+        (Encoding::Mulaw, _) => APOLOGY_MULAW.to_vec(),
+        (Encoding::L16, 16000) => L16_16K.get_or_init(|| to_l16(16000)).clone(),
+        (Encoding::L16, _) => L16_8K.get_or_init(|| to_l16(8000)).clone(),
+    }
+}
+
+/// Applies a call's writes in order, retrying each with backoff while the database is
+/// unreachable, until the bridge drops its sender.
+async fn write_loop(db: Database, call_sid: String, mut writes: mpsc::Receiver<CallWrite>) {
+    while let Some(write) = writes.recv().await {
+        let deadline = tokio::time::Instant::now() + WRITE_RETRY_BUDGET;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let result = match &write {
+                CallWrite::Open(start) => db.open_call(start).await.map(|_| ()),
+                CallWrite::Event(event) => db.append_call_event(&call_sid, event).await.map(|_| ()),
+                CallWrite::Close(end) => db.close_call(&call_sid, end).await.map(|_| ()),
+            };
+            match result {
+                Ok(()) => break,
+                Err(error)
+                    if error.is_transient() && tokio::time::Instant::now() + backoff < deadline =>
+                {
+                    metrics::counter!(crate::metrics::DB_WRITE_RETRIES).increment(1);
+                    tracing::warn!(%error, ?backoff, "call write failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(error) => {
+                    metrics::counter!(crate::metrics::DB_WRITE_FAILURES).increment(1);
+                    tracing::error!(%error, write = ?write_kind(&write), "call write given up");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn write_kind(write: &CallWrite) -> &'static str {
+    match write {
+        CallWrite::Open(_) => "open",
+        CallWrite::Event(_) => "event",
+        CallWrite::Close(_) => "close",
+    }
+}

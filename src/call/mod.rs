@@ -1,0 +1,7 @@
+//! One live call: the pure state machine ([`session`]) and, later, the async bridge that
+//! drives it and the registry of live calls.
+
+pub mod bridge;
+pub mod registry;
+pub mod session;
+pub mod token;

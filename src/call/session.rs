@@ -1,0 +1,807 @@
+//! One call as a sans-I/O state machine: events and the current time go in, actions come out.
+//!
+//! It owns the agent's outgoing audio (paced at most `playout_lead` ahead of real time, in
+//! exact 20 ms frames), barge-in (clear, truncate to what was heard, cancel, ignore late audio),
+//! tool calls (their side effects run only for responses that completed), the silence and
+//! maximum-duration rules, and the one end reason. It does no I/O and knows no clock: the
+//! bridge feeds it and carries out what it asks.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+use crate::{
+    ai::{
+        ProviderCommand, ProviderEvent, ResponseStatus,
+        tools::{self, ToolRequest},
+    },
+    audio::{AudioFormat, FRAME_MS, framing::silence_byte},
+    domain::{EndReason, EventKind},
+};
+
+/// Rules of one call.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// The carrier's audio format.
+    pub format: AudioFormat,
+    /// How far ahead of real time outgoing audio may run (Plivo buffers the rest).
+    pub playout_lead: Duration,
+    /// Caller speech in the first part of the greeting is taken for the agent's own echo and
+    /// does not interrupt it.
+    pub greeting_guard: Duration,
+    /// Nobody spoke and nothing played for this long: the call ends with `silence`.
+    pub silence_timeout: Duration,
+    pub max_duration: Duration,
+    /// Once the end is decided, how long the last words may take to play out.
+    pub final_playout_limit: Duration,
+}
+
+/// What the session asks the bridge to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Send `clearAudio` to Plivo now.
+    ClearPlivo,
+    /// Send a `checkpoint` with this name.
+    Checkpoint(String),
+    /// Send a command to the provider.
+    Provider(ProviderCommand),
+    /// Record a call event (the bridge adds the wall-clock time and writes it).
+    Record(RecordedEvent),
+    /// End the call with this reason: close both sides.
+    End(EndReason),
+}
+
+/// A call event as the session knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    pub seq: i32,
+    pub kind: EventKind,
+    pub at: Instant,
+    pub ended_at: Option<Instant>,
+    pub text: Option<String>,
+    pub data: Value,
+}
+
+/// Something that happened outside the session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A caller frame arrived (its audio goes straight to the provider).
+    CallerFrame {
+        timestamp_ms: Option<u64>,
+    },
+    Provider(ProviderEvent),
+    /// Plivo played everything before this checkpoint.
+    Played {
+        name: String,
+    },
+    /// Plivo acknowledged `clearAudio`.
+    Cleared,
+    Dtmf {
+        digit: String,
+    },
+    /// The caller's side ended (`stop` or the socket closed).
+    CallerGone,
+    /// The provider failed: apologise with `apology` (carrier-format audio) and end.
+    ProviderFailed {
+        message: String,
+        apology: Vec<u8>,
+    },
+    /// The gateway is shutting down.
+    Shutdown,
+    /// An operator or the API asked to hang up.
+    HangupRequested,
+}
+
+/// What the bridge sends to Plivo next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transmit {
+    /// One 20 ms frame, written into the caller's buffer (this many bytes).
+    Frame(usize),
+    /// A checkpoint, after the frames before it.
+    Checkpoint(String),
+}
+
+/// Figures of the call, for its metadata and metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionStats {
+    /// From the call's start to the first greeting frame sent.
+    pub first_audio_ms: Option<u64>,
+    /// From the caller's end of speech to the next agent frame sent, per turn.
+    pub turn_latencies_ms: Vec<u64>,
+    pub barge_ins: u32,
+    pub ignored_barge_ins: u32,
+    pub frames_sent: u64,
+    pub tool_calls: u32,
+    pub late_audio_dropped: u64,
+    /// The outcome the agent recorded (`record_outcome`), if any.
+    pub interest_level: Option<String>,
+    pub outcome_notes: Option<String>,
+    pub callback: Option<String>,
+    /// Provider usage per completed response, summed as JSON objects.
+    pub usage: Vec<Value>,
+}
+
+/// The item being played (or last played) to the caller.
+#[derive(Debug, Clone)]
+struct Playback {
+    item_id: String,
+    response_id: String,
+    /// Cumulative stream position (bytes) where this item's first byte was queued.
+    start_position: u64,
+    /// Bytes of this item sent to Plivo.
+    sent_bytes: u64,
+    /// Bytes of this item queued (sent or not).
+    queued_bytes: u64,
+    is_greeting: bool,
+    started_at: Option<Instant>,
+    transcript: Option<String>,
+}
+
+/// One call.
+pub struct CallSession {
+    config: SessionConfig,
+    started_at: Instant,
+    frame_bytes: usize,
+    /// Agent audio not yet sent to Plivo.
+    outgoing: VecDeque<u8>,
+    /// Checkpoints, by the stream position (bytes) after which they are sent.
+    markers: VecDeque<(u64, String)>,
+    queued_position: u64,
+    sent_position: u64,
+    /// When what has been sent so far finishes playing.
+    playout_end: Option<Instant>,
+    playback: Option<Playback>,
+    /// Items whose audio is finished but whose checkpoint has not come back.
+    finished_items: HashMap<String, Playback>,
+    cancelled_responses: HashSet<String>,
+    active_response: Option<String>,
+    greeting_response: Option<String>,
+    greeting_done: bool,
+    pending_tools: HashMap<String, Vec<(String, String, String)>>,
+    last_activity: Instant,
+    caller_speaking: bool,
+    caller_stopped_at: Option<Instant>,
+    ending: Option<(EndReason, Instant)>,
+    ended: bool,
+    next_seq: i32,
+    actions: VecDeque<Action>,
+    stats: SessionStats,
+}
+
+impl CallSession {
+    pub fn new(config: SessionConfig, now: Instant) -> Self {
+        let frame_bytes = config.format.frame_bytes();
+        Self {
+            config,
+            started_at: now,
+            frame_bytes,
+            outgoing: VecDeque::with_capacity(frame_bytes * 64),
+            markers: VecDeque::new(),
+            queued_position: 0,
+            sent_position: 0,
+            playout_end: None,
+            playback: None,
+            finished_items: HashMap::new(),
+            cancelled_responses: HashSet::new(),
+            active_response: None,
+            greeting_response: None,
+            greeting_done: false,
+            pending_tools: HashMap::new(),
+            last_activity: now,
+            caller_speaking: false,
+            caller_stopped_at: None,
+            ending: None,
+            ended: false,
+            next_seq: 0,
+            actions: VecDeque::new(),
+            stats: SessionStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &SessionStats {
+        &self.stats
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The end reason once decided (the call may still be playing its last words).
+    pub fn end_reason(&self) -> Option<EndReason> {
+        self.ending.map(|(reason, _)| reason)
+    }
+
+    /// The next action to carry out.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Feeds an event.
+    pub fn handle(&mut self, input: Input, now: Instant) {
+        if self.ended {
+            return;
+        }
+        match input {
+            Input::CallerFrame { .. } => {}
+            Input::Provider(event) => self.on_provider(event, now),
+            Input::Played { name } => self.on_played(&name, now),
+            Input::Cleared => {}
+            Input::Dtmf { digit } => {
+                self.last_activity = now;
+                self.record(EventKind::Dtmf, now, Some(digit), json!({}));
+            }
+            Input::CallerGone => self.end_now(EndReason::CallerHangup, now),
+            Input::ProviderFailed { message, apology } => {
+                self.record(EventKind::ProviderError, now, Some(message), json!({}));
+                self.drop_queued_audio(now);
+                self.outgoing.extend(apology);
+                self.pad_to_frame();
+                self.queued_position = self.sent_position + self.outgoing.len() as u64;
+                self.playback = None;
+                self.end_after_playout(EndReason::ProviderError, now);
+            }
+            Input::Shutdown => self.end_now(EndReason::Shutdown, now),
+            Input::HangupRequested => self.end_now(EndReason::AgentEnded, now),
+        }
+        self.check_timers(now);
+    }
+
+    /// Called when a timer fires (or any time): applies the time-based rules.
+    pub fn tick(&mut self, now: Instant) {
+        if !self.ended {
+            self.check_timers(now);
+        }
+    }
+
+    /// The next frame or checkpoint due now, if any; frames are written into `buffer`
+    /// (at least one frame long).
+    pub fn poll_transmit(&mut self, now: Instant, buffer: &mut [u8]) -> Option<Transmit> {
+        if self.ended {
+            return None;
+        }
+        if let Some((position, _)) = self.markers.front() {
+            if *position <= self.sent_position {
+                let (_, name) = self.markers.pop_front().expect("checked");
+                return Some(Transmit::Checkpoint(name));
+            }
+        }
+        if self.outgoing.len() < self.frame_bytes {
+            return None;
+        }
+        let playout_end = self.playout_end.unwrap_or(now).max(now);
+        if playout_end > now + self.config.playout_lead {
+            return None;
+        }
+        for (slot, byte) in buffer[..self.frame_bytes]
+            .iter_mut()
+            .zip(self.outgoing.drain(..self.frame_bytes))
+        {
+            *slot = byte;
+        }
+        self.sent_position += self.frame_bytes as u64;
+        self.playout_end = Some(playout_end + Duration::from_millis(FRAME_MS));
+        self.stats.frames_sent += 1;
+        self.last_activity = now;
+        if self.stats.first_audio_ms.is_none() {
+            self.stats.first_audio_ms =
+                Some(now.saturating_duration_since(self.started_at).as_millis() as u64);
+        }
+        if let Some(stopped) = self.caller_stopped_at.take() {
+            self.stats
+                .turn_latencies_ms
+                .push(now.saturating_duration_since(stopped).as_millis() as u64);
+        }
+        if let Some(playback) = &mut self.playback {
+            if self.sent_position > playback.start_position {
+                playback.sent_bytes =
+                    (self.sent_position - playback.start_position).min(playback.queued_bytes);
+                playback.started_at.get_or_insert(now);
+            }
+        }
+        Some(Transmit::Frame(self.frame_bytes))
+    }
+
+    /// When the session next needs a `tick` or `poll_transmit`.
+    pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
+        if self.ended {
+            return None;
+        }
+        let mut deadline = self.started_at + self.config.max_duration;
+        if self.outgoing.len() >= self.frame_bytes {
+            let playout_end = self.playout_end.unwrap_or(now);
+            let due = playout_end
+                .checked_sub(self.config.playout_lead)
+                .unwrap_or(now)
+                .max(now);
+            deadline = deadline.min(due);
+        }
+        match self.ending {
+            Some((_, limit)) => {
+                deadline = deadline
+                    .min(limit)
+                    .min(self.playout_end.unwrap_or(now).max(now))
+            }
+            None => deadline = deadline.min(self.last_activity + self.config.silence_timeout),
+        }
+        Some(deadline)
+    }
+
+    // === provider events ===
+
+    fn on_provider(&mut self, event: ProviderEvent, now: Instant) {
+        match event {
+            ProviderEvent::ResponseStarted { response_id } => {
+                if self.greeting_response.is_none() && !self.greeting_done {
+                    self.greeting_response = Some(response_id.clone());
+                }
+                self.active_response = Some(response_id);
+            }
+            ProviderEvent::Audio {
+                response_id,
+                item_id,
+                audio,
+            } => self.on_agent_audio(response_id, item_id, &audio, now),
+            ProviderEvent::AudioDone {
+                response_id,
+                item_id,
+            } => {
+                if self.cancelled_responses.contains(&response_id)
+                    || self.ending.is_some() && self.playback.is_none()
+                {
+                    return;
+                }
+                if self.playback.as_ref().is_some_and(|p| p.item_id == item_id) {
+                    // Pad the item's last partial frame so its checkpoint follows whole frames.
+                    let padded = self.pad_to_frame() as u64;
+                    let mut finished = self.playback.take().expect("checked");
+                    let name = finished.item_id.clone();
+                    finished.queued_bytes += padded;
+                    self.queued_position += padded;
+                    self.markers.push_back((self.queued_position, name.clone()));
+                    self.finished_items.insert(name, finished);
+                }
+            }
+            ProviderEvent::AgentTranscript { item_id, text } => {
+                let target = match &mut self.playback {
+                    Some(playback) if playback.item_id == item_id => Some(playback),
+                    _ => self.finished_items.get_mut(&item_id),
+                };
+                match target {
+                    Some(playback) => playback.transcript = Some(text),
+                    // Audio-less or already interrupted item: record what we have.
+                    None => {
+                        self.record(
+                            EventKind::AgentSpeech,
+                            now,
+                            Some(text),
+                            json!({"item_id": item_id}),
+                        );
+                    }
+                }
+            }
+            ProviderEvent::CallerSpeechStarted => {
+                self.last_activity = now;
+                self.caller_speaking = true;
+                self.caller_stopped_at = None;
+                self.maybe_barge_in(now);
+            }
+            ProviderEvent::CallerSpeechStopped => {
+                self.last_activity = now;
+                self.caller_speaking = false;
+                self.caller_stopped_at = Some(now);
+            }
+            ProviderEvent::CallerTranscript { item_id, text } => {
+                self.last_activity = now;
+                if !text.trim().is_empty() {
+                    self.record(
+                        EventKind::CallerSpeech,
+                        now,
+                        Some(text),
+                        json!({"item_id": item_id}),
+                    );
+                }
+            }
+            ProviderEvent::ToolCall {
+                response_id,
+                call_id,
+                name,
+                arguments,
+            } => {
+                self.pending_tools
+                    .entry(response_id)
+                    .or_default()
+                    .push((call_id, name, arguments));
+            }
+            ProviderEvent::ResponseDone {
+                response_id,
+                status,
+                usage,
+            } => self.on_response_done(response_id, status, usage, now),
+            ProviderEvent::Summary { .. } | ProviderEvent::Warning { .. } => {}
+        }
+    }
+
+    fn on_agent_audio(&mut self, response_id: String, item_id: String, audio: &[u8], now: Instant) {
+        if self.cancelled_responses.contains(&response_id) || self.ending.is_some() {
+            self.stats.late_audio_dropped += audio.len() as u64;
+            return;
+        }
+        let is_new_item = self
+            .playback
+            .as_ref()
+            .is_none_or(|playback| playback.item_id != item_id);
+        if is_new_item {
+            if let Some(previous) = self.playback.take() {
+                // A new item without the previous one's done: treat the previous as finished.
+                let name = previous.item_id.clone();
+                self.markers.push_back((self.queued_position, name.clone()));
+                self.finished_items.insert(name, previous);
+            }
+            let is_greeting = !self.greeting_done
+                && self.greeting_response.as_deref() == Some(response_id.as_str());
+            self.playback = Some(Playback {
+                item_id,
+                response_id,
+                start_position: self.queued_position,
+                sent_bytes: 0,
+                queued_bytes: 0,
+                is_greeting,
+                started_at: None,
+                transcript: None,
+            });
+        }
+        self.outgoing.extend(audio.iter().copied());
+        self.queued_position += audio.len() as u64;
+        if let Some(playback) = &mut self.playback {
+            playback.queued_bytes += audio.len() as u64;
+        }
+        self.last_activity = now;
+    }
+
+    fn on_response_done(
+        &mut self,
+        response_id: String,
+        status: ResponseStatus,
+        usage: Option<Value>,
+        now: Instant,
+    ) {
+        if self.active_response.as_deref() == Some(response_id.as_str()) {
+            self.active_response = None;
+        }
+        if self.greeting_response.as_deref() == Some(response_id.as_str()) {
+            self.greeting_done = true;
+        }
+        if let Some(usage) = usage {
+            self.stats.usage.push(usage);
+        }
+        let calls = self.pending_tools.remove(&response_id).unwrap_or_default();
+        let completed =
+            status == ResponseStatus::Completed && !self.cancelled_responses.contains(&response_id);
+        if !completed {
+            for (call_id, name, arguments) in calls {
+                self.record(
+                    EventKind::ToolCall,
+                    now,
+                    Some(name),
+                    json!({"call_id": call_id, "arguments": arguments, "skipped": "the response did not complete"}),
+                );
+            }
+            return;
+        }
+        let mut continue_after = false;
+        for (call_id, name, arguments) in calls {
+            self.stats.tool_calls += 1;
+            self.record(
+                EventKind::ToolCall,
+                now,
+                Some(name.clone()),
+                json!({"call_id": call_id, "arguments": arguments}),
+            );
+            let output = match tools::parse(&name, &arguments) {
+                Err(error) => {
+                    continue_after = true;
+                    json!({"ok": false, "error": error.to_string()})
+                }
+                Ok(ToolRequest::EndCall { reason }) => {
+                    self.record(
+                        EventKind::Note,
+                        now,
+                        Some(format!("agent ended the call: {reason}")),
+                        json!({"reason": reason}),
+                    );
+                    self.end_after_playout(EndReason::AgentEnded, now);
+                    continue;
+                }
+                Ok(ToolRequest::TransferToHuman { department, reason }) => {
+                    // Until the hand-off exists, the decision is recorded and the agent offers a callback.
+                    continue_after = true;
+                    self.record(
+                        EventKind::TransferDecision,
+                        now,
+                        Some(reason.clone()),
+                        json!({"trigger": "tool", "department": department, "reason": reason, "outcome": "no_target_available"}),
+                    );
+                    json!({"ok": false, "message": "No colleague is available right now. Apologise and offer to schedule a callback."})
+                }
+                Ok(ToolRequest::ScheduleCallback { when }) => {
+                    continue_after = true;
+                    self.stats.callback = Some(when.clone());
+                    self.record(
+                        EventKind::CallbackScheduled,
+                        now,
+                        Some(when.clone()),
+                        json!({"when": when}),
+                    );
+                    json!({"ok": true, "scheduled_for": when})
+                }
+                Ok(ToolRequest::RecordOutcome {
+                    interest_level,
+                    notes,
+                }) => {
+                    continue_after = true;
+                    self.stats.interest_level = Some(interest_level.as_str().to_owned());
+                    self.stats.outcome_notes = notes.clone();
+                    self.record(
+                        EventKind::Outcome,
+                        now,
+                        notes.clone(),
+                        json!({"interest_level": interest_level.as_str(), "notes": notes}),
+                    );
+                    json!({"ok": true})
+                }
+            };
+            self.actions
+                .push_back(Action::Provider(ProviderCommand::ToolResult {
+                    call_id,
+                    output,
+                }));
+        }
+        if continue_after && self.ending.is_none() {
+            self.actions
+                .push_back(Action::Provider(ProviderCommand::Continue));
+        }
+    }
+
+    fn on_played(&mut self, name: &str, now: Instant) {
+        if let Some(finished) = self.finished_items.remove(name) {
+            self.record_agent_speech(finished, None, now);
+        }
+    }
+
+    // === barge-in ===
+
+    /// Whether agent audio is queued or still playing at Plivo.
+    fn agent_audible(&self, now: Instant) -> bool {
+        !self.outgoing.is_empty() || self.playout_end.is_some_and(|end| end > now)
+    }
+
+    fn maybe_barge_in(&mut self, now: Instant) {
+        if self.ending.is_some() || !self.agent_audible(now) {
+            return;
+        }
+        let current = self
+            .playback
+            .as_ref()
+            .or_else(|| self.latest_finished_item())
+            .cloned();
+        let Some(current) = current else {
+            return;
+        };
+        if current.is_greeting {
+            let since = current
+                .started_at
+                .map(|started| now.saturating_duration_since(started))
+                .unwrap_or_default();
+            if since < self.config.greeting_guard {
+                self.stats.ignored_barge_ins += 1;
+                return;
+            }
+        }
+        self.stats.barge_ins += 1;
+        // 1. Stop what the caller hears, at once.
+        self.actions.push_back(Action::ClearPlivo);
+        let heard_ms = self.heard_ms(&current, now);
+        let sent_ms = self.config.format.bytes_to_ms(current.sent_bytes as usize);
+        self.drop_queued_audio(now);
+        // 2. Truncate the item to what was heard; 3. cancel the response if it still runs.
+        let cancel_response = self.active_response.as_deref() == Some(current.response_id.as_str());
+        self.actions
+            .push_back(Action::Provider(ProviderCommand::Interrupt {
+                item_id: current.item_id.clone(),
+                audio_end_ms: heard_ms,
+                cancel_response,
+            }));
+        // 4. Late audio of this response is ignored.
+        self.cancelled_responses.insert(current.response_id.clone());
+        if current.is_greeting {
+            self.greeting_done = true;
+        }
+        let item_id = current.item_id.clone();
+        self.finished_items.remove(&item_id);
+        self.playback = None;
+        self.record(
+            EventKind::BargeIn,
+            now,
+            None,
+            json!({"item_id": item_id, "heard_ms": heard_ms, "sent_ms": sent_ms, "cancelled_response": cancel_response}),
+        );
+        self.record_agent_speech(current, Some((heard_ms, sent_ms)), now);
+    }
+
+    fn latest_finished_item(&self) -> Option<&Playback> {
+        self.finished_items
+            .values()
+            .max_by_key(|playback| playback.start_position)
+    }
+
+    /// Milliseconds of `item` the caller heard: what was sent minus what Plivo still buffers,
+    /// never above what was sent.
+    fn heard_ms(&self, item: &Playback, now: Instant) -> u64 {
+        let sent_ms = self.config.format.bytes_to_ms(item.sent_bytes as usize);
+        let buffered_ms = self
+            .playout_end
+            .map(|end| end.saturating_duration_since(now).as_millis() as u64)
+            .unwrap_or(0);
+        // Audio of later items sent after this one also sits in Plivo's buffer.
+        let sent_after_item = self
+            .sent_position
+            .saturating_sub(item.start_position + item.sent_bytes);
+        let buffered_ms =
+            buffered_ms.saturating_sub(self.config.format.bytes_to_ms(sent_after_item as usize));
+        sent_ms.saturating_sub(buffered_ms)
+    }
+
+    /// Discards queued audio and checkpoints; Plivo's buffer is being cleared too.
+    fn drop_queued_audio(&mut self, now: Instant) {
+        self.outgoing.clear();
+        self.markers.clear();
+        self.queued_position = self.sent_position;
+        self.playout_end = Some(now);
+    }
+
+    fn pad_to_frame(&mut self) -> usize {
+        let remainder = self.outgoing.len() % self.frame_bytes;
+        if remainder == 0 {
+            return 0;
+        }
+        let padding = self.frame_bytes - remainder;
+        let silence = silence_byte(self.config.format.encoding);
+        self.outgoing.extend(std::iter::repeat_n(silence, padding));
+        padding
+    }
+
+    // === ending ===
+
+    fn end_now(&mut self, reason: EndReason, now: Instant) {
+        if self.ended {
+            return;
+        }
+        if self.ending.is_none() {
+            self.ending = Some((reason, now));
+        }
+        self.finish(now);
+    }
+
+    fn end_after_playout(&mut self, reason: EndReason, now: Instant) {
+        if self.ending.is_none() {
+            self.ending = Some((reason, now + self.config.final_playout_limit));
+        }
+        self.check_timers(now);
+    }
+
+    fn finish(&mut self, now: Instant) {
+        let (reason, _) = self.ending.expect("an end reason is set before finishing");
+        if let Some(playback) = self.playback.take() {
+            self.record_agent_speech(playback, None, now);
+        }
+        let mut finished: Vec<Playback> = self
+            .finished_items
+            .drain()
+            .map(|(_, playback)| playback)
+            .collect();
+        finished.sort_by_key(|playback| playback.start_position);
+        for playback in finished {
+            self.record_agent_speech(playback, None, now);
+        }
+        self.ended = true;
+        self.actions.push_back(Action::End(reason));
+    }
+
+    fn check_timers(&mut self, now: Instant) {
+        if self.ended {
+            return;
+        }
+        if now >= self.started_at + self.config.max_duration {
+            self.end_now(EndReason::MaxDuration, now);
+            return;
+        }
+        match self.ending {
+            Some((_, limit)) => {
+                let played_out = self.outgoing.len() < self.frame_bytes
+                    && self.playout_end.is_none_or(|end| end <= now);
+                if played_out || now >= limit {
+                    self.finish(now);
+                }
+            }
+            None => {
+                let quiet = !self.caller_speaking
+                    && !self.agent_audible(now)
+                    && self.active_response.is_none();
+                if quiet && now >= self.last_activity + self.config.silence_timeout {
+                    self.record(
+                        EventKind::Note,
+                        now,
+                        Some("silence timeout".to_owned()),
+                        json!({}),
+                    );
+                    self.ending = Some((EndReason::Silence, now));
+                    self.finish(now);
+                }
+            }
+        }
+    }
+
+    // === events ===
+
+    fn record(&mut self, kind: EventKind, at: Instant, text: Option<String>, data: Value) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.actions.push_back(Action::Record(RecordedEvent {
+            seq,
+            kind,
+            at,
+            ended_at: None,
+            text,
+            data,
+        }));
+    }
+
+    /// Records what the agent said in an item; an interrupted item keeps only the words the
+    /// caller heard (in proportion to the audio heard) and says so.
+    fn record_agent_speech(
+        &mut self,
+        playback: Playback,
+        interrupted: Option<(u64, u64)>,
+        now: Instant,
+    ) {
+        let Some(text) = playback.transcript.clone() else {
+            return;
+        };
+        let at = playback.started_at.unwrap_or(now);
+        let (text, data) = match interrupted {
+            None => (text, json!({"item_id": playback.item_id})),
+            Some((heard_ms, sent_ms)) => {
+                let total_ms = self
+                    .config
+                    .format
+                    .bytes_to_ms(playback.queued_bytes as usize)
+                    .max(sent_ms)
+                    .max(1);
+                let words: Vec<&str> = text.split_whitespace().collect();
+                let kept = ((words.len() as u64 * heard_ms) / total_ms) as usize;
+                let mut heard = words[..kept.min(words.len())].join(" ");
+                heard.push('…');
+                (
+                    heard,
+                    json!({"item_id": playback.item_id, "interrupted": true, "heard_ms": heard_ms, "full_text": text}),
+                )
+            }
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.actions.push_back(Action::Record(RecordedEvent {
+            seq,
+            kind: EventKind::AgentSpeech,
+            at,
+            ended_at: Some(now),
+            text: Some(text),
+            data,
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,432 @@
+//! The call state machine, driven with a fake clock.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::ai::{ProviderCommand, ProviderEvent, ResponseStatus};
+
+fn config() -> SessionConfig {
+    SessionConfig {
+        format: AudioFormat::MULAW_8K,
+        playout_lead: Duration::from_millis(300),
+        greeting_guard: Duration::from_millis(500),
+        silence_timeout: Duration::from_secs(10),
+        max_duration: Duration::from_secs(600),
+        final_playout_limit: Duration::from_secs(5),
+    }
+}
+
+struct Harness {
+    session: CallSession,
+    now: Instant,
+    sent_frames: Vec<Instant>,
+    checkpoints: Vec<String>,
+    actions: Vec<Action>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            session: CallSession::new(config(), now),
+            now,
+            sent_frames: Vec::new(),
+            checkpoints: Vec::new(),
+            actions: Vec::new(),
+        }
+    }
+
+    fn input(&mut self, input: Input) {
+        self.session.handle(input, self.now);
+        self.pump();
+    }
+
+    fn provider(&mut self, event: ProviderEvent) {
+        self.input(Input::Provider(event));
+    }
+
+    fn audio(&mut self, response: &str, item: &str, bytes: usize) {
+        self.provider(ProviderEvent::Audio {
+            response_id: response.into(),
+            item_id: item.into(),
+            audio: vec![0x55; bytes],
+        });
+    }
+
+    /// Advances the clock in 5 ms steps, sending whatever is due, like the bridge would.
+    fn advance(&mut self, by: Duration) {
+        let until = self.now + by;
+        while self.now < until {
+            self.now += Duration::from_millis(5);
+            self.session.tick(self.now);
+            self.pump();
+        }
+    }
+
+    fn pump(&mut self) {
+        let mut buffer = [0u8; 640];
+        while let Some(transmit) = self.session.poll_transmit(self.now, &mut buffer) {
+            match transmit {
+                Transmit::Frame(bytes) => {
+                    assert_eq!(bytes, 160, "exact 20 ms frames");
+                    self.sent_frames.push(self.now);
+                }
+                Transmit::Checkpoint(name) => self.checkpoints.push(name),
+            }
+        }
+        while let Some(action) = self.session.poll_action() {
+            self.actions.push(action);
+        }
+    }
+
+    fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.actions)
+    }
+
+    fn records(&self, kind: EventKind) -> Vec<RecordedEvent> {
+        self.actions
+            .iter()
+            .filter_map(|action| match action {
+                Action::Record(event) if event.kind == kind => Some(event.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn greeting(harness: &mut Harness, bytes: usize) {
+    harness.provider(ProviderEvent::ResponseStarted {
+        response_id: "r0".into(),
+    });
+    harness.audio("r0", "i0", bytes);
+}
+
+#[test]
+fn audio_is_paced_at_most_the_lead_ahead_of_real_time() {
+    let mut harness = Harness::new();
+    greeting(&mut harness, 160 * 100); // 2 s of audio at once
+    // At once: the lead (300 ms) plus the frame that starts playing now.
+    assert_eq!(harness.sent_frames.len(), 16);
+    harness.advance(Duration::from_millis(1000));
+    let sent = harness.sent_frames.len();
+    assert!((65..=67).contains(&sent), "{sent} frames after 1 s");
+    harness.advance(Duration::from_millis(2000));
+    assert_eq!(
+        harness.sent_frames.len(),
+        100,
+        "everything is sent, nothing more"
+    );
+    assert_eq!(harness.session.stats().first_audio_ms, Some(0));
+}
+
+#[test]
+fn partial_frames_are_padded_at_the_end_of_an_item_and_followed_by_its_checkpoint() {
+    let mut harness = Harness::new();
+    greeting(&mut harness, 250);
+    assert_eq!(harness.sent_frames.len(), 1, "only whole frames go out");
+    harness.provider(ProviderEvent::AudioDone {
+        response_id: "r0".into(),
+        item_id: "i0".into(),
+    });
+    assert_eq!(
+        harness.sent_frames.len(),
+        2,
+        "the rest is padded to a frame"
+    );
+    assert_eq!(harness.checkpoints, ["i0"]);
+}
+
+#[test]
+fn barge_in_clears_truncates_to_what_was_heard_and_cancels() {
+    let mut harness = Harness::new();
+    harness.provider(ProviderEvent::ResponseStarted {
+        response_id: "r0".into(),
+    });
+    harness.audio("r0", "i0", 160 * 10);
+    harness.provider(ProviderEvent::AudioDone {
+        response_id: "r0".into(),
+        item_id: "i0".into(),
+    });
+    harness.provider(ProviderEvent::ResponseDone {
+        response_id: "r0".into(),
+        status: ResponseStatus::Completed,
+        usage: None,
+    });
+    harness.advance(Duration::from_secs(1));
+    harness.provider(ProviderEvent::ResponseStarted {
+        response_id: "r1".into(),
+    });
+    harness.audio("r1", "i1", 160 * 250); // 5 s answer
+    harness.provider(ProviderEvent::AgentTranscript {
+        item_id: "i1".into(),
+        text: "one two three four five six seven eight nine ten".into(),
+    });
+    harness.advance(Duration::from_millis(1000));
+    harness.take_actions();
+    let sent_before = harness.sent_frames.len();
+
+    harness.provider(ProviderEvent::CallerSpeechStarted);
+    let actions = harness.take_actions();
+    assert_eq!(
+        actions[0],
+        Action::ClearPlivo,
+        "clearAudio first, in the same step"
+    );
+    let Some(Action::Provider(ProviderCommand::Interrupt {
+        item_id,
+        audio_end_ms,
+        cancel_response,
+    })) = actions.get(1).cloned()
+    else {
+        panic!("expected an interrupt, got {actions:?}");
+    };
+    assert_eq!(item_id, "i1");
+    assert!(cancel_response, "the response was still running");
+    let sent_ms = (harness.sent_frames.len() - 10) as u64 * 20;
+    assert!(
+        audio_end_ms <= sent_ms,
+        "heard {audio_end_ms} ms of {sent_ms} ms sent"
+    );
+    assert!(
+        (950..=1020).contains(&audio_end_ms),
+        "about 1 s was heard, got {audio_end_ms}"
+    );
+
+    // Nothing more goes out, late audio of the cancelled response is ignored.
+    harness.audio("r1", "i1", 160 * 50);
+    harness.advance(Duration::from_millis(500));
+    assert_eq!(harness.sent_frames.len(), sent_before);
+    assert_eq!(harness.session.stats().barge_ins, 1);
+    assert!(harness.session.stats().late_audio_dropped >= 8000);
+
+    let speech: Vec<RecordedEvent> = harness
+        .actions
+        .iter()
+        .chain(actions.iter())
+        .filter_map(|a| match a {
+            Action::Record(e) if e.kind == EventKind::AgentSpeech => Some(e.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(speech.len(), 1);
+    assert_eq!(speech[0].data["interrupted"], true);
+    assert_eq!(
+        speech[0].text.as_deref(),
+        Some("one two…"),
+        "only the words heard are kept"
+    );
+}
+
+#[test]
+fn the_greeting_is_protected_from_its_own_echo() {
+    let mut harness = Harness::new();
+    greeting(&mut harness, 160 * 150);
+    harness.advance(Duration::from_millis(200));
+    harness.take_actions();
+    harness.provider(ProviderEvent::CallerSpeechStarted);
+    assert!(
+        harness
+            .take_actions()
+            .iter()
+            .all(|a| *a != Action::ClearPlivo),
+        "inside the guard: no barge-in"
+    );
+    assert_eq!(harness.session.stats().ignored_barge_ins, 1);
+    harness.advance(Duration::from_millis(600));
+    harness.provider(ProviderEvent::CallerSpeechStarted);
+    assert_eq!(
+        harness.take_actions().first(),
+        Some(&Action::ClearPlivo),
+        "after the guard the caller can interrupt"
+    );
+}
+
+#[test]
+fn speech_while_nothing_plays_is_not_a_barge_in() {
+    let mut harness = Harness::new();
+    harness.provider(ProviderEvent::CallerSpeechStarted);
+    assert!(harness.take_actions().is_empty());
+    assert_eq!(harness.session.stats().barge_ins, 0);
+}
+
+#[test]
+fn tool_side_effects_run_only_for_completed_responses() {
+    let mut harness = Harness::new();
+    harness.provider(ProviderEvent::ResponseStarted {
+        response_id: "r1".into(),
+    });
+    harness.provider(ProviderEvent::ToolCall {
+        response_id: "r1".into(),
+        call_id: "c1".into(),
+        name: "record_outcome".into(),
+        arguments: r#"{"interest_level":"high"}"#.into(),
+    });
+    harness.provider(ProviderEvent::ResponseDone {
+        response_id: "r1".into(),
+        status: ResponseStatus::Cancelled,
+        usage: None,
+    });
+    let actions = harness.take_actions();
+    assert!(
+        actions.iter().all(|a| !matches!(a, Action::Provider(_))),
+        "no output for a cancelled response: {actions:?}"
+    );
+    assert_eq!(harness.session.stats().interest_level, None);
+
+    harness.provider(ProviderEvent::ResponseStarted {
+        response_id: "r2".into(),
+    });
+    harness.provider(ProviderEvent::ToolCall {
+        response_id: "r2".into(),
+        call_id: "c2".into(),
+        name: "record_outcome".into(),
+        arguments: r#"{"interest_level":"high","notes":"2BHK"}"#.into(),
+    });
+    harness.provider(ProviderEvent::ResponseDone {
+        response_id: "r2".into(),
+        status: ResponseStatus::Completed,
+        usage: Some(serde_json::json!({"total_tokens": 10})),
+    });
+    let actions = harness.take_actions();
+    assert!(
+        actions.contains(&Action::Provider(ProviderCommand::ToolResult {
+            call_id: "c2".into(),
+            output: serde_json::json!({"ok": true})
+        }))
+    );
+    assert_eq!(
+        actions.last(),
+        Some(&Action::Provider(ProviderCommand::Continue)),
+        "the output round trip ends with a response.create"
+    );
+    assert_eq!(
+        harness.session.stats().interest_level.as_deref(),
+        Some("high")
+    );
+    assert_eq!(harness.session.stats().usage.len(), 1);
+}
+
+#[test]
+fn end_call_waits_for_the_goodbye_to_play() {
+    let mut harness = Harness::new();
+    harness.provider(ProviderEvent::ResponseStarted {
+        response_id: "r1".into(),
+    });
+    harness.audio("r1", "i1", 160 * 50); // 1 s goodbye
+    harness.provider(ProviderEvent::AudioDone {
+        response_id: "r1".into(),
+        item_id: "i1".into(),
+    });
+    harness.provider(ProviderEvent::ToolCall {
+        response_id: "r1".into(),
+        call_id: "c".into(),
+        name: "end_call".into(),
+        arguments: r#"{"reason":"done"}"#.into(),
+    });
+    harness.provider(ProviderEvent::ResponseDone {
+        response_id: "r1".into(),
+        status: ResponseStatus::Completed,
+        usage: None,
+    });
+    assert!(!harness.session.is_ended());
+    harness.advance(Duration::from_millis(700));
+    assert!(!harness.session.is_ended(), "still playing");
+    harness.advance(Duration::from_millis(500));
+    assert!(harness.session.is_ended());
+    assert_eq!(harness.sent_frames.len(), 50, "the whole goodbye was sent");
+    assert!(
+        harness
+            .actions
+            .contains(&Action::End(EndReason::AgentEnded))
+    );
+}
+
+#[test]
+fn exactly_one_end_reason() {
+    let mut harness = Harness::new();
+    harness.input(Input::CallerGone);
+    harness.input(Input::Shutdown);
+    harness.advance(Duration::from_secs(700));
+    let ends: Vec<&Action> = harness
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::End(_)))
+        .collect();
+    assert_eq!(ends, [&Action::End(EndReason::CallerHangup)]);
+}
+
+#[test]
+fn silence_and_maximum_duration_end_the_call() {
+    let mut harness = Harness::new();
+    harness.advance(Duration::from_secs(9));
+    assert!(!harness.session.is_ended());
+    harness.advance(Duration::from_millis(1100));
+    assert!(harness.actions.contains(&Action::End(EndReason::Silence)));
+
+    let mut harness = Harness::new();
+    for _ in 0..70 {
+        harness.provider(ProviderEvent::CallerSpeechStarted);
+        harness.provider(ProviderEvent::CallerSpeechStopped);
+        harness.advance(Duration::from_secs(9));
+    }
+    assert!(
+        harness
+            .actions
+            .contains(&Action::End(EndReason::MaxDuration))
+    );
+}
+
+#[test]
+fn a_provider_failure_plays_the_apology_then_ends() {
+    let mut harness = Harness::new();
+    greeting(&mut harness, 160 * 100);
+    harness.advance(Duration::from_millis(100));
+    harness.input(Input::ProviderFailed {
+        message: "dropped".into(),
+        apology: vec![0x66; 160 * 25],
+    });
+    harness.advance(Duration::from_millis(300));
+    assert!(!harness.session.is_ended());
+    harness.advance(Duration::from_secs(2));
+    assert!(
+        harness
+            .actions
+            .contains(&Action::End(EndReason::ProviderError))
+    );
+    assert_eq!(harness.records(EventKind::ProviderError).len(), 1);
+}
+
+#[test]
+fn poll_timeout_wakes_for_the_next_frame() {
+    let mut harness = Harness::new();
+    greeting(&mut harness, 160 * 100);
+    let wake = harness.session.poll_timeout(harness.now).unwrap();
+    let ahead = wake.saturating_duration_since(harness.now);
+    assert!(
+        ahead <= Duration::from_millis(20),
+        "next frame is due within a frame, got {ahead:?}"
+    );
+}
+
+#[test]
+fn events_are_numbered_in_order() {
+    let mut harness = Harness::new();
+    harness.provider(ProviderEvent::CallerTranscript {
+        item_id: "u1".into(),
+        text: "hello".into(),
+    });
+    harness.input(Input::Dtmf { digit: "5".into() });
+    harness.provider(ProviderEvent::CallerTranscript {
+        item_id: "u2".into(),
+        text: "   ".into(),
+    });
+    let seqs: Vec<i32> = harness
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Record(e) => Some(e.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seqs, [0, 1], "blank transcripts are not recorded");
+}

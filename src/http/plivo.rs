@@ -1,0 +1,449 @@
+//! Plivo's webhooks and the media WebSocket. Every request is checked with
+//! X-Plivo-Signature-V3 against the public URL; a bad or missing signature gets 403 and changes
+//! nothing. The media WebSocket also needs the signed, single-use call token from the answer.
+
+use axum::{
+    body::Bytes,
+    extract::{
+        State,
+        ws::{Message, WebSocket, WebSocketUpgrade},
+    },
+    http::{HeaderMap, Method as HttpMethod, StatusCode, Uri, header},
+    response::{IntoResponse, Response},
+};
+use futures_util::{SinkExt, StreamExt, future};
+use secrecy::ExposeSecret;
+use uuid::Uuid;
+
+use super::AppState;
+use crate::{
+    call::{
+        bridge::{CarrierMessage, run_call},
+        token::{self, StreamClaims},
+    },
+    db::{answer::CallParties, calls::UnreachedCall},
+    domain::{Direction, EndReason},
+    plivo::{
+        signature::{self, Method, SignatureHeaders},
+        xml,
+    },
+};
+
+/// How long a stream token stays valid: Plivo connects within seconds and retries twice.
+const STREAM_TOKEN_TTL_SECS: i64 = 300;
+/// WebSocket messages above this are refused by the socket itself; oversized media below it is
+/// skipped frame by frame.
+const MAX_WS_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
+/// What an unknown caller hears.
+const UNKNOWN_CALL_MESSAGE: &str = "Sorry, we could not find your details. Goodbye.";
+const TROUBLE_MESSAGE: &str =
+    "Sorry, we are having technical trouble. Please try again later. Goodbye.";
+
+/// The parameters of a webhook: the query string's and the form body's, decoded.
+struct Webhook {
+    query: Vec<(String, String)>,
+    form: Vec<(String, String)>,
+}
+
+impl Webhook {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.form
+            .iter()
+            .chain(self.query.iter())
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.as_str())
+            .filter(|value| !value.is_empty())
+    }
+}
+
+/// Verifies the signature of a webhook and parses its parameters.
+fn verify_webhook(
+    state: &AppState,
+    method: &HttpMethod,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Webhook, Response> {
+    let query: Vec<(String, String)> = uri
+        .query()
+        .map(|query| {
+            form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let (signature_method, form) = match *method {
+        HttpMethod::POST => (
+            Method::Post,
+            form_urlencoded::parse(body).into_owned().collect(),
+        ),
+        _ => (Method::Get, Vec::new()),
+    };
+    let url = public_url(state, uri, false);
+    check_signature(state, signature_method, &[url], &form, headers)?;
+    Ok(Webhook { query, form })
+}
+
+/// The URL Plivo called, rebuilt on the public base (what Plivo signed, not what a proxy forwarded).
+fn public_url(state: &AppState, uri: &Uri, websocket: bool) -> String {
+    let base = if websocket {
+        state.settings.server.public_ws_url()
+    } else {
+        state.settings.server.public_url.clone()
+    };
+    let path = uri
+        .path_and_query()
+        .map(|path| path.as_str())
+        .unwrap_or("/");
+    format!("{}{path}", base.as_str().trim_end_matches('/'))
+}
+
+fn check_signature(
+    state: &AppState,
+    method: Method,
+    urls: &[String],
+    params: &[(String, String)],
+    headers: &HeaderMap,
+) -> Result<(), Response> {
+    let refuse = |reason: String| {
+        metrics::counter!(crate::metrics::SIGNATURE_REJECTIONS).increment(1);
+        tracing::warn!(%reason, "webhook refused");
+        (StatusCode::FORBIDDEN, "invalid signature").into_response()
+    };
+    let Some(auth_token) = state.settings.plivo.auth_token.as_ref() else {
+        return Err(refuse("PLIVO_AUTH_TOKEN is not configured".to_owned()));
+    };
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let found = SignatureHeaders {
+        v3: header("x-plivo-signature-v3"),
+        v3_nonce: header("x-plivo-signature-v3-nonce"),
+        v2: header("x-plivo-signature-v2"),
+        v2_nonce: header("x-plivo-signature-v2-nonce"),
+    };
+    let token = auth_token.expose_secret().as_bytes();
+    let mut last_error = None;
+    for url in urls {
+        match signature::verify_request(token, method, url, params, &found) {
+            Ok(()) => return Ok(()),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(refuse(
+        last_error
+            .map(|error| error.to_string())
+            .unwrap_or_default(),
+    ))
+}
+
+fn xml_response(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/xml")], body).into_response()
+}
+
+fn polite_hangup(text: &str) -> Response {
+    xml_response(xml::speak_and_hangup(text, "WOMAN", "en-US"))
+}
+
+/// Plivo sends numbers as digits; the database keeps E.164.
+fn e164(number: &str) -> String {
+    let digits: String = number.chars().filter(char::is_ascii_digit).collect();
+    format!("+{digits}")
+}
+
+/// `POST|GET /plivo/answer`: identifies the call and streams it to the best gateway.
+pub async fn answer(
+    State(state): State<AppState>,
+    method: HttpMethod,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let webhook = match verify_webhook(&state, &method, &uri, &headers, &body) {
+        Ok(webhook) => webhook,
+        Err(response) => return response,
+    };
+    let Some(call_sid) = webhook.get("CallUUID").map(str::to_owned) else {
+        return (StatusCode::BAD_REQUEST, "CallUUID is required").into_response();
+    };
+    let parties = match identify(&state, &webhook).await {
+        Ok(Some(parties)) => parties,
+        Ok(None) => {
+            tracing::warn!(%call_sid, from = ?webhook.get("From"), to = ?webhook.get("To"), "unknown call: no matching lead and campaign");
+            return polite_hangup(UNKNOWN_CALL_MESSAGE);
+        }
+        Err(error) => {
+            tracing::error!(%call_sid, %error, "answering failed: database unavailable");
+            return polite_hangup(TROUBLE_MESSAGE);
+        }
+    };
+    let inbound = webhook.get("lead_id").is_none();
+    let fresh_within = state.settings.server.heartbeat_interval * crate::startup::STALE_HEARTBEATS;
+    let stream_base = match state.db.pick_stream_server(fresh_within).await {
+        Ok(Some(server)) => server.url,
+        Ok(None) | Err(_) => crate::startup::stream_url(&state.settings).to_string(),
+    };
+    let claims = StreamClaims {
+        call_sid: call_sid.clone(),
+        lead_id: parties.lead_id,
+        campaign_id: parties.campaign_id,
+        inbound,
+        expires_at: chrono::Utc::now().timestamp() + STREAM_TOKEN_TTL_SECS,
+        nonce: crate::config::random_hex(16),
+    };
+    let token = token::sign(
+        state
+            .settings
+            .server
+            .stream_secret
+            .expose_secret()
+            .as_bytes(),
+        &claims,
+    );
+    let stream_url = format!("{stream_base}?token={token}");
+    let public = state
+        .settings
+        .server
+        .public_url
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned();
+    tracing::info!(%call_sid, lead_id = %parties.lead_id, campaign_id = %parties.campaign_id, %stream_base, "call answered");
+    xml_response(xml::stream_answer(&xml::StreamAnswer {
+        stream_url: &stream_url,
+        status_callback_url: &format!("{public}/plivo/stream-status"),
+        after_stream_url: &format!("{public}/plivo/after-stream"),
+        content_type: "audio/x-mulaw;rate=8000",
+    }))
+}
+
+async fn identify(
+    state: &AppState,
+    webhook: &Webhook,
+) -> Result<Option<CallParties>, crate::db::DbError> {
+    let ids = |key: &str| {
+        webhook
+            .get(key)
+            .and_then(|value| Uuid::parse_str(value).ok())
+    };
+    match (ids("lead_id"), ids("campaign_id")) {
+        (Some(lead_id), Some(campaign_id)) => state.db.outbound_parties(lead_id, campaign_id).await,
+        _ => match (webhook.get("From"), webhook.get("To")) {
+            (Some(from), Some(to)) => state.db.inbound_parties(&e164(from), &e164(to)).await,
+            _ => Ok(None),
+        },
+    }
+}
+
+/// `POST /plivo/hangup`: the call's final status. Idempotent.
+pub async fn hangup(
+    State(state): State<AppState>,
+    method: HttpMethod,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let webhook = match verify_webhook(&state, &method, &uri, &headers, &body) {
+        Ok(webhook) => webhook,
+        Err(response) => return response,
+    };
+    let Some(call_sid) = webhook.get("CallUUID").map(str::to_owned) else {
+        return (StatusCode::BAD_REQUEST, "CallUUID is required").into_response();
+    };
+    let status = webhook
+        .get("CallStatus")
+        .unwrap_or("completed")
+        .replace('_', "-");
+    let duration: i32 = webhook
+        .get("Duration")
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0);
+    let details = serde_json::json!({
+        "hangup": {
+            "status": status,
+            "cause": webhook.get("HangupCause"),
+            "cause_code": webhook.get("HangupCauseCode"),
+            "source": webhook.get("HangupSource"),
+            "duration": duration,
+            "bill_duration": webhook.get("BillDuration"),
+        }
+    });
+    match state
+        .db
+        .record_hangup_duration(&call_sid, duration, &details)
+        .await
+    {
+        Ok(()) => return (StatusCode::OK, "ok").into_response(),
+        Err(crate::db::DbError::UnknownCall(_)) => {}
+        Err(error) => {
+            tracing::error!(%call_sid, %error, "hangup callback not recorded");
+            return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
+        }
+    }
+    // No row: the call never reached the stream.
+    let end_reason = match status.as_str() {
+        "busy" => EndReason::Busy,
+        "failed" => EndReason::Failed,
+        "timeout" | "no-answer" => EndReason::NoAnswer,
+        "cancel" | "canceled" | "cancelled" => EndReason::Canceled,
+        _ => EndReason::CallerHangup,
+    };
+    let ids = |key: &str| {
+        webhook
+            .get(key)
+            .and_then(|value| Uuid::parse_str(value).ok())
+    };
+    let parties = match (ids("lead_id"), ids("campaign_id")) {
+        (Some(lead_id), Some(campaign_id)) => Some((lead_id, campaign_id, Direction::Outbound)),
+        _ => match identify(&state, &webhook).await {
+            Ok(Some(parties)) => Some((parties.lead_id, parties.campaign_id, Direction::Inbound)),
+            _ => None,
+        },
+    };
+    let Some((lead_id, campaign_id, direction)) = parties else {
+        tracing::info!(%call_sid, %status, "hangup of an unknown call");
+        return (StatusCode::OK, "ok").into_response();
+    };
+    let unreached = UnreachedCall {
+        call_sid: call_sid.clone(),
+        campaign_id,
+        lead_id,
+        direction,
+        at: chrono::Utc::now(),
+        end_reason,
+        metadata: details,
+    };
+    match state.db.record_unreached_call(&unreached).await {
+        Ok(_) => (StatusCode::OK, "ok").into_response(),
+        Err(crate::db::DbError::UnknownLead { .. }) => (StatusCode::OK, "ok").into_response(),
+        Err(error) => {
+            tracing::error!(%call_sid, %error, "unreached call not recorded");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}
+
+/// `POST /plivo/stream-status`: Start/Stop/Dropped/DegradedStream, logged and counted.
+pub async fn stream_status(
+    State(state): State<AppState>,
+    method: HttpMethod,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let webhook = match verify_webhook(&state, &method, &uri, &headers, &body) {
+        Ok(webhook) => webhook,
+        Err(response) => return response,
+    };
+    let event = webhook.get("Event").unwrap_or("unknown").to_owned();
+    let label = match event.as_str() {
+        "StartStream" => "start",
+        "StopStream" => "stop",
+        "DroppedStream" => "dropped",
+        "DegradedStream" => "degraded",
+        _ => "other",
+    };
+    metrics::counter!("vg_stream_status_total", "event" => label).increment(1);
+    tracing::info!(call_sid = ?webhook.get("CallUUID"), %event, params = ?webhook.form, "stream status");
+    (StatusCode::OK, "ok").into_response()
+}
+
+/// `POST|GET /plivo/after-stream`: what Plivo does once the stream ends. For now, hang up.
+pub async fn after_stream(
+    State(state): State<AppState>,
+    method: HttpMethod,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match verify_webhook(&state, &method, &uri, &headers, &body) {
+        Ok(_) => xml_response(xml::hangup()),
+        Err(response) => response,
+    }
+}
+
+/// `GET /plivo/stream`: the media WebSocket. Needs Plivo's signature and the call token.
+pub async fn stream(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if state.lifecycle.is_draining() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response();
+    }
+    // Whether Plivo signs the wss:// or the https:// form of the URL is unconfirmed: accept both.
+    let urls = [
+        public_url(&state, &uri, true),
+        public_url(&state, &uri, false),
+    ];
+    if let Err(response) = check_signature(&state, Method::Get, &urls, &[], &headers) {
+        return response;
+    }
+    let token_text = uri
+        .query()
+        .and_then(|query| form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "token"))
+        .map(|(_, value)| value.into_owned());
+    let Some(token_text) = token_text else {
+        return (StatusCode::FORBIDDEN, "missing call token").into_response();
+    };
+    let secret = state
+        .settings
+        .server
+        .stream_secret
+        .expose_secret()
+        .as_bytes();
+    let claims = match token::verify(secret, &token_text, chrono::Utc::now().timestamp()) {
+        Ok(claims) => claims,
+        Err(error) => {
+            tracing::warn!(%error, "stream refused");
+            return (StatusCode::FORBIDDEN, "invalid call token").into_response();
+        }
+    };
+    match state
+        .db
+        .claim_stream_token(&claims.nonce, &claims.call_sid, &state.settings.server.name)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(call_sid = %claims.call_sid, "stream refused: token replayed");
+            return (StatusCode::FORBIDDEN, "call token already used").into_response();
+        }
+        Err(error) => {
+            tracing::error!(%error, "stream refused: database unavailable");
+            return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
+        }
+    }
+    let runtime = state.runtime.clone();
+    let lifecycle = state.lifecycle.clone();
+    upgrade
+        .max_message_size(MAX_WS_MESSAGE_BYTES)
+        .max_frame_size(MAX_WS_MESSAGE_BYTES)
+        .on_upgrade(move |socket| async move {
+            lifecycle.spawn_call(move |shutdown| {
+                run_call(runtime, claims, carrier_socket(socket), shutdown)
+            });
+        })
+}
+
+/// The axum socket as the bridge's library-independent stream and sink.
+fn carrier_socket(
+    socket: WebSocket,
+) -> impl futures_util::Stream<Item = Result<CarrierMessage, String>>
++ futures_util::Sink<CarrierMessage>
++ Unpin
++ Send {
+    socket
+        .with(|message: CarrierMessage| {
+            future::ready(Ok::<_, axum::Error>(match message {
+                CarrierMessage::Text(text) => Message::Text(text.into()),
+                CarrierMessage::Close => Message::Close(None),
+                CarrierMessage::Other => Message::Ping(Bytes::new()),
+            }))
+        })
+        .map(|message| match message {
+            Ok(Message::Text(text)) => Ok(CarrierMessage::Text(text.as_str().to_owned())),
+            Ok(Message::Close(_)) => Ok(CarrierMessage::Close),
+            Ok(_) => Ok(CarrierMessage::Other),
+            Err(error) => Err(error.to_string()),
+        })
+}

@@ -1,0 +1,307 @@
+//! The XML documents the gateway answers Plivo webhooks with (pure).
+//!
+//! Documents are built by hand rather than with an XML library: they are tiny, fixed in shape,
+//! and byte-for-byte determinism keeps them easy to test. Every text node and attribute value
+//! goes through `escape`, so caller-supplied URLs and messages cannot break the markup.
+
+/// The answer to /plivo/answer: a bidirectional stream, then a redirect that runs when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamAnswer<'a> {
+    /// `wss://…/plivo/stream?token=…`, the body of `<Stream>`.
+    pub stream_url: &'a str,
+    /// Where Plivo posts stream status events (`statusCallbackUrl`, method POST).
+    pub status_callback_url: &'a str,
+    /// The body of `<Redirect method="POST">`, fetched when the stream ends.
+    pub after_stream_url: &'a str,
+    /// The media format Plivo sends and expects, e.g. `audio/x-mulaw;rate=8000`.
+    pub content_type: &'a str,
+}
+
+/// Renders the `<Stream>` + `<Redirect>` answer document.
+pub fn stream_answer(answer: &StreamAnswer<'_>) -> String {
+    document(&[
+        format!(
+            r#"<Stream bidirectional="true" keepCallAlive="true" contentType="{}" statusCallbackUrl="{}" statusCallbackMethod="POST">{}</Stream>"#,
+            escape(answer.content_type),
+            escape(answer.status_callback_url),
+            escape(answer.stream_url),
+        ),
+        format!(
+            r#"<Redirect method="POST">{}</Redirect>"#,
+            escape(answer.after_stream_url)
+        ),
+    ])
+}
+
+/// A polite message then hang up (unknown calls, refusals).
+///
+/// `voice` is e.g. `WOMAN`, `language` e.g. `en-US`.
+pub fn speak_and_hangup(text: &str, voice: &str, language: &str) -> String {
+    document(&[
+        format!(
+            r#"<Speak voice="{}" language="{}">{}</Speak>"#,
+            escape(voice),
+            escape(language),
+            escape(text),
+        ),
+        HANGUP.to_owned(),
+    ])
+}
+
+/// Just hang up.
+pub fn hangup() -> String {
+    document(&[HANGUP.to_owned()])
+}
+
+/// Escapes text and attribute values alike (quotes too, so one function serves both).
+///
+/// Characters XML 1.0 forbids outright are dropped, since no escape can carry them; tab, CR
+/// and LF become character references so attribute-value normalisation cannot turn them
+/// into spaces.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            '\u{0}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const DECLARATION: &str = r#"<?xml version="1.0" encoding="UTF-8"?>"#;
+const HANGUP: &str = "<Hangup/>";
+
+/// Wraps already-rendered elements in the declaration and `<Response>`, one element per line.
+fn document(elements: &[String]) -> String {
+    let mut out = String::from(DECLARATION);
+    out.push_str("\n<Response>\n");
+    for element in elements {
+        out.push_str(element);
+        out.push('\n');
+    }
+    out.push_str("</Response>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer() -> StreamAnswer<'static> {
+        StreamAnswer {
+            stream_url: "wss://gw.example.com/plivo/stream?token=abc",
+            status_callback_url: "https://gw.example.com/plivo/stream-status",
+            after_stream_url: "https://gw.example.com/plivo/after-stream",
+            content_type: "audio/x-mulaw;rate=8000",
+        }
+    }
+
+    /// Parses `xml` and returns the `<Response>` children as elements, checking the root.
+    fn response_children<'a, 'i>(doc: &'a roxmltree::Document<'i>) -> Vec<roxmltree::Node<'a, 'i>> {
+        let root = doc.root_element();
+        assert_eq!(root.tag_name().name(), "Response");
+        // Only whitespace may sit between elements.
+        for node in root.children().filter(|n| n.is_text()) {
+            assert!(node.text().unwrap_or("").trim().is_empty());
+        }
+        root.children().filter(|n| n.is_element()).collect()
+    }
+
+    fn attributes<'a>(node: &roxmltree::Node<'a, '_>) -> Vec<(&'a str, &'a str)> {
+        node.attributes().map(|a| (a.name(), a.value())).collect()
+    }
+
+    #[test]
+    fn stream_answer_exact() {
+        assert_eq!(
+            stream_answer(&answer()),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+             <Response>\n\
+             <Stream bidirectional=\"true\" keepCallAlive=\"true\" \
+             contentType=\"audio/x-mulaw;rate=8000\" \
+             statusCallbackUrl=\"https://gw.example.com/plivo/stream-status\" \
+             statusCallbackMethod=\"POST\">wss://gw.example.com/plivo/stream?token=abc</Stream>\n\
+             <Redirect method=\"POST\">https://gw.example.com/plivo/after-stream</Redirect>\n\
+             </Response>\n"
+        );
+    }
+
+    #[test]
+    fn stream_answer_parses() {
+        let xml = stream_answer(&answer());
+        let doc = roxmltree::Document::parse(&xml).expect("well-formed");
+        let children = response_children(&doc);
+        assert_eq!(children.len(), 2);
+
+        let stream = children[0];
+        assert_eq!(stream.tag_name().name(), "Stream");
+        assert_eq!(
+            attributes(&stream),
+            vec![
+                ("bidirectional", "true"),
+                ("keepCallAlive", "true"),
+                ("contentType", "audio/x-mulaw;rate=8000"),
+                (
+                    "statusCallbackUrl",
+                    "https://gw.example.com/plivo/stream-status"
+                ),
+                ("statusCallbackMethod", "POST"),
+            ]
+        );
+        assert_eq!(
+            stream.text(),
+            Some("wss://gw.example.com/plivo/stream?token=abc")
+        );
+
+        let redirect = children[1];
+        assert_eq!(redirect.tag_name().name(), "Redirect");
+        assert_eq!(attributes(&redirect), vec![("method", "POST")]);
+        assert_eq!(
+            redirect.text(),
+            Some("https://gw.example.com/plivo/after-stream")
+        );
+    }
+
+    #[test]
+    fn stream_answer_escapes_query_strings() {
+        let a = StreamAnswer {
+            stream_url: "wss://gw.example.com/plivo/stream?a=1&b=2",
+            status_callback_url: "https://gw.example.com/status?a=1&b=2",
+            after_stream_url: "https://gw.example.com/after?x=1&y=2",
+            content_type: "audio/x-l16;rate=16000",
+        };
+        let xml = stream_answer(&a);
+        assert!(xml.contains(">wss://gw.example.com/plivo/stream?a=1&amp;b=2</Stream>"));
+        assert!(xml.contains(r#"statusCallbackUrl="https://gw.example.com/status?a=1&amp;b=2""#));
+        assert!(xml.contains(">https://gw.example.com/after?x=1&amp;y=2</Redirect>"));
+        assert!(!xml.contains("&b=") && !xml.contains("&y="));
+
+        // And the parser gives the original values back.
+        let doc = roxmltree::Document::parse(&xml).expect("well-formed");
+        let children = response_children(&doc);
+        assert_eq!(children[0].text(), Some(a.stream_url));
+        assert_eq!(
+            children[0].attribute("statusCallbackUrl"),
+            Some(a.status_callback_url)
+        );
+        assert_eq!(children[0].attribute("contentType"), Some(a.content_type));
+        assert_eq!(children[1].text(), Some(a.after_stream_url));
+    }
+
+    #[test]
+    fn speak_and_hangup_exact() {
+        assert_eq!(
+            speak_and_hangup("Sorry, this number is not in service.", "WOMAN", "en-US"),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+             <Response>\n\
+             <Speak voice=\"WOMAN\" language=\"en-US\">Sorry, this number is not in service.</Speak>\n\
+             <Hangup/>\n\
+             </Response>\n"
+        );
+    }
+
+    #[test]
+    fn speak_and_hangup_parses() {
+        let xml = speak_and_hangup("Goodbye.", "MAN", "en-GB");
+        let doc = roxmltree::Document::parse(&xml).expect("well-formed");
+        let children = response_children(&doc);
+        assert_eq!(children.len(), 2);
+        assert_eq!(children[0].tag_name().name(), "Speak");
+        assert_eq!(
+            attributes(&children[0]),
+            vec![("voice", "MAN"), ("language", "en-GB")]
+        );
+        assert_eq!(children[0].text(), Some("Goodbye."));
+        assert_eq!(children[1].tag_name().name(), "Hangup");
+        assert!(children[1].attributes().next().is_none());
+        assert!(!children[1].has_children());
+    }
+
+    #[test]
+    fn speak_escapes_text_and_attributes() {
+        let text = r#"Tom & Jerry say "1 < 2" and 'bye' >"#;
+        let voice = r#"WO"MAN'<&>"#;
+        let xml = speak_and_hangup(text, voice, "en-US");
+        assert!(xml.contains(
+            "<Speak voice=\"WO&quot;MAN&apos;&lt;&amp;&gt;\" language=\"en-US\">\
+             Tom &amp; Jerry say &quot;1 &lt; 2&quot; and &apos;bye&apos; &gt;</Speak>"
+        ));
+
+        let doc = roxmltree::Document::parse(&xml).expect("well-formed");
+        let children = response_children(&doc);
+        assert_eq!(children.len(), 2);
+        assert_eq!(children[0].attribute("voice"), Some(voice));
+        assert_eq!(children[0].attribute("language"), Some("en-US"));
+        assert_eq!(children[0].text(), Some(text));
+    }
+
+    #[test]
+    fn hangup_exact_and_parses() {
+        let xml = hangup();
+        assert_eq!(
+            xml,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response>\n<Hangup/>\n</Response>\n"
+        );
+        let doc = roxmltree::Document::parse(&xml).expect("well-formed");
+        let children = response_children(&doc);
+        assert_eq!(children.len(), 1);
+        assert_eq!(children[0].tag_name().name(), "Hangup");
+    }
+
+    #[test]
+    fn escape_all_specials() {
+        assert_eq!(escape(r#"&<>"'"#), "&amp;&lt;&gt;&quot;&apos;");
+        assert_eq!(escape("plain text, ünïcödé ☎"), "plain text, ünïcödé ☎");
+        assert_eq!(escape(""), "");
+        // Already-escaped input is escaped again: callers pass raw text.
+        assert_eq!(escape("&amp;"), "&amp;amp;");
+    }
+
+    #[test]
+    fn escape_control_characters() {
+        assert_eq!(escape("a\tb\nc\rd"), "a&#9;b&#10;c&#13;d");
+        assert_eq!(escape("a\u{0}b\u{1b}c\u{fffe}d"), "abcd");
+    }
+
+    #[test]
+    fn hostile_input_stays_well_formed() {
+        let nasty = "</Speak><Hangup/>]]><!-- \u{0}\u{7}\"'&\n\t";
+        let xml = speak_and_hangup(nasty, nasty, nasty);
+        let doc = roxmltree::Document::parse(&xml).expect("well-formed");
+        let children = response_children(&doc);
+        assert_eq!(children.len(), 2);
+        let cleaned = "</Speak><Hangup/>]]><!-- \"'&\n\t";
+        assert_eq!(children[0].text(), Some(cleaned));
+        assert_eq!(children[0].attribute("voice"), Some(cleaned));
+        assert_eq!(children[0].attribute("language"), Some(cleaned));
+
+        let a = StreamAnswer {
+            stream_url: nasty,
+            status_callback_url: nasty,
+            after_stream_url: nasty,
+            content_type: nasty,
+        };
+        let xml = stream_answer(&a);
+        let doc = roxmltree::Document::parse(&xml).expect("well-formed");
+        let children = response_children(&doc);
+        assert_eq!(children.len(), 2);
+        assert_eq!(children[0].text(), Some(cleaned));
+        assert_eq!(children[0].attribute("contentType"), Some(cleaned));
+        assert_eq!(children[1].text(), Some(cleaned));
+    }
+
+    #[test]
+    fn output_is_deterministic() {
+        assert_eq!(stream_answer(&answer()), stream_answer(&answer()));
+        assert_eq!(hangup(), hangup());
+    }
+}
