@@ -21,9 +21,6 @@ fn mulaw_codec(c: &mut Criterion) {
     group.bench_function("encode_160", |b| {
         b.iter(|| mulaw::encode(black_box(&pcm), black_box(&mut bytes)))
     });
-    group.bench_function("encode_clz_160", |b| {
-        b.iter(|| mulaw::encode_clz(black_box(&pcm), black_box(&mut bytes)))
-    });
     group.bench_function("decode_encode_160", |b| {
         b.iter(|| {
             mulaw::decode(black_box(&frame), &mut pcm);

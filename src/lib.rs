@@ -11,6 +11,9 @@
 //! - [`db`]: the pool, the embedded PostgreSQL, and every SQL statement.
 //! - [`lifecycle`]: tracked tasks and the ordered drain on shutdown.
 //! - [`http`]: the axum routes.
+//! - [`plivo`], [`audio`], [`call`], [`ai`]: the call: carrier wire formats, audio, the call
+//!   state machine and its bridge, the AI providers.
+//! - [`simulators`]: a synthetic Plivo caller and a fake OpenAI Realtime server.
 //! - [`startup`]: building and running the application.
 //!
 //! See `ARCHITECTURE.md` for the bird's-eye view and the invariants.
@@ -25,5 +28,6 @@ pub mod http;
 pub mod lifecycle;
 pub mod metrics;
 pub mod plivo;
+pub mod simulators;
 pub mod startup;
 pub mod telemetry;

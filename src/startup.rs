@@ -199,6 +199,10 @@ impl Application {
         let serve = tokio::spawn({
             let http_stop = http_stop.clone();
             async move {
+                // Media frames are small and latency-bound: no Nagle delay on any connection.
+                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 axum::serve(listener, router)
                     .with_graceful_shutdown(async move { http_stop.cancelled().await })
                     .await

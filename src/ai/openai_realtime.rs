@@ -221,13 +221,11 @@ impl OpenAiRealtime {
                     text,
                 });
             }
-            "response.output_text.done" | "response.text.done" => {
-                if self.summary_pending {
-                    self.summary_pending = false;
-                    self.pending.push_back(ProviderEvent::Summary {
-                        text: owned(event.text),
-                    });
-                }
+            "response.output_text.done" | "response.text.done" if self.summary_pending => {
+                self.summary_pending = false;
+                self.pending.push_back(ProviderEvent::Summary {
+                    text: owned(event.text),
+                });
             }
             "input_audio_buffer.speech_started" => {
                 self.pending.push_back(ProviderEvent::CallerSpeechStarted)
@@ -396,7 +394,7 @@ async fn open_session(config: &OpenAiConfig) -> Result<Socket, ProviderError> {
             ProviderError::Connect("the API key is not a valid header value".to_owned())
         })?;
     request.headers_mut().insert("Authorization", bearer);
-    let (mut socket, _response) = tokio_tungstenite::connect_async(request)
+    let (mut socket, _response) = tokio_tungstenite::connect_async_with_config(request, None, true)
         .await
         .map_err(|error| ProviderError::Connect(error.to_string()))?;
 

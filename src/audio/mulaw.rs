@@ -51,17 +51,6 @@ pub const fn encode_sample(sample: i16) -> u8 {
     if s < 0 { code & 0x7F } else { code }
 }
 
-#[doc(hidden)]
-pub fn encode_clz(input: &[i16], output: &mut [u8]) -> usize {
-    let n = input.len().min(output.len());
-    for (out, &sample) in output[..n].iter_mut().zip(&input[..n]) {
-        let s = sample as i32;
-        let m = s.unsigned_abs().min(CLIP as u32) as i32 + BIAS;
-        *out = reference_encode_biased(m, s < 0);
-    }
-    n
-}
-
 const BIAS: i32 = 0x84;
 const CLIP: i32 = 32635;
 

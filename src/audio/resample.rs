@@ -408,6 +408,13 @@ mod tests {
     }
 
     #[test]
+    fn is_send() {
+        // Each call's resampler lives in that call's task.
+        fn assert_send<T: Send>() {}
+        assert_send::<Resampler>();
+    }
+
+    #[test]
     fn rejects_unsupported_rates() {
         for (from, to) in [(44100, 8000), (8000, 48000), (0, 8000), (8000, 0)] {
             assert!(matches!(

@@ -299,7 +299,7 @@ where
             let now = clock.now();
             let deadline = session
                 .poll_timeout(now)
-                .map(|instant| tokio::time::Instant::from_std(instant));
+                .map(tokio::time::Instant::from_std);
             let sleep = async {
                 match deadline {
                     Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -336,10 +336,11 @@ where
 
         let end_reason = session.end_reason().unwrap_or(EndReason::InternalError);
         // A real summary from the provider when it is still there and the call had speech.
-        if summary.is_none() && !transcript_words.is_empty() {
-            if let Some(provider) = provider.as_mut() {
-                summary = request_summary(provider.as_mut(), runtime.timing.summary_timeout).await;
-            }
+        if summary.is_none()
+            && !transcript_words.is_empty()
+            && let Some(provider) = provider.as_mut()
+        {
+            summary = request_summary(provider.as_mut(), runtime.timing.summary_timeout).await;
         }
         let stats = session.stats().clone();
         let summary = summary

@@ -156,6 +156,8 @@ pub struct CallSession {
     playback: Option<Playback>,
     /// Items whose audio is finished but whose checkpoint has not come back.
     finished_items: HashMap<String, Playback>,
+    /// Items cut by a barge-in whose transcript had not arrived yet.
+    interrupted_items: HashMap<String, (Playback, u64, u64)>,
     cancelled_responses: HashSet<String>,
     active_response: Option<String>,
     greeting_response: Option<String>,
@@ -185,6 +187,7 @@ impl CallSession {
             playout_end: None,
             playback: None,
             finished_items: HashMap::new(),
+            interrupted_items: HashMap::new(),
             cancelled_responses: HashSet::new(),
             active_response: None,
             greeting_response: None,
@@ -262,11 +265,11 @@ impl CallSession {
         if self.ended {
             return None;
         }
-        if let Some((position, _)) = self.markers.front() {
-            if *position <= self.sent_position {
-                let (_, name) = self.markers.pop_front().expect("checked");
-                return Some(Transmit::Checkpoint(name));
-            }
+        if let Some((position, _)) = self.markers.front()
+            && *position <= self.sent_position
+        {
+            let (_, name) = self.markers.pop_front().expect("checked");
+            return Some(Transmit::Checkpoint(name));
         }
         if self.outgoing.len() < self.frame_bytes {
             return None;
@@ -294,12 +297,12 @@ impl CallSession {
                 .turn_latencies_ms
                 .push(now.saturating_duration_since(stopped).as_millis() as u64);
         }
-        if let Some(playback) = &mut self.playback {
-            if self.sent_position > playback.start_position {
-                playback.sent_bytes =
-                    (self.sent_position - playback.start_position).min(playback.queued_bytes);
-                playback.started_at.get_or_insert(now);
-            }
+        if let Some(playback) = &mut self.playback
+            && self.sent_position > playback.start_position
+        {
+            playback.sent_bytes =
+                (self.sent_position - playback.start_position).min(playback.queued_bytes);
+            playback.started_at.get_or_insert(now);
         }
         Some(Transmit::Frame(self.frame_bytes))
     }
@@ -371,15 +374,19 @@ impl CallSession {
                 };
                 match target {
                     Some(playback) => playback.transcript = Some(text),
-                    // Audio-less or already interrupted item: record what we have.
-                    None => {
-                        self.record(
+                    None => match self.interrupted_items.remove(&item_id) {
+                        Some((mut playback, heard_ms, sent_ms)) => {
+                            playback.transcript = Some(text);
+                            self.record_agent_speech(playback, Some((heard_ms, sent_ms)), now);
+                        }
+                        // An item without audio: record what was said.
+                        None => self.record(
                             EventKind::AgentSpeech,
                             now,
                             Some(text),
                             json!({"item_id": item_id}),
-                        );
-                    }
+                        ),
+                    },
                 }
             }
             ProviderEvent::CallerSpeechStarted => {
@@ -628,7 +635,13 @@ impl CallSession {
             None,
             json!({"item_id": item_id, "heard_ms": heard_ms, "sent_ms": sent_ms, "cancelled_response": cancel_response}),
         );
-        self.record_agent_speech(current, Some((heard_ms, sent_ms)), now);
+        match current.transcript {
+            Some(_) => self.record_agent_speech(current, Some((heard_ms, sent_ms)), now),
+            None => {
+                self.interrupted_items
+                    .insert(current.item_id.clone(), (current, heard_ms, sent_ms));
+            }
+        }
     }
 
     fn latest_finished_item(&self) -> Option<&Playback> {

@@ -39,6 +39,16 @@ const UNKNOWN_CALL_MESSAGE: &str = "Sorry, we could not find your details. Goodb
 const TROUBLE_MESSAGE: &str =
     "Sorry, we are having technical trouble. Please try again later. Goodbye.";
 
+/// A refused request: a status and a short reason (small, unlike a whole `Response`).
+#[derive(Debug, Clone, Copy)]
+struct Refused(StatusCode, &'static str);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        (self.0, self.1).into_response()
+    }
+}
+
 /// The parameters of a webhook: the query string's and the form body's, decoded.
 struct Webhook {
     query: Vec<(String, String)>,
@@ -63,7 +73,7 @@ fn verify_webhook(
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Webhook, Response> {
+) -> Result<Webhook, Refused> {
     let query: Vec<(String, String)> = uri
         .query()
         .map(|query| {
@@ -104,11 +114,11 @@ fn check_signature(
     urls: &[String],
     params: &[(String, String)],
     headers: &HeaderMap,
-) -> Result<(), Response> {
+) -> Result<(), Refused> {
     let refuse = |reason: String| {
         metrics::counter!(crate::metrics::SIGNATURE_REJECTIONS).increment(1);
         tracing::warn!(%reason, "webhook refused");
-        (StatusCode::FORBIDDEN, "invalid signature").into_response()
+        Refused(StatusCode::FORBIDDEN, "invalid signature")
     };
     let Some(auth_token) = state.settings.plivo.auth_token.as_ref() else {
         return Err(refuse("PLIVO_AUTH_TOKEN is not configured".to_owned()));
@@ -159,7 +169,7 @@ pub async fn answer(
 ) -> Response {
     let webhook = match verify_webhook(&state, &method, &uri, &headers, &body) {
         Ok(webhook) => webhook,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     let Some(call_sid) = webhook.get("CallUUID").map(str::to_owned) else {
         return (StatusCode::BAD_REQUEST, "CallUUID is required").into_response();
@@ -243,7 +253,7 @@ pub async fn hangup(
 ) -> Response {
     let webhook = match verify_webhook(&state, &method, &uri, &headers, &body) {
         Ok(webhook) => webhook,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     let Some(call_sid) = webhook.get("CallUUID").map(str::to_owned) else {
         return (StatusCode::BAD_REQUEST, "CallUUID is required").into_response();
@@ -331,7 +341,7 @@ pub async fn stream_status(
 ) -> Response {
     let webhook = match verify_webhook(&state, &method, &uri, &headers, &body) {
         Ok(webhook) => webhook,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     let event = webhook.get("Event").unwrap_or("unknown").to_owned();
     let label = match event.as_str() {
@@ -356,7 +366,7 @@ pub async fn after_stream(
 ) -> Response {
     match verify_webhook(&state, &method, &uri, &headers, &body) {
         Ok(_) => xml_response(xml::hangup()),
-        Err(response) => response,
+        Err(refused) => refused.into_response(),
     }
 }
 
@@ -376,7 +386,7 @@ pub async fn stream(
         public_url(&state, &uri, false),
     ];
     if let Err(response) = check_signature(&state, Method::Get, &urls, &[], &headers) {
-        return response;
+        return response.into_response();
     }
     let token_text = uri
         .query()

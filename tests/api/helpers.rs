@@ -21,6 +21,8 @@ const TEMPLATE_DB: &str = "vg_template";
 
 /// The cluster shared by every test in this binary.
 pub fn cluster() -> &'static EmbeddedPostgres {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    test_logs();
     CLUSTER.get_or_init(|| {
         EmbeddedPostgres::start_ephemeral()
             .unwrap_or_else(|error| panic!("the test cluster could not start: {error}"))
@@ -202,5 +204,13 @@ impl TestApp {
             .await
             .expect("the application task")
             .expect("a clean shutdown");
+    }
+}
+
+/// Logs to stderr when `TEST_LOG` is set (for debugging a failing test), silent otherwise.
+#[allow(clippy::disallowed_methods)] // The test harness's own switch, not a gateway setting.
+fn test_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        voice_gateway::telemetry::init(voice_gateway::config::LogFormat::Text);
     }
 }

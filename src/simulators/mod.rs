@@ -1,0 +1,5 @@
+//! Simulators that speak the real protocols: a synthetic Plivo caller and a fake OpenAI
+//! Realtime server. Library code, not test hacks: the tests, `loadtest` and `demo` use them.
+
+pub mod openai_realtime;
+pub mod plivo_caller;

@@ -1,0 +1,476 @@
+//! A call end to end through real sockets: the synthetic Plivo caller, the gateway, the fake
+//! OpenAI Realtime server, and PostgreSQL.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+use voice_gateway::simulators::{
+    openai_realtime::{FakeMode, FakeRealtimeConfig, FakeRealtimeServer, FakeTurn},
+    plivo_caller::{self, CallReport, CallerConfig, Step},
+};
+
+use crate::helpers::{Org, TestApp, TestDb, seed_org, settings_for};
+
+const AUTH_TOKEN: &str = "plivo-test-token";
+const PUBLIC_URL: &str = "https://gateway.test";
+
+struct Fixture {
+    test: TestDb,
+    org: Org,
+    fake: FakeRealtimeServer,
+    app: TestApp,
+    http: reqwest::Client,
+}
+
+impl Fixture {
+    async fn start(fake: FakeRealtimeConfig, leads: usize, extra: &[(&str, &str)]) -> Self {
+        let test = TestDb::new().await;
+        let org = seed_org(test.pool(), "Acme Homes", leads).await;
+        let fake = FakeRealtimeServer::start(fake).await.unwrap();
+        let url = fake.url();
+        let mut settings = vec![
+            ("VG_AI_PROVIDER", "openai"),
+            ("OPENAI_API_KEY", "sk-test"),
+            ("OPENAI_REALTIME_URL", url.as_str()),
+            ("PLIVO_AUTH_ID", "MATEST"),
+            ("PLIVO_AUTH_TOKEN", AUTH_TOKEN),
+            ("VG_GREETING_GUARD_MS", "300"),
+        ];
+        settings.extend_from_slice(extra);
+        let name = format!("gw-{}", Uuid::new_v4().simple());
+        let app = TestApp::spawn(settings_for(&test.url, &name, &settings)).await;
+        Self {
+            test,
+            org,
+            fake,
+            app,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn caller(&self, lead: usize, call_sid: &str) -> CallerConfig {
+        CallerConfig {
+            gateway: format!("http://{}", self.app.address),
+            public_url: PUBLIC_URL.to_owned(),
+            auth_token: AUTH_TOKEN.to_owned(),
+            call_sid: call_sid.to_owned(),
+            answer_query: format!(
+                "lead_id={}&campaign_id={}",
+                self.org.lead_ids[lead], self.org.campaign_id
+            ),
+            from: "14155550100".to_owned(),
+            to: format!("1415555{lead:04}"),
+        }
+    }
+
+    async fn call(&self, lead: usize, call_sid: &str, script: &[Step]) -> CallReport {
+        let report = tokio::time::timeout(
+            Duration::from_secs(60),
+            plivo_caller::place_call(&self.caller(lead, call_sid), &self.http, script),
+        )
+        .await
+        .expect("the call finished in time")
+        .expect("the call ran");
+        assert_eq!(report.answer_status, 200, "{}", report.answer_xml);
+        report
+    }
+
+    /// Stops the gateway; its drain waits for every call to write its rows.
+    async fn finish(self) -> (TestDb, Org, FakeRealtimeServer) {
+        self.app.shutdown().await;
+        (self.test, self.org, self.fake)
+    }
+}
+
+fn turn(caller: &str, agent: &str, tool: Option<(&str, Value)>) -> FakeTurn {
+    FakeTurn {
+        caller_says: caller.to_owned(),
+        agent_says: agent.to_owned(),
+        tool: tool.map(|(name, args)| (name.to_owned(), args)),
+    }
+}
+
+async fn call_row(test: &TestDb, call_sid: &str) -> voice_gateway::db::calls::CallLogRow {
+    test.db
+        .call_log(call_sid)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no call_logs row for {call_sid}"))
+}
+
+fn conversation(turns: Vec<FakeTurn>) -> FakeRealtimeConfig {
+    FakeRealtimeConfig {
+        turns,
+        ..FakeRealtimeConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_call_from_answer_to_call_log() {
+    let fixture = Fixture::start(
+        conversation(vec![
+            turn(
+                "I would like to hear more",
+                "Great, it is a two bedroom flat by the lake.",
+                Some((
+                    "record_outcome",
+                    json!({"interest_level": "high", "notes": "wants details"}),
+                )),
+            ),
+            turn(
+                "No thanks, that is all, goodbye",
+                "Thank you, goodbye.",
+                Some(("end_call", json!({"reason": "caller is done"}))),
+            ),
+        ]),
+        1,
+        &[],
+    )
+    .await;
+    let script = [
+        Step::WaitForAgentAudio,
+        Step::WaitForAgentSilence(Duration::from_millis(300)),
+        Step::Speak(Duration::from_millis(500)),
+        Step::WaitForAgentAudio,
+        Step::WaitForAgentSilence(Duration::from_millis(400)),
+        Step::Speak(Duration::from_millis(500)),
+        Step::WaitForClose,
+    ];
+    let report = fixture.call(0, "CA-whole", &script).await;
+
+    // The answer pointed at this gateway's stream, with a token, then the after-stream redirect.
+    assert!(
+        report
+            .stream_url
+            .as_deref()
+            .unwrap()
+            .starts_with("wss://gateway.test/plivo/stream?token=")
+    );
+    assert!(
+        report.closed_by_gateway,
+        "the gateway hung up after end_call"
+    );
+
+    // The provider got a GA session.update with μ-law both ways.
+    let updates = fixture.fake.events_of("session.update");
+    assert_eq!(updates.len(), 1);
+    let session = &updates[0]["session"];
+    assert_eq!(session["type"], "realtime");
+    assert_eq!(session["audio"]["input"]["format"]["type"], "audio/pcmu");
+    assert_eq!(session["audio"]["output"]["format"]["type"], "audio/pcmu");
+    assert_eq!(
+        session["audio"]["input"]["turn_detection"]["type"],
+        "server_vad"
+    );
+    assert_eq!(
+        session["audio"]["input"]["turn_detection"]["interrupt_response"],
+        false
+    );
+    assert!(
+        session["instructions"]
+            .as_str()
+            .unwrap()
+            .contains("Lead 0 of Acme Homes")
+    );
+    assert_eq!(session["tools"].as_array().unwrap().len(), 4);
+    assert!(
+        fixture.fake.log(|log| log.appended_frames) > 50,
+        "caller audio reached the provider"
+    );
+    // The tool round trip: output, then response.create.
+    let outputs = fixture.fake.events_of("conversation.item.create");
+    assert_eq!(
+        outputs.len(),
+        1,
+        "one tool output (record_outcome); end_call needs none"
+    );
+    assert_eq!(outputs[0]["item"]["type"], "function_call_output");
+
+    // The greeting reached the caller as 160-byte μ-law frames at real-time pace.
+    assert!(
+        report.frames.iter().all(|(_, size)| *size == 160),
+        "exact 20 ms frames"
+    );
+    assert_eq!(report.content_types, [("audio/x-mulaw".to_owned(), 8000)]);
+    let greeting_frames: Vec<Duration> = report.frames.iter().take(60).map(|(at, _)| *at).collect();
+    let span = *greeting_frames.last().unwrap() - greeting_frames[0];
+    assert!(
+        span >= Duration::from_millis(800),
+        "1.2 s of greeting sent over {span:?}: paced, not burst"
+    );
+    assert!(
+        span <= Duration::from_millis(1300),
+        "and not slower than real time: {span:?}"
+    );
+    assert_eq!(report.playback_gaps, 0);
+
+    let (test, org, _fake) = fixture.finish().await;
+    let row = call_row(&test, "CA-whole").await;
+    assert_eq!(row.end_reason.as_deref(), Some("agent_ended"));
+    assert_eq!(row.call_status, "called");
+    let transcript = row.transcript.unwrap();
+    for line in [
+        "Agent: Hello, this is Maya from Acme Homes.",
+        "Caller: I would like to hear more",
+        "Agent: Great, it is a two bedroom flat by the lake.",
+        "Caller: No thanks, that is all, goodbye",
+        "Agent: Thank you, goodbye.",
+    ] {
+        assert!(
+            transcript.contains(line),
+            "missing {line:?} in\n{transcript}"
+        );
+    }
+    assert_eq!(
+        row.conversation_summary.as_deref(),
+        Some("The caller talked with the agent about the offer; the call ended normally."),
+        "the provider's text summary"
+    );
+    let metadata = row.metadata.unwrap();
+    assert_eq!(metadata["interest_level"], "high");
+    assert!(metadata["latency"]["first_audio_ms"].as_u64().is_some());
+    assert!(
+        !metadata["provider_usage"].as_array().unwrap().is_empty(),
+        "response.done usage is kept"
+    );
+    let (status, call_status, total_calls): (String, String, i32) = sqlx::query_as(
+        "SELECT l.status, l.call_status, c.total_calls FROM leads l JOIN campaigns c ON c.id = $2 WHERE l.id = $1",
+    )
+    .bind(org.lead_ids[0])
+    .bind(org.campaign_id)
+    .fetch_one(test.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        (status.as_str(), call_status.as_str(), total_calls),
+        ("contacted", "called", 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn barge_in_clears_at_once_and_truncates_to_what_was_sent() {
+    let mut config = conversation(vec![turn(
+        "Tell me everything",
+        "Let me tell you all about it at great length, there is so much to say.",
+        None,
+    )]);
+    config.reply_ms = 5000;
+    config.generation_speed = 2;
+    let fixture = Fixture::start(config, 1, &[]).await;
+    let script = [
+        Step::WaitForAgentAudio,
+        Step::WaitForAgentSilence(Duration::from_millis(300)),
+        Step::Speak(Duration::from_millis(500)),
+        Step::WaitForAgentAudio,
+        Step::WaitForAgentAudioFor(Duration::from_millis(1200)),
+        Step::Speak(Duration::from_millis(400)),
+        Step::Silence(Duration::from_millis(500)),
+        Step::HangUp,
+    ];
+    let report = fixture.call(0, "CA-barge", &script).await;
+    assert_eq!(report.clears.len(), 1, "one barge-in, one clearAudio");
+    let barge_start = report.speech_starts[1];
+    let clear_at = report.clears[0];
+    assert!(clear_at >= barge_start);
+    assert!(
+        clear_at - barge_start <= Duration::from_millis(30),
+        "clearAudio {:?} after speech start",
+        clear_at - barge_start
+    );
+
+    fixture
+        .fake
+        .wait_for(|log| {
+            log.events
+                .iter()
+                .any(|(_, e)| e["type"] == "conversation.item.truncate")
+        })
+        .await;
+    let truncate = fixture
+        .fake
+        .events_of("conversation.item.truncate")
+        .remove(0);
+    let audio_end_ms = truncate["audio_end_ms"].as_u64().unwrap();
+    let reply_frames_before_clear = report
+        .frames
+        .iter()
+        .filter(|(at, _)| *at > report.speech_ends[0] && *at <= clear_at)
+        .count() as u64;
+    assert!(
+        audio_end_ms <= reply_frames_before_clear * 20,
+        "truncated at {audio_end_ms} ms, {reply_frames_before_clear} frames sent"
+    );
+    assert!(
+        audio_end_ms >= 900,
+        "about 1.2 s was heard, truncated at {audio_end_ms} ms"
+    );
+    assert_eq!(
+        fixture.fake.events_of("response.cancel").len(),
+        1,
+        "the running response was cancelled"
+    );
+    assert!(
+        fixture.fake.log(|log| log.errors_sent.is_empty()),
+        "the provider accepted every truncate and cancel"
+    );
+    // Nothing of the cancelled reply was played after the clear.
+    let after_clear = report
+        .frames
+        .iter()
+        .filter(|(at, _)| *at > clear_at)
+        .count();
+    assert_eq!(
+        after_clear, 0,
+        "late audio of the cancelled response is dropped"
+    );
+
+    let (test, _, _) = fixture.finish().await;
+    let row = call_row(&test, "CA-barge").await;
+    assert_eq!(row.end_reason.as_deref(), Some("caller_hangup"));
+    let barge_ins: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM call_events WHERE call_log_id = $1 AND kind = 'barge_in'",
+    )
+    .bind(row.id)
+    .fetch_one(test.pool())
+    .await
+    .unwrap();
+    assert_eq!(barge_ins, 1);
+    assert!(
+        row.transcript.unwrap().contains("Agent: Let me tell you"),
+        "the heard part of the reply is kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_drops_gets_the_caller_an_apology_and_a_clean_end() {
+    let config = FakeRealtimeConfig {
+        mode: FakeMode::DropAfterGreeting,
+        ..FakeRealtimeConfig::default()
+    };
+    let fixture = Fixture::start(config, 1, &[]).await;
+    let report = fixture
+        .call(0, "CA-drop", &[Step::WaitForAgentAudio, Step::WaitForClose])
+        .await;
+    assert!(report.closed_by_gateway);
+    // The apology (5.9 s) follows whatever of the greeting arrived.
+    assert!(
+        report.frames.len() >= 290,
+        "the apology played: {} frames",
+        report.frames.len()
+    );
+    let health = fixture
+        .http
+        .get(fixture.app.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let (test, _, _) = fixture.finish().await;
+    let row = call_row(&test, "CA-drop").await;
+    assert_eq!(row.end_reason.as_deref(), Some("provider_error"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_never_answers_ends_the_call_with_provider_error() {
+    let config = FakeRealtimeConfig {
+        mode: FakeMode::NeverReady,
+        ..FakeRealtimeConfig::default()
+    };
+    let fixture = Fixture::start(config, 1, &[("VG_PROVIDER_TIMEOUT_SECS", "1")]).await;
+    let report = fixture.call(0, "CA-stall", &[Step::WaitForClose]).await;
+    assert!(report.closed_by_gateway);
+    assert!(report.frames.len() >= 290, "the apology played");
+    let (test, _, _) = fixture.finish().await;
+    assert_eq!(
+        call_row(&test, "CA-stall").await.end_reason.as_deref(),
+        Some("provider_error")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_are_skipped_and_counted_without_ending_the_call() {
+    let fixture = Fixture::start(FakeRealtimeConfig::default(), 1, &[]).await;
+    let huge = format!(
+        r#"{{"event":"media","media":{{"payload":"{}"}}}}"#,
+        "A".repeat(1024 * 1024)
+    );
+    let script = [
+        Step::WaitForAgentAudio,
+        Step::SendRaw("{this is not json".to_owned()),
+        Step::SendRaw(r#"{"event":"media","media":{"payload":"***not base64***"}}"#.to_owned()),
+        Step::SendRaw(huge),
+        Step::SendRaw(r#"{"event":"muteStream","streamId":"x"}"#.to_owned()),
+        Step::SendRaw(r#"{"sequenceNumber":3}"#.to_owned()),
+        Step::Silence(Duration::from_millis(200)),
+        Step::HangUp,
+    ];
+    let report = fixture.call(0, "CA-junk", &script).await;
+    assert!(
+        !report.closed_by_gateway,
+        "the caller hung up; the gateway kept the call"
+    );
+    let health = fixture
+        .http
+        .get(fixture.app.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let (test, _, _) = fixture.finish().await;
+    let row = call_row(&test, "CA-junk").await;
+    assert_eq!(row.end_reason.as_deref(), Some("caller_hangup"));
+    let frames = &row.metadata.unwrap()["frames"];
+    assert_eq!(frames["rejected"], 4, "{frames}");
+    assert_eq!(frames["unknown_events"], 1, "{frames}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_calls_at_once_keep_their_own_transcripts_and_counters() {
+    let fixture = Fixture::start(
+        conversation(vec![turn(
+            "Yes please",
+            "Wonderful.",
+            Some(("end_call", json!({"reason": "done"}))),
+        )]),
+        10,
+        &[],
+    )
+    .await;
+    let script = [
+        Step::WaitForAgentAudio,
+        Step::WaitForAgentSilence(Duration::from_millis(300)),
+        Step::Speak(Duration::from_millis(400)),
+        Step::WaitForClose,
+    ];
+    let calls = (0..10).map(|lead| {
+        let fixture = &fixture;
+        let script = &script;
+        async move { fixture.call(lead, &format!("CA-many-{lead}"), script).await }
+    });
+    let reports = futures_util::future::join_all(calls).await;
+    assert!(reports.iter().all(|report| report.closed_by_gateway));
+    let (test, org, _) = fixture.finish().await;
+    for lead in 0..10 {
+        let row = call_row(&test, &format!("CA-many-{lead}")).await;
+        assert_eq!(row.lead_id, org.lead_ids[lead]);
+        assert_eq!(row.end_reason.as_deref(), Some("agent_ended"));
+        let transcript = row.transcript.unwrap();
+        assert_eq!(
+            transcript.matches("Caller: Yes please").count(),
+            1,
+            "{transcript}"
+        );
+        assert_eq!(
+            transcript.matches("Agent: Wonderful.").count(),
+            1,
+            "{transcript}"
+        );
+    }
+    let total: i32 = sqlx::query_scalar("SELECT total_calls FROM campaigns WHERE id = $1")
+        .bind(org.campaign_id)
+        .fetch_one(test.pool())
+        .await
+        .unwrap();
+    assert_eq!(total, 10);
+}
