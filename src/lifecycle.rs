@@ -26,6 +26,8 @@ pub struct Lifecycle {
 #[derive(Debug, Default)]
 struct Inner {
     draining: AtomicBool,
+    /// Cancelled when the drain begins, for whoever waits on it.
+    drain_started: CancellationToken,
     /// Cancelled when the grace period is over: live calls end with reason `shutdown`.
     end_calls: CancellationToken,
     calls: TaskTracker,
@@ -53,8 +55,14 @@ impl Lifecycle {
         let first = !self.inner.draining.swap(true, Ordering::AcqRel);
         if first {
             metrics::gauge!(crate::metrics::DRAINING).set(1.0);
+            self.inner.drain_started.cancel();
         }
         first
+    }
+
+    /// Completes once the drain has begun.
+    pub async fn draining(&self) {
+        self.inner.drain_started.cancelled().await;
     }
 
     /// Runs a call's task, tracked so shutdown can wait for it. The task gets a token that is

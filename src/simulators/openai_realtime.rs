@@ -333,26 +333,26 @@ impl Connection {
                     self.greeted = true;
                     let greeting = self.shared.config.greeting.clone();
                     let ms = self.shared.config.greeting_ms;
-                    self.respond(greeting, ms, None, Duration::ZERO);
-                    match self.shared.config.mode {
-                        FakeMode::DropAfterGreeting => {
-                            let _ = self.outbox.send(json!({"type": "__close"})).await;
-                            return false;
-                        }
-                        FakeMode::ExpireAfterGreeting if self.index == 1 => {
-                            let _ = self
-                                .outbox
-                                .send(json!({"type": "error", "error": {"type": "invalid_request_error", "code": "session_expired", "message": "Your session hit the maximum duration."}}))
-                                .await;
-                            let _ = self.outbox.send(json!({"type": "__close"})).await;
-                            return false;
-                        }
-                        _ => {}
-                    }
+                    // Failure modes strike once the greeting has been sent in full.
+                    let after = match self.shared.config.mode {
+                        FakeMode::DropAfterGreeting => vec![json!({"type": "__close"})],
+                        FakeMode::ExpireAfterGreeting if self.index == 1 => vec![
+                            json!({"type": "error", "error": {"type": "invalid_request_error", "code": "session_expired", "message": "Your session hit the maximum duration."}}),
+                            json!({"type": "__close"}),
+                        ],
+                        _ => Vec::new(),
+                    };
+                    self.respond(greeting, ms, None, Duration::ZERO, after);
                 } else if self.pending_tool_continue {
                     self.pending_tool_continue = false;
                     let follow_up = self.shared.config.follow_up.clone();
-                    self.respond(follow_up, 600, None, self.shared.config.think_time);
+                    self.respond(
+                        follow_up,
+                        600,
+                        None,
+                        self.shared.config.think_time,
+                        Vec::new(),
+                    );
                 }
             }
             "conversation.item.create" if event["item"]["type"] == "function_call_output" => {
@@ -450,16 +450,18 @@ impl Connection {
             .await;
         let think = self.shared.config.think_time;
         let ms = self.shared.config.reply_ms;
-        self.respond(turn.agent_says, ms, turn.tool, think);
+        self.respond(turn.agent_says, ms, turn.tool, think, Vec::new());
     }
 
-    /// Speaks a response in its own task: deltas at `generation_speed` × real time.
+    /// Speaks a response in its own task: deltas at `generation_speed` × real time. `after` is
+    /// sent once the response is done (the failure modes).
     fn respond(
         &mut self,
         text: String,
         audio_ms: u64,
         tool: Option<(String, Value)>,
         delay: Duration,
+        after: Vec<Value>,
     ) {
         if let Some((_, cancel)) = self.active.take() {
             cancel.cancel();
@@ -518,6 +520,9 @@ impl Connection {
             let _ = outbox
                 .send(json!({"type": "response.done", "response": {"id": response_id, "status": "completed", "usage": {"total_tokens": 120, "input_tokens": 80, "output_tokens": 40}}}))
                 .await;
+            for event in after {
+                let _ = outbox.send(event).await;
+            }
         });
     }
 

@@ -170,6 +170,7 @@ pub fn settings_for(url: &str, server_name: &str, extra: &[(&str, &str)]) -> Set
 /// A gateway running in this process, stopped by dropping or sending on `stop`.
 pub struct TestApp {
     pub address: std::net::SocketAddr,
+    pub lifecycle: voice_gateway::lifecycle::Lifecycle,
     pub stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -180,12 +181,14 @@ impl TestApp {
             .await
             .expect("build the application");
         let address = application.local_addr();
+        let lifecycle = application.state().lifecycle.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(application.run_until_stopped(async move {
             let _ = stopped.await;
         }));
         Self {
             address,
+            lifecycle,
             stop: Some(stop),
             task,
         }

@@ -9,3 +9,4 @@ mod rls;
 mod schema;
 mod serve;
 mod servers;
+mod webhooks;
