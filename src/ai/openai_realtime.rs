@@ -67,7 +67,7 @@ pub struct OpenAiRealtime {
     config: OpenAiConfig,
     socket: Socket,
     pending: VecDeque<ProviderEvent>,
-    audio: AudioPath,
+    audio: MediaConverter,
     /// The conversation so far, replayed into a new session if this one expires.
     history: Vec<(Role, String)>,
     summary_pending: bool,
@@ -80,15 +80,16 @@ enum Role {
     Assistant,
 }
 
-/// Conversion between the carrier's format and the session's.
-enum AudioPath {
+/// Conversion between the carrier's format and the session's: the media path of one call,
+/// pure and benchmarked (`benches/media_path.rs`).
+pub enum MediaConverter {
     /// μ-law both ways: nothing to convert.
     Passthrough,
     /// L16 at 8 or 16 kHz ⇄ PCM 24 kHz.
     Resampled(Box<Resampling>),
 }
 
-struct Resampling {
+pub struct Resampling {
     carrier: AudioFormat,
     up: Resampler,
     down: Resampler,
@@ -102,7 +103,7 @@ struct Resampling {
 impl OpenAiRealtime {
     /// Connects, configures the session and asks for the greeting.
     pub async fn connect(config: OpenAiConfig) -> Result<Self, ProviderError> {
-        let audio = AudioPath::new(config.carrier_format)?;
+        let audio = MediaConverter::new(config.carrier_format)?;
         let socket = tokio::time::timeout(config.handshake_timeout, open_session(&config))
             .await
             .map_err(|_| {
@@ -296,15 +297,7 @@ impl VoiceProvider for OpenAiRealtime {
                 return Ok(()); // Audio during the reopen is lost; the caller hears nothing meanwhile.
             }
             let mut text = String::with_capacity(64 + base64.len() * 3);
-            text.push_str(r#"{"type":"input_audio_buffer.append","audio":""#);
-            match &mut self.audio {
-                AudioPath::Passthrough => text.push_str(base64),
-                AudioPath::Resampled(resampling) => {
-                    let pcm = resampling.caller_audio(frame)?;
-                    base64::engine::general_purpose::STANDARD.encode_string(pcm, &mut text);
-                }
-            }
-            text.push_str(r#""}"#);
+            self.audio.write_append(frame, base64, &mut text)?;
             self.send_text(text).await
         })
     }
@@ -475,8 +468,9 @@ pub fn session_update(config: &OpenAiConfig) -> Value {
     })
 }
 
-impl AudioPath {
-    fn new(carrier: AudioFormat) -> Result<Self, ProviderError> {
+impl MediaConverter {
+    /// The converter for a carrier format: passthrough for μ-law, resampling for L16.
+    pub fn new(carrier: AudioFormat) -> Result<Self, ProviderError> {
         if carrier.encoding == Encoding::Mulaw {
             return Ok(Self::Passthrough);
         }
@@ -497,15 +491,36 @@ impl AudioPath {
         })))
     }
 
+    /// Appends the `input_audio_buffer.append` message for one caller frame to `out`: the
+    /// carrier's own base64 for μ-law, resampled PCM 24 kHz otherwise.
+    pub fn write_append(
+        &mut self,
+        frame: &[u8],
+        base64: &str,
+        out: &mut String,
+    ) -> Result<(), ProviderError> {
+        out.push_str(r#"{"type":"input_audio_buffer.append","audio":""#);
+        match self {
+            Self::Passthrough => out.push_str(base64),
+            Self::Resampled(resampling) => {
+                let pcm = resampling.caller_audio(frame)?;
+                base64::engine::general_purpose::STANDARD.encode_string(pcm, out);
+            }
+        }
+        out.push_str(r#""}"#);
+        Ok(())
+    }
+
     /// Agent audio from the session, converted to the carrier's format.
-    fn agent_audio(&mut self, decoded: Vec<u8>) -> Result<Vec<u8>, ProviderError> {
+    pub fn agent_audio(&mut self, decoded: Vec<u8>) -> Result<Vec<u8>, ProviderError> {
         match self {
             Self::Passthrough => Ok(decoded),
             Self::Resampled(resampling) => resampling.agent_audio(&decoded, false),
         }
     }
 
-    fn flush_agent_audio(&mut self) -> Result<Vec<u8>, ProviderError> {
+    /// The end of an item: the last partial frame, padded.
+    pub fn flush_agent_audio(&mut self) -> Result<Vec<u8>, ProviderError> {
         match self {
             Self::Passthrough => Ok(Vec::new()),
             Self::Resampled(resampling) => resampling.agent_audio(&[], true),
@@ -564,6 +579,15 @@ impl Resampling {
             None => Ok(out),
         }
     }
+}
+
+/// Decodes the audio of a `response.output_audio.delta` event (for benchmarks and tools).
+pub fn audio_delta(text: &str) -> Option<Vec<u8>> {
+    let event: ServerEvent<'_> = serde_json::from_str(text).ok()?;
+    let delta = event.delta?;
+    base64::engine::general_purpose::STANDARD
+        .decode(delta.as_bytes())
+        .ok()
 }
 
 /// The fields of a server event the bridge uses; everything else is ignored.
