@@ -358,6 +358,7 @@ where
             },
             "frames": {"in": counters.frames_in, "out": stats.frames_sent, "rejected": counters.frames_rejected, "unknown_events": counters.unknown_events},
             "barge_ins": stats.barge_ins,
+            "underruns": stats.underruns,
             "ignored_barge_ins": stats.ignored_barge_ins,
             "tool_calls": stats.tool_calls,
             "interest_level": stats.interest_level,
@@ -365,6 +366,7 @@ where
             "callback": stats.callback,
             "provider_usage": stats.usage,
         });
+        metrics::counter!(crate::metrics::UNDERRUNS).increment(u64::from(stats.underruns));
         if let Some(first_audio) = stats.first_audio_ms {
             metrics::histogram!(crate::metrics::FIRST_AUDIO_SECONDS)
                 .record(first_audio as f64 / 1000.0);

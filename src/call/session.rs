@@ -114,6 +114,8 @@ pub struct SessionStats {
     pub barge_ins: u32,
     pub ignored_barge_ins: u32,
     pub frames_sent: u64,
+    /// Times an item's audio ran dry at Plivo while the item was still being sent.
+    pub underruns: u32,
     pub tool_calls: u32,
     pub late_audio_dropped: u64,
     /// The outcome the agent recorded (`record_outcome`), if any.
@@ -274,7 +276,8 @@ impl CallSession {
         if self.outgoing.len() < self.frame_bytes {
             return None;
         }
-        let playout_end = self.playout_end.unwrap_or(now).max(now);
+        let previous_end = self.playout_end;
+        let playout_end = previous_end.unwrap_or(now).max(now);
         if playout_end > now + self.config.playout_lead {
             return None;
         }
@@ -287,6 +290,10 @@ impl CallSession {
         self.sent_position += self.frame_bytes as u64;
         self.playout_end = Some(playout_end + Duration::from_millis(FRAME_MS));
         self.stats.frames_sent += 1;
+        let mid_item = self.playback.as_ref().is_some_and(|playback| playback.sent_bytes > 0);
+        if mid_item && previous_end.is_some_and(|end| end + Duration::from_millis(FRAME_MS) < now) {
+            self.stats.underruns += 1;
+        }
         self.last_activity = now;
         if self.stats.first_audio_ms.is_none() {
             self.stats.first_audio_ms =

@@ -430,3 +430,15 @@ fn events_are_numbered_in_order() {
         .collect();
     assert_eq!(seqs, [0, 1], "blank transcripts are not recorded");
 }
+
+#[test]
+fn an_item_that_runs_dry_counts_an_underrun() {
+    let mut harness = Harness::new();
+    greeting(&mut harness, 160 * 5);
+    harness.advance(Duration::from_millis(300));
+    assert_eq!(harness.session.stats().underruns, 0);
+    harness.audio("r0", "i0", 160 * 5); // the same item resumes after its audio ran out
+    assert_eq!(harness.session.stats().underruns, 1);
+    harness.audio("r0", "i0", 160 * 5);
+    assert_eq!(harness.session.stats().underruns, 1, "continuous audio is no underrun");
+}
