@@ -290,7 +290,10 @@ impl CallSession {
         self.sent_position += self.frame_bytes as u64;
         self.playout_end = Some(playout_end + Duration::from_millis(FRAME_MS));
         self.stats.frames_sent += 1;
-        let mid_item = self.playback.as_ref().is_some_and(|playback| playback.sent_bytes > 0);
+        let mid_item = self
+            .playback
+            .as_ref()
+            .is_some_and(|playback| playback.sent_bytes > 0);
         if mid_item && previous_end.is_some_and(|end| end + Duration::from_millis(FRAME_MS) < now) {
             self.stats.underruns += 1;
         }

@@ -13,7 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
 
 use crate::{
-    audio::{AudioFormat, tone},
+    audio::{AudioFormat, Encoding, tone},
     plivo::{
         signature::{self, Method},
         stream::{self, OutboundMessage, SimulatedEvent},
@@ -195,8 +195,7 @@ pub async fn run_stream(
         .await
         .map_err(|error| CallerError::Connect(error.to_string()))?;
 
-    let speech = tone::sine_mulaw(300.0, 0.5, 20);
-    let silence = vec![0xFFu8; format.frame_bytes()];
+    let (speech, silence) = caller_frames(format);
     let mut ticker = tokio::time::interval(Duration::from_millis(20));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut playout_end = opened;
@@ -355,6 +354,26 @@ pub async fn run_stream(
     }
     report.duration = opened.elapsed();
     Ok(report)
+}
+
+/// One 20 ms frame of "speech" (a 300 Hz tone) and one of silence, in `format`.
+fn caller_frames(format: AudioFormat) -> (Vec<u8>, Vec<u8>) {
+    match format.encoding {
+        Encoding::Mulaw => (
+            tone::sine_mulaw(300.0, 0.5, 20),
+            vec![0xFF; format.frame_bytes()],
+        ),
+        Encoding::L16 => {
+            let samples = format.frame_samples();
+            let mut speech = Vec::with_capacity(samples * 2);
+            for index in 0..samples {
+                let phase =
+                    2.0 * std::f32::consts::PI * 300.0 * index as f32 / format.sample_rate as f32;
+                speech.extend_from_slice(&((0.5 * 32767.0 * phase.sin()) as i16).to_le_bytes());
+            }
+            (speech, vec![0; format.frame_bytes()])
+        }
+    }
 }
 
 type CallerSocket =

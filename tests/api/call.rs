@@ -474,3 +474,58 @@ async fn ten_calls_at_once_keep_their_own_transcripts_and_counters() {
         .unwrap();
     assert_eq!(total, 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_l16_carrier_is_resampled_to_pcm_24k_and_back() {
+    let fixture = Fixture::start(
+        conversation(vec![turn(
+            "Hello there",
+            "Hi, how can I help?",
+            Some(("end_call", json!({"reason": "done"}))),
+        )]),
+        1,
+        &[],
+    )
+    .await;
+    let config = fixture.caller(0, "CA-l16");
+    let (status, xml, _) = plivo_caller::answer(&config, &fixture.http).await.unwrap();
+    assert_eq!(status, 200);
+    let stream_url = plivo_caller::stream_url_of(&xml).unwrap();
+    let script = [
+        Step::WaitForAgentAudio,
+        Step::WaitForAgentSilence(Duration::from_millis(300)),
+        Step::Speak(Duration::from_millis(500)),
+        Step::WaitForClose,
+    ];
+    let format = voice_gateway::audio::AudioFormat::L16_16K;
+    let report =
+        plivo_caller::run_stream(&config, &stream_url, &script, format, CallReport::default())
+            .await
+            .unwrap();
+    assert!(report.closed_by_gateway);
+    assert_eq!(
+        report.content_types,
+        [("audio/x-l16".to_owned(), 16000)],
+        "agent audio comes back in the carrier's format"
+    );
+    assert!(
+        report.frames.iter().all(|(_, size)| *size == 640),
+        "20 ms of L16 at 16 kHz per frame"
+    );
+    let update = fixture.fake.events_of("session.update").remove(0);
+    assert_eq!(
+        update["session"]["audio"]["input"]["format"],
+        json!({"type": "audio/pcm", "rate": 24000})
+    );
+    assert_eq!(
+        update["session"]["audio"]["output"]["format"],
+        json!({"type": "audio/pcm", "rate": 24000})
+    );
+    let (test, _, _) = fixture.finish().await;
+    let row = call_row(&test, "CA-l16").await;
+    assert_eq!(row.end_reason.as_deref(), Some("agent_ended"));
+    assert!(
+        row.transcript.unwrap().contains("Caller: Hello there"),
+        "the caller's resampled speech was heard by the provider's VAD"
+    );
+}

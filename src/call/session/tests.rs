@@ -440,5 +440,9 @@ fn an_item_that_runs_dry_counts_an_underrun() {
     harness.audio("r0", "i0", 160 * 5); // the same item resumes after its audio ran out
     assert_eq!(harness.session.stats().underruns, 1);
     harness.audio("r0", "i0", 160 * 5);
-    assert_eq!(harness.session.stats().underruns, 1, "continuous audio is no underrun");
+    assert_eq!(
+        harness.session.stats().underruns,
+        1,
+        "continuous audio is no underrun"
+    );
 }
