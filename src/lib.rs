@@ -14,6 +14,7 @@
 //! - [`plivo`], [`audio`], [`call`], [`ai`]: the call: carrier wire formats, audio, the call
 //!   state machine and its bridge, the AI providers.
 //! - [`simulators`]: a synthetic Plivo caller and a fake OpenAI Realtime server.
+//! - [`transfer`]: when a human must take over, and who.
 //! - [`startup`]: building and running the application.
 //!
 //! See `ARCHITECTURE.md` for the bird's-eye view and the invariants.
@@ -31,3 +32,4 @@ pub mod plivo;
 pub mod simulators;
 pub mod startup;
 pub mod telemetry;
+pub mod transfer;

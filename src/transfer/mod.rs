@@ -1,0 +1,3 @@
+//! Transfer to a human: the decision policy (pure) and its targets.
+
+pub mod policy;
