@@ -235,13 +235,13 @@ impl TransferRules {
                 words: words.trim().to_owned(),
             });
         }
-        if self.on_negative_sentiment {
-            if let Some(phrase) = find_phrase(&text, &self.negative_phrases) {
-                return Some(Trigger::NegativeSentiment {
-                    phrase,
-                    words: words.trim().to_owned(),
-                });
-            }
+        if self.on_negative_sentiment
+            && let Some(phrase) = find_phrase(&text, &self.negative_phrases)
+        {
+            return Some(Trigger::NegativeSentiment {
+                phrase,
+                words: words.trim().to_owned(),
+            });
         }
         None
     }
@@ -399,10 +399,10 @@ pub fn decide(
         _ => rules.default_department.clone(),
     };
     let mut ordered: Vec<Target> = Vec::new();
-    if rules.prefer_assigned_agent {
-        if let Some(agent) = assigned.filter(|agent| agent.is_open(now)) {
-            ordered.push(agent.clone());
-        }
+    if rules.prefer_assigned_agent
+        && let Some(agent) = assigned.filter(|agent| agent.is_open(now))
+    {
+        ordered.push(agent.clone());
     }
     let mut in_department: Vec<&Target> = targets
         .iter()
