@@ -48,6 +48,8 @@ pub enum ProviderCommand {
     ToolResult { call_id: String, output: Value },
     /// Let the agent speak again (after tool results).
     Continue,
+    /// Have the agent say this now, in its own voice (a callback offer when no human is free).
+    Say(String),
     /// Ask for a short text-only summary of the call; answered by [`ProviderEvent::Summary`].
     RequestSummary,
 }

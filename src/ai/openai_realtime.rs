@@ -330,6 +330,13 @@ impl VoiceProvider for OpenAiRealtime {
                     .await
                 }
                 ProviderCommand::Continue => self.send_json(&json!({"type": "response.create"})).await,
+                ProviderCommand::Say(text) => {
+                    self.send_json(&json!({
+                        "type": "response.create",
+                        "response": {"instructions": format!("Say to the caller, in your own words but briefly: \"{text}\"")},
+                    }))
+                    .await
+                }
                 ProviderCommand::RequestSummary => {
                     self.summary_pending = true;
                     self.send_json(&json!({

@@ -21,7 +21,7 @@ use tracing::Instrument;
 
 use super::{
     registry::{LiveCall, Registry},
-    session::{Action, CallSession, Input, RecordedEvent, SessionConfig, Transmit},
+    session::{Action, CallSession, Input, RecordedEvent, SessionConfig, TransferConfig, Transmit},
     token::StreamClaims,
 };
 use crate::{
@@ -33,9 +33,11 @@ use crate::{
     db::{
         Database,
         calls::{CallEnd, CallEvent, CallStart},
+        transfers::{NewTransfer, TransferSetup},
     },
     domain::{CallOutcome, EndReason, EventKind},
     plivo::stream::{self, InboundEvent},
+    transfer::policy::{Fallback, TransferRules},
 };
 
 /// Pending database writes of one call. When full, writes wait in the bridge's own queue
@@ -43,6 +45,12 @@ use crate::{
 pub const CALL_WRITES_CAPACITY: usize = 256;
 /// How long a failing write is retried before it is given up (and logged).
 const WRITE_RETRY_BUDGET: Duration = Duration::from_secs(60);
+/// How long the transfer's row may take to be stored before the stream closes anyway.
+const TRANSFER_WRITE_DEADLINE: Duration = Duration::from_secs(10);
+/// What the agent says when a transfer nobody took brings the caller back.
+const RESUME_GREETING: &str = "I'm sorry, none of my colleagues could take your call right now. Shall I arrange for someone to call you back?";
+/// Event numbering of a resumed stream when the database cannot say where it stopped.
+const RESUMED_SEQ_FALLBACK: i32 = 500_000;
 /// The pre-rendered apology, 8 kHz μ-law.
 static APOLOGY_MULAW: &[u8] = include_bytes!("../../assets/apology.ulaw");
 
@@ -103,8 +111,13 @@ pub async fn run_call<S>(
 #[derive(Debug)]
 enum CallWrite {
     Open(CallStart),
+    /// A second stream after a transfer nobody took.
+    Resume,
     Event(CallEvent),
+    Transfer(NewTransfer),
     Close(CallEnd),
+    /// Answered once every write before it is applied.
+    Barrier(tokio::sync::oneshot::Sender<()>),
 }
 
 struct Bridge<S> {
@@ -114,6 +127,21 @@ struct Bridge<S> {
     backlog: VecDeque<CallWrite>,
     caller_gone: bool,
     out: String,
+    /// What a transfer record needs beyond the session's plan.
+    transfer_defaults: TransferDefaults,
+    /// A transfer was decided: its row must be written before the stream closes.
+    transfer_written: bool,
+}
+
+/// The parts of a transfer record that come from the call, not the decision.
+#[derive(Default)]
+struct TransferDefaults {
+    call_sid: String,
+    lead_name: String,
+    campaign_name: String,
+    caller_id: Option<String>,
+    ring_timeout_secs: i32,
+    fallback: String,
 }
 
 impl<S> Bridge<S>
@@ -133,6 +161,8 @@ where
             backlog: VecDeque::new(),
             caller_gone: false,
             out: String::with_capacity(1024),
+            transfer_defaults: TransferDefaults::default(),
+            transfer_written: false,
         };
         let started_at = Utc::now();
         let Some(start) = bridge.wait_for_start(runtime.timing.start_timeout).await else {
@@ -162,7 +192,10 @@ where
         };
         metrics::counter!(crate::metrics::CALLS_STARTED).increment(1);
         metrics::gauge!(crate::metrics::LIVE_CALLS).increment(1.0);
-        bridge.write(CallWrite::Open(CallStart {
+        if claims.resume {
+            bridge.write(CallWrite::Resume);
+        } else {
+            bridge.write(CallWrite::Open(CallStart {
             call_sid: claims.call_sid.clone(),
             campaign_id: claims.campaign_id,
             lead_id: claims.lead_id,
@@ -171,6 +204,7 @@ where
             server_name: runtime.server_name.clone(),
             metadata: json!({"stream_id": start.stream_id, "media_format": start.format.plivo_content_type(), "sample_rate": start.format.sample_rate}),
         }));
+        }
 
         let context = match runtime
             .db
@@ -187,14 +221,80 @@ where
                 CallContext::default()
             }
         };
+        let setup = match runtime
+            .db
+            .transfer_setup(claims.lead_id, claims.campaign_id)
+            .await
+        {
+            Ok(setup) => setup,
+            Err(error) => {
+                tracing::error!(%error, "loading transfer targets failed; no transfer on this call");
+                TransferSetup::default()
+            }
+        };
+        let mut rules = TransferRules::from_campaign_settings(&setup.campaign_settings);
+        let mut context = context;
+        let mut first_event_seq = 0;
+        if claims.resume {
+            // Nobody took the transfer: no second one; the agent offers a callback.
+            rules.enabled = false;
+            context.agent_greeting = Some(RESUME_GREETING.to_owned());
+            let note = "A transfer to a colleague was attempted and nobody could take the call. Apologise and offer to schedule a callback with schedule_callback.";
+            context.agent_instructions = Some(match context.agent_instructions.take() {
+                Some(existing) => format!("{existing}\n{note}"),
+                None => note.to_owned(),
+            });
+            first_event_seq = runtime
+                .db
+                .resume_call(&claims.call_sid)
+                .await
+                .unwrap_or(RESUMED_SEQ_FALLBACK);
+        }
+        bridge.transfer_defaults = TransferDefaults {
+            call_sid: claims.call_sid.clone(),
+            lead_name: context.lead_name.clone(),
+            campaign_name: context.campaign_name.clone(),
+            caller_id: setup.caller_id.clone(),
+            ring_timeout_secs: rules.ring_timeout_secs as i32,
+            fallback: match rules.fallback {
+                Fallback::BackToAi => "back_to_ai".to_owned(),
+                Fallback::CallbackAndHangup => "callback_and_hangup".to_owned(),
+            },
+        };
+        let transfer = TransferConfig {
+            rules,
+            targets: setup.targets,
+            assigned: setup.assigned,
+            wall_start: Utc::now(),
+        };
         let outcome = bridge
-            .converse(&runtime, &start, context, shutdown, hangup)
+            .converse(
+                &runtime,
+                &start,
+                context,
+                transfer,
+                first_event_seq,
+                Signals { shutdown, hangup },
+            )
             .await;
         metrics::gauge!(crate::metrics::LIVE_CALLS).decrement(1.0);
         metrics::counter!(crate::metrics::CALLS_ENDED, "reason" => outcome.end.end_reason.as_str())
             .increment(1);
         tracing::info!(reason = %outcome.end.end_reason, "call ended");
         bridge.write(CallWrite::Close(outcome.end));
+        if bridge.transfer_written {
+            // Plivo fetches `/plivo/after-stream` as soon as the socket closes: the transfer's
+            // row must be there first.
+            let (done, applied) = tokio::sync::oneshot::channel();
+            bridge.write(CallWrite::Barrier(done));
+            bridge.flush_backlog().await;
+            if tokio::time::timeout(TRANSFER_WRITE_DEADLINE, applied)
+                .await
+                .is_err()
+            {
+                tracing::error!("the transfer was not stored in time; Plivo will hang up");
+            }
+        }
         bridge.close_socket().await;
         bridge.flush_writes().await;
     }
@@ -230,9 +330,11 @@ where
         runtime: &CallRuntime,
         start: &stream::Start,
         context: CallContext,
-        shutdown: CancellationToken,
-        hangup: CancellationToken,
+        transfer: TransferConfig,
+        first_event_seq: i32,
+        signals: Signals,
     ) -> Conversation {
+        let Signals { shutdown, hangup } = signals;
         let format = start.format;
         let clock = Clock::new();
         let mut session = CallSession::new(
@@ -247,6 +349,8 @@ where
                     context.max_call_duration_secs.max(30),
                 )),
                 final_playout_limit: runtime.timing.final_playout_limit,
+                transfer,
+                first_event_seq,
             },
             clock.now(),
         );
@@ -531,6 +635,37 @@ where
                     let event = clock.event(event);
                     self.write(CallWrite::Event(event));
                 }
+                Action::Transfer(plan) => {
+                    let defaults = &self.transfer_defaults;
+                    let whisper = format!(
+                        "Transfer from the AI assistant. {} is on the line about {}. Reason: {}. {}",
+                        if defaults.lead_name.is_empty() {
+                            "A lead"
+                        } else {
+                            defaults.lead_name.as_str()
+                        },
+                        if defaults.campaign_name.is_empty() {
+                            "the campaign"
+                        } else {
+                            defaults.campaign_name.as_str()
+                        },
+                        plan.reason,
+                        whisper_summary(transcript),
+                    );
+                    self.transfer_written = true;
+                    self.write(CallWrite::Transfer(NewTransfer {
+                        call_sid: defaults.call_sid.clone(),
+                        trigger: plan.trigger,
+                        reason: plan.reason,
+                        department: plan.department,
+                        targets: plan.targets,
+                        caller_id: defaults.caller_id.clone(),
+                        ring_timeout_secs: defaults.ring_timeout_secs,
+                        whisper,
+                        handoff_line: plan.handoff_line,
+                        fallback: defaults.fallback.clone(),
+                    }));
+                }
                 Action::End(_) => {}
             }
         }
@@ -603,6 +738,15 @@ where
         }
     }
 
+    /// Hands the whole backlog to the writer, waiting for room.
+    async fn flush_backlog(&mut self) {
+        while let Some(write) = self.backlog.pop_front() {
+            if self.writes.send(write).await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// After the call: hands every remaining write to the writer, then lets it finish.
     async fn flush_writes(self) {
         let Self {
@@ -614,6 +758,12 @@ where
             }
         }
     }
+}
+
+/// What can end a call from outside: the gateway's shutdown, a hang-up request.
+struct Signals {
+    shutdown: CancellationToken,
+    hangup: CancellationToken,
 }
 
 struct Conversation {
@@ -694,6 +844,24 @@ async fn request_summary(provider: &mut dyn VoiceProvider, timeout: Duration) ->
         }
     };
     tokio::time::timeout(timeout, wait).await.ok().flatten()
+}
+
+/// Two sentences for the human about to take the call: the caller's last words.
+fn whisper_summary(turns: &[(EventKind, String)]) -> String {
+    let caller: Vec<&str> = turns
+        .iter()
+        .filter(|(kind, _)| *kind == EventKind::CallerSpeech)
+        .map(|(_, text)| text.as_str())
+        .collect();
+    match caller.as_slice() {
+        [] => "The caller has not said much yet.".to_owned(),
+        [only] => format!("The caller said: {}.", clip(only).trim_end_matches('.')),
+        [.., before, last] => format!(
+            "The caller said: {}. Then: {}.",
+            clip(before).trim_end_matches('.'),
+            clip(last).trim_end_matches('.')
+        ),
+    }
 }
 
 /// A deterministic summary from the call's turns, when no provider summary is available.
@@ -795,11 +963,18 @@ fn apology(format: AudioFormat) -> Vec<u8> {
 /// unreachable, until the bridge drops its sender.
 async fn write_loop(db: Database, call_sid: String, mut writes: mpsc::Receiver<CallWrite>) {
     while let Some(write) = writes.recv().await {
+        if let CallWrite::Barrier(done) = write {
+            let _ = done.send(());
+            continue;
+        }
         let deadline = tokio::time::Instant::now() + WRITE_RETRY_BUDGET;
         let mut backoff = Duration::from_millis(50);
         loop {
             let result = match &write {
                 CallWrite::Open(start) => db.open_call(start).await.map(|_| ()),
+                CallWrite::Resume => db.resume_call(&call_sid).await.map(|_| ()),
+                CallWrite::Transfer(transfer) => db.create_transfer(transfer).await.map(|_| ()),
+                CallWrite::Barrier(_) => Ok(()),
                 CallWrite::Event(event) => db.append_call_event(&call_sid, event).await.map(|_| ()),
                 CallWrite::Close(end) => db.close_call(&call_sid, end).await.map(|_| ()),
             };
@@ -826,7 +1001,10 @@ async fn write_loop(db: Database, call_sid: String, mut writes: mpsc::Receiver<C
 fn write_kind(write: &CallWrite) -> &'static str {
     match write {
         CallWrite::Open(_) => "open",
+        CallWrite::Resume => "resume",
         CallWrite::Event(_) => "event",
+        CallWrite::Transfer(_) => "transfer",
         CallWrite::Close(_) => "close",
+        CallWrite::Barrier(_) => "barrier",
     }
 }

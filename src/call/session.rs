@@ -13,6 +13,8 @@ use std::{
 
 use serde_json::{Value, json};
 
+use chrono::{DateTime, Utc};
+
 use crate::{
     ai::{
         ProviderCommand, ProviderEvent, ResponseStatus,
@@ -20,6 +22,7 @@ use crate::{
     },
     audio::{AudioFormat, FRAME_MS, framing::silence_byte},
     domain::{EndReason, EventKind},
+    transfer::policy::{self, Decision, Target, TransferRules, Trigger},
 };
 
 /// Rules of one call.
@@ -37,6 +40,45 @@ pub struct SessionConfig {
     pub max_duration: Duration,
     /// Once the end is decided, how long the last words may take to play out.
     pub final_playout_limit: Duration,
+    /// What a transfer decision needs.
+    pub transfer: TransferConfig,
+    /// The `seq` of the first event (a resumed stream continues its call's numbering).
+    pub first_event_seq: i32,
+}
+
+/// The campaign's transfer rules and targets, and the wall-clock time the session started (the
+/// policy reads business hours; the session keeps time as `Instant`s).
+#[derive(Debug, Clone)]
+pub struct TransferConfig {
+    pub rules: TransferRules,
+    pub targets: Vec<Target>,
+    pub assigned: Option<Target>,
+    pub wall_start: DateTime<Utc>,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        Self {
+            rules: TransferRules {
+                enabled: false,
+                ..TransferRules::default()
+            },
+            targets: Vec::new(),
+            assigned: None,
+            wall_start: Utc::now(),
+        }
+    }
+}
+
+/// A transfer the session decided; the bridge stores it before the stream closes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransferPlan {
+    pub trigger: String,
+    pub reason: String,
+    pub department: String,
+    pub targets: Vec<Target>,
+    /// Said by Plivo before dialling when the agent has not announced the transfer itself.
+    pub handoff_line: Option<String>,
 }
 
 /// What the session asks the bridge to do.
@@ -50,6 +92,8 @@ pub enum Action {
     Provider(ProviderCommand),
     /// Record a call event (the bridge adds the wall-clock time and writes it).
     Record(RecordedEvent),
+    /// Store this transfer before the stream closes (the call then ends as `transferred`).
+    Transfer(TransferPlan),
     /// End the call with this reason: close both sides.
     End(EndReason),
 }
@@ -122,6 +166,8 @@ pub struct SessionStats {
     pub interest_level: Option<String>,
     pub outcome_notes: Option<String>,
     pub callback: Option<String>,
+    /// Turns the agent said it could not answer.
+    pub unanswered_turns: u32,
     /// Provider usage per completed response, summed as JSON objects.
     pub usage: Vec<Value>,
 }
@@ -169,6 +215,7 @@ pub struct CallSession {
     caller_speaking: bool,
     caller_stopped_at: Option<Instant>,
     ending: Option<(EndReason, Instant)>,
+    transfer_decided: bool,
     ended: bool,
     next_seq: i32,
     actions: VecDeque<Action>,
@@ -178,6 +225,7 @@ pub struct CallSession {
 impl CallSession {
     pub fn new(config: SessionConfig, now: Instant) -> Self {
         let frame_bytes = config.format.frame_bytes();
+        let first_event_seq = config.first_event_seq;
         Self {
             config,
             started_at: now,
@@ -199,8 +247,9 @@ impl CallSession {
             caller_speaking: false,
             caller_stopped_at: None,
             ending: None,
+            transfer_decided: false,
             ended: false,
-            next_seq: 0,
+            next_seq: first_event_seq,
             actions: VecDeque::new(),
             stats: SessionStats::default(),
         }
@@ -236,7 +285,11 @@ impl CallSession {
             Input::Cleared => {}
             Input::Dtmf { digit } => {
                 self.last_activity = now;
+                let trigger = self.config.transfer.rules.detect_dtmf(&digit);
                 self.record(EventKind::Dtmf, now, Some(digit), json!({}));
+                if let Some(trigger) = trigger {
+                    self.consider_transfer(trigger, now);
+                }
             }
             Input::CallerGone => self.end_now(EndReason::CallerHangup, now),
             Input::ProviderFailed { message, apology } => {
@@ -378,6 +431,19 @@ impl CallSession {
                 }
             }
             ProviderEvent::AgentTranscript { item_id, text } => {
+                if let Some(trigger) = self.config.transfer.rules.detect_in_agent_words(&text) {
+                    self.consider_transfer(trigger, now);
+                } else if is_unsure(&text) {
+                    self.stats.unanswered_turns += 1;
+                    if let Some(trigger) = self
+                        .config
+                        .transfer
+                        .rules
+                        .detect_unanswered(self.stats.unanswered_turns)
+                    {
+                        self.consider_transfer(trigger, now);
+                    }
+                }
                 let target = match &mut self.playback {
                     Some(playback) if playback.item_id == item_id => Some(playback),
                     _ => self.finished_items.get_mut(&item_id),
@@ -413,12 +479,16 @@ impl CallSession {
             ProviderEvent::CallerTranscript { item_id, text } => {
                 self.last_activity = now;
                 if !text.trim().is_empty() {
+                    let trigger = self.config.transfer.rules.detect_in_caller_words(&text);
                     self.record(
                         EventKind::CallerSpeech,
                         now,
                         Some(text),
                         json!({"item_id": item_id}),
                     );
+                    if let Some(trigger) = trigger {
+                        self.consider_transfer(trigger, now);
+                    }
                 }
             }
             ProviderEvent::ToolCall {
@@ -533,15 +603,18 @@ impl CallSession {
                     continue;
                 }
                 Ok(ToolRequest::TransferToHuman { department, reason }) => {
-                    // Until the hand-off exists, the decision is recorded and the agent offers a callback.
-                    continue_after = true;
-                    self.record(
-                        EventKind::TransferDecision,
-                        now,
-                        Some(reason.clone()),
-                        json!({"trigger": "tool", "department": department, "reason": reason, "outcome": "no_target_available"}),
-                    );
-                    json!({"ok": false, "message": "No colleague is available right now. Apologise and offer to schedule a callback."})
+                    let trigger = Trigger::Tool {
+                        department: Some(department),
+                        reason,
+                    };
+                    match self.consider_transfer(trigger, now) {
+                        // The transfer goes ahead: the agent said its hand-off line; no reply needed.
+                        None => continue,
+                        Some(message) => {
+                            continue_after = true;
+                            json!({"ok": false, "message": message})
+                        }
+                    }
                 }
                 Ok(ToolRequest::ScheduleCallback { when }) => {
                     continue_after = true;
@@ -553,6 +626,38 @@ impl CallSession {
                         json!({"when": when}),
                     );
                     json!({"ok": true, "scheduled_for": when})
+                }
+                Ok(ToolRequest::RecordOutcome {
+                    interest_level,
+                    notes,
+                }) if self
+                    .config
+                    .transfer
+                    .rules
+                    .detect_qualified(interest_level.as_str())
+                    .is_some() =>
+                {
+                    self.stats.interest_level = Some(interest_level.as_str().to_owned());
+                    self.stats.outcome_notes = notes.clone();
+                    self.record(
+                        EventKind::Outcome,
+                        now,
+                        notes.clone(),
+                        json!({"interest_level": interest_level.as_str(), "notes": notes}),
+                    );
+                    let trigger = self
+                        .config
+                        .transfer
+                        .rules
+                        .detect_qualified(interest_level.as_str())
+                        .expect("checked");
+                    match self.consider_transfer(trigger, now) {
+                        None => continue,
+                        Some(_) => {
+                            continue_after = true;
+                            json!({"ok": true})
+                        }
+                    }
                 }
                 Ok(ToolRequest::RecordOutcome {
                     interest_level,
@@ -585,6 +690,111 @@ impl CallSession {
     fn on_played(&mut self, name: &str, now: Instant) {
         if let Some(finished) = self.finished_items.remove(name) {
             self.record_agent_speech(finished, None, now);
+        }
+    }
+
+    // === transfer ===
+
+    /// Applies the transfer policy to a trigger. Returns `None` when the transfer goes ahead,
+    /// or what the agent should tell the caller instead (a callback offer, a refusal).
+    fn consider_transfer(&mut self, trigger: Trigger, now: Instant) -> Option<String> {
+        let wall_now = self.config.transfer.wall_start
+            + chrono::Duration::from_std(now.saturating_duration_since(self.started_at))
+                .unwrap_or_default();
+        let transfer = &self.config.transfer;
+        let decision = policy::decide(
+            &transfer.rules,
+            self.transfer_decided || self.ending.is_some(),
+            trigger,
+            &transfer.targets,
+            transfer.assigned.as_ref(),
+            wall_now,
+        );
+        let from_tool = matches!(
+            &decision,
+            Decision::Transfer {
+                trigger: Trigger::Tool { .. },
+                ..
+            } | Decision::OfferCallback {
+                trigger: Trigger::Tool { .. },
+                ..
+            } | Decision::Refused {
+                trigger: Trigger::Tool { .. },
+                ..
+            }
+        );
+        match decision {
+            Decision::Transfer {
+                trigger,
+                department,
+                targets,
+                at,
+            } => {
+                self.transfer_decided = true;
+                let reason = trigger.reason();
+                self.record(
+                    EventKind::TransferDecision,
+                    now,
+                    Some(reason.clone()),
+                    json!({
+                        "trigger": trigger.kind(), "evidence": trigger_evidence(&trigger), "department": department,
+                        "targets": targets.iter().map(|t| json!({"name": t.name, "phone_number": t.phone_number})).collect::<Vec<_>>(),
+                        "decision": "transfer", "at": at.to_rfc3339(),
+                    }),
+                );
+                // The agent said the hand-off line when it called the tool or announced it;
+                // otherwise Plivo says one before dialling.
+                let handoff_line = match &trigger {
+                    Trigger::Tool { .. } | Trigger::AgentAnnounced { .. } => None,
+                    _ => Some("Let me connect you with a colleague now. Please hold.".to_owned()),
+                };
+                self.actions.push_back(Action::Transfer(TransferPlan {
+                    trigger: trigger.kind().to_owned(),
+                    reason,
+                    department,
+                    targets,
+                    handoff_line,
+                }));
+                self.end_after_playout(EndReason::Transferred, now);
+                None
+            }
+            Decision::OfferCallback {
+                trigger,
+                department,
+                reason,
+                at,
+            } => {
+                self.record(
+                    EventKind::TransferDecision,
+                    now,
+                    Some(reason.clone()),
+                    json!({"trigger": trigger.kind(), "evidence": trigger_evidence(&trigger), "department": department, "decision": "offer_callback", "reason": reason, "at": at.to_rfc3339()}),
+                );
+                let message = format!(
+                    "Nobody from {department} can take the call right now ({reason}). Apologise and offer to schedule a callback."
+                );
+                if !from_tool {
+                    self.actions.push_back(Action::Provider(ProviderCommand::Say(
+                        "I'm sorry, none of my colleagues can take your call right now. Shall I arrange for someone to call you back?".to_owned(),
+                    )));
+                }
+                Some(message)
+            }
+            Decision::Refused {
+                trigger,
+                reason,
+                at,
+            } => {
+                self.record(
+                    EventKind::TransferDecision,
+                    now,
+                    Some(reason.clone()),
+                    json!({"trigger": trigger.kind(), "evidence": trigger_evidence(&trigger), "decision": "refused", "reason": reason, "at": at.to_rfc3339()}),
+                );
+                Some(format!(
+                    "A transfer is not possible: {reason}. Carry on helping the caller."
+                ))
+            }
         }
     }
 
@@ -824,6 +1034,36 @@ impl CallSession {
             data,
         }));
     }
+}
+
+/// The words that triggered a transfer, for its record.
+fn trigger_evidence(trigger: &Trigger) -> Value {
+    match trigger {
+        Trigger::Tool { department, reason } => json!({"department": department, "reason": reason}),
+        Trigger::CallerAsked { phrase, words }
+        | Trigger::AgentAnnounced { phrase, words }
+        | Trigger::NegativeSentiment { phrase, words } => {
+            json!({"phrase": phrase, "words": words})
+        }
+        Trigger::Dtmf { digit } => json!({"digit": digit}),
+        Trigger::Qualified { interest_level } => json!({"interest_level": interest_level}),
+        Trigger::UnansweredTurns { count } => json!({"count": count}),
+    }
+}
+
+/// Whether the agent said it could not answer.
+fn is_unsure(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    [
+        "i don't know",
+        "i do not know",
+        "i'm not sure",
+        "i am not sure",
+        "i don't have that information",
+        "i can't answer",
+    ]
+    .iter()
+    .any(|phrase| lower.contains(phrase))
 }
 
 #[cfg(test)]

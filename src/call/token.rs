@@ -29,6 +29,10 @@ pub struct StreamClaims {
     pub expires_at: i64,
     #[serde(rename = "n")]
     pub nonce: String,
+    /// A second stream for the same call, after a transfer nobody took: the agent resumes and
+    /// offers a callback.
+    #[serde(rename = "r", default, skip_serializing_if = "std::ops::Not::not")]
+    pub resume: bool,
 }
 
 impl StreamClaims {
@@ -96,6 +100,7 @@ mod tests {
             inbound: false,
             expires_at: 1_000,
             nonce: "n1".into(),
+            resume: false,
         }
     }
 

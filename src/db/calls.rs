@@ -381,6 +381,29 @@ impl Database {
         Ok(row)
     }
 
+    /// Reopens a call whose transfer nobody took, so its resumed stream can close it again
+    /// with the real end. Returns the next free event `seq`. A transferred call is not reopened.
+    pub async fn resume_call(&self, call_sid: &str) -> Result<i32, DbError> {
+        let resumed = sqlx::query!(
+            r#"UPDATE call_logs SET ended_at = NULL, end_reason = NULL
+               WHERE call_sid = $1 AND NOT transferred
+               RETURNING id"#,
+            call_sid
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(resumed) = resumed else {
+            return Err(DbError::UnknownCall(call_sid.to_owned()));
+        };
+        let next = sqlx::query_scalar!(
+            r#"SELECT coalesce(max(seq) + 1, 0) AS "next!" FROM call_events WHERE call_log_id = $1 AND seq < 1000000"#,
+            resumed.id
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(next)
+    }
+
     async fn call_log_id(&self, call_sid: &str) -> Result<Option<Uuid>, DbError> {
         let id = sqlx::query_scalar!("SELECT id FROM call_logs WHERE call_sid = $1", call_sid)
             .fetch_optional(&self.pool)

@@ -9,6 +9,7 @@ pub mod answer;
 pub mod calls;
 pub mod embedded;
 pub mod servers;
+pub mod transfers;
 
 use std::time::Duration;
 

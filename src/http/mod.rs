@@ -40,6 +40,11 @@ pub fn router(state: AppState) -> Router {
             "/plivo/after-stream",
             get(plivo::after_stream).post(plivo::after_stream),
         )
+        .route("/plivo/dial-status", post(plivo::dial_status))
+        .route(
+            "/plivo/transfer-whisper",
+            get(plivo::transfer_whisper).post(plivo::transfer_whisper),
+        )
         .route("/plivo/stream", get(plivo::stream))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(

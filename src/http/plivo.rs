@@ -21,8 +21,12 @@ use crate::{
         bridge::{CarrierMessage, run_call},
         token::{self, StreamClaims},
     },
-    db::{answer::CallParties, calls::UnreachedCall},
-    domain::{Direction, EndReason},
+    db::{
+        answer::CallParties,
+        calls::{CallEvent, TransferRecord, UnreachedCall},
+        transfers::{DialStep, TransferRow},
+    },
+    domain::{Direction, EndReason, EventKind},
     plivo::{
         signature::{self, Method, SignatureHeaders},
         xml,
@@ -36,6 +40,10 @@ const STREAM_TOKEN_TTL_SECS: i64 = 300;
 const MAX_WS_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
 /// What an unknown caller hears.
 const UNKNOWN_CALL_MESSAGE: &str = "Sorry, we could not find your details. Goodbye.";
+const NOBODY_AVAILABLE: &str = "Sorry, none of our colleagues can take your call right now. We will call you back soon. Goodbye.";
+/// Transfer steps number their call events from here, by attempt: a repeated callback rewrites
+/// nothing, and they never collide with the stream's own numbering.
+const TRANSFER_EVENT_SEQ: i32 = 1_000_000;
 const TROUBLE_MESSAGE: &str =
     "Sorry, we are having technical trouble. Please try again later. Goodbye.";
 
@@ -186,18 +194,40 @@ pub async fn answer(
         }
     };
     let inbound = webhook.get("lead_id").is_none();
+    tracing::info!(%call_sid, lead_id = %parties.lead_id, campaign_id = %parties.campaign_id, "call answered");
+    stream_to_best_server(
+        &state,
+        call_sid,
+        parties.lead_id,
+        parties.campaign_id,
+        inbound,
+        false,
+    )
+    .await
+}
+
+/// The `<Stream>` answer pointing at the best active gateway, with a fresh call token.
+async fn stream_to_best_server(
+    state: &AppState,
+    call_sid: String,
+    lead_id: Uuid,
+    campaign_id: Uuid,
+    inbound: bool,
+    resume: bool,
+) -> Response {
     let fresh_within = state.settings.server.heartbeat_interval * crate::startup::STALE_HEARTBEATS;
     let stream_base = match state.db.pick_stream_server(fresh_within).await {
         Ok(Some(server)) => server.url,
         Ok(None) | Err(_) => crate::startup::stream_url(&state.settings).to_string(),
     };
     let claims = StreamClaims {
-        call_sid: call_sid.clone(),
-        lead_id: parties.lead_id,
-        campaign_id: parties.campaign_id,
+        call_sid,
+        lead_id,
+        campaign_id,
         inbound,
         expires_at: chrono::Utc::now().timestamp() + STREAM_TOKEN_TTL_SECS,
         nonce: crate::config::random_hex(16),
+        resume,
     };
     let token = token::sign(
         state
@@ -209,20 +239,23 @@ pub async fn answer(
         &claims,
     );
     let stream_url = format!("{stream_base}?token={token}");
-    let public = state
-        .settings
-        .server
-        .public_url
-        .as_str()
-        .trim_end_matches('/')
-        .to_owned();
-    tracing::info!(%call_sid, lead_id = %parties.lead_id, campaign_id = %parties.campaign_id, %stream_base, "call answered");
+    let public = public_base(state);
     xml_response(xml::stream_answer(&xml::StreamAnswer {
         stream_url: &stream_url,
         status_callback_url: &format!("{public}/plivo/stream-status"),
         after_stream_url: &format!("{public}/plivo/after-stream"),
         content_type: "audio/x-mulaw;rate=8000",
     }))
+}
+
+fn public_base(state: &AppState) -> String {
+    state
+        .settings
+        .server
+        .public_url
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned()
 }
 
 async fn identify(
@@ -356,7 +389,8 @@ pub async fn stream_status(
     (StatusCode::OK, "ok").into_response()
 }
 
-/// `POST|GET /plivo/after-stream`: what Plivo does once the stream ends. For now, hang up.
+/// `POST|GET /plivo/after-stream`: what Plivo does once the stream ends: the transfer's next
+/// dial if one was decided (any gateway can serve it: the state is in the database), else hang up.
 pub async fn after_stream(
     State(state): State<AppState>,
     method: HttpMethod,
@@ -364,10 +398,179 @@ pub async fn after_stream(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match verify_webhook(&state, &method, &uri, &headers, &body) {
-        Ok(_) => xml_response(xml::hangup()),
-        Err(refused) => refused.into_response(),
+    let webhook = match verify_webhook(&state, &method, &uri, &headers, &body) {
+        Ok(webhook) => webhook,
+        Err(refused) => return refused.into_response(),
+    };
+    let Some(call_sid) = webhook.get("CallUUID").map(str::to_owned) else {
+        return xml_response(xml::hangup());
+    };
+    match state.db.start_dialing(&call_sid).await {
+        Ok(Some(transfer)) => transfer_step(&state, &transfer, true).await,
+        Ok(None) => xml_response(xml::hangup()),
+        Err(error) => {
+            tracing::error!(%call_sid, %error, "after-stream: database unavailable");
+            polite_hangup(TROUBLE_MESSAGE)
+        }
     }
+}
+
+/// The document for a transfer's current state.
+async fn transfer_step(state: &AppState, transfer: &TransferRow, first: bool) -> Response {
+    match transfer.status.as_str() {
+        "dialing" => match transfer.current_number() {
+            Some(number) => {
+                let public = public_base(state);
+                let call = form_urlencoded::byte_serialize(transfer.call_sid.as_bytes())
+                    .collect::<String>();
+                let action = format!(
+                    "{public}/plivo/dial-status?call={call}&attempt={}",
+                    transfer.attempt
+                );
+                let whisper = format!("{public}/plivo/transfer-whisper?call={call}");
+                xml_response(xml::dial_transfer(&xml::DialTransfer {
+                    handoff_line: if first && transfer.attempt == 0 {
+                        transfer.handoff_line.as_deref()
+                    } else {
+                        None
+                    },
+                    action_url: &action,
+                    caller_id: transfer.caller_id.as_deref(),
+                    timeout_secs: transfer.ring_timeout_secs as u32,
+                    confirm_sound_url: &whisper,
+                    number,
+                }))
+            }
+            None => xml_response(xml::hangup()),
+        },
+        "exhausted" => {
+            // Back to the AI, which knows nobody was available and offers a callback.
+            match state.db.call_log(&transfer.call_sid).await {
+                Ok(Some(call)) => {
+                    let _ = state.db.finish_fallback(&transfer.call_sid).await;
+                    stream_to_best_server(
+                        state,
+                        transfer.call_sid.clone(),
+                        call.lead_id,
+                        call.campaign_id,
+                        call.direction == "inbound",
+                        true,
+                    )
+                    .await
+                }
+                _ => polite_hangup(NOBODY_AVAILABLE),
+            }
+        }
+        _ => xml_response(xml::hangup()),
+    }
+}
+
+/// `POST /plivo/dial-status`: one dial's outcome. Accepted: the transfer counts (once);
+/// busy, no answer, declined or failed: the next target; none left: the fallback.
+pub async fn dial_status(
+    State(state): State<AppState>,
+    method: HttpMethod,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let webhook = match verify_webhook(&state, &method, &uri, &headers, &body) {
+        Ok(webhook) => webhook,
+        Err(refused) => return refused.into_response(),
+    };
+    let (Some(call_sid), Some(attempt)) = (
+        webhook.get("call").map(str::to_owned),
+        webhook.get("attempt").and_then(|a| a.parse::<i32>().ok()),
+    ) else {
+        return (StatusCode::BAD_REQUEST, "call and attempt are required").into_response();
+    };
+    let status = webhook.get("DialStatus").unwrap_or("failed").to_owned();
+    // The Dial's action runs when the dialled leg ends: a leg that was bridged and completed
+    // means a human accepted (pressed 1) and talked.
+    let accepted = status == "completed" && webhook.get("DialBLegUUID").is_some();
+    let step = match state.db.dial_outcome(&call_sid, attempt, accepted).await {
+        Ok(Some(step)) => step,
+        Ok(None) => return xml_response(xml::hangup()),
+        Err(error) => {
+            tracing::error!(%call_sid, %error, "dial-status not recorded");
+            return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
+        }
+    };
+    let event = CallEvent {
+        seq: TRANSFER_EVENT_SEQ + attempt,
+        kind: EventKind::TransferAttempt,
+        occurred_at: chrono::Utc::now(),
+        ended_at: None,
+        text: Some(status.clone()),
+        data: serde_json::json!({
+            "attempt": attempt, "dial_status": status, "accepted": accepted,
+            "b_leg": webhook.get("DialBLegUUID"), "hangup_cause": webhook.get("DialHangupCause"),
+        }),
+    };
+    if let Err(error) = state.db.append_call_event(&call_sid, &event).await {
+        tracing::warn!(%call_sid, %error, "transfer attempt event not recorded");
+    }
+    match step {
+        DialStep::Connected => {
+            let transfer = state.db.transfer_for_call(&call_sid).await.ok().flatten();
+            if let Some(transfer) = transfer {
+                let record = TransferRecord {
+                    at: chrono::Utc::now(),
+                    reason: transfer.reason.clone(),
+                    department: Some(transfer.department.clone()),
+                };
+                if let Err(error) = state.db.record_transfer(&call_sid, &record).await {
+                    tracing::error!(%call_sid, %error, "accepted transfer not counted");
+                    return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+                        .into_response();
+                }
+            }
+            xml_response(xml::hangup())
+        }
+        DialStep::Next(transfer) => transfer_step(&state, &transfer, false).await,
+        DialStep::Exhausted(transfer) => match transfer.fallback.as_str() {
+            "callback_and_hangup" => {
+                let event = CallEvent {
+                    seq: TRANSFER_EVENT_SEQ - 1,
+                    kind: EventKind::CallbackScheduled,
+                    occurred_at: chrono::Utc::now(),
+                    ended_at: None,
+                    text: Some("nobody took the transfer".to_owned()),
+                    data: serde_json::json!({"reason": "transfer_exhausted"}),
+                };
+                let _ = state.db.append_call_event(&call_sid, &event).await;
+                polite_hangup(NOBODY_AVAILABLE)
+            }
+            _ => transfer_step(&state, &transfer, false).await,
+        },
+        DialStep::Unchanged(transfer) => transfer_step(&state, &transfer, false).await,
+    }
+}
+
+/// `POST|GET /plivo/transfer-whisper`: what the human hears before pressing 1.
+pub async fn transfer_whisper(
+    State(state): State<AppState>,
+    method: HttpMethod,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let webhook = match verify_webhook(&state, &method, &uri, &headers, &body) {
+        Ok(webhook) => webhook,
+        Err(refused) => return refused.into_response(),
+    };
+    let whisper = match webhook.get("call") {
+        Some(call_sid) => state
+            .db
+            .transfer_for_call(call_sid)
+            .await
+            .ok()
+            .flatten()
+            .map(|t| t.whisper),
+        None => None,
+    };
+    let text = whisper.unwrap_or_else(|| "Incoming transfer from the AI assistant.".to_owned());
+    xml_response(xml::speak(&format!("{text} Press 1 to accept the call.")))
 }
 
 /// `GET /plivo/stream`: the media WebSocket. Needs Plivo's signature and the call token.

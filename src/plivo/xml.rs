@@ -48,6 +48,58 @@ pub fn speak_and_hangup(text: &str, voice: &str, language: &str) -> String {
     ])
 }
 
+/// The transfer's `<Dial>`: an optional hand-off line for the caller, then one number, with the
+/// whisper as `confirmSound` and key 1 to accept. `<Number>` has no `url` attribute in Plivo's
+/// XML; the human's briefing is the Dial's `confirmSound`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DialTransfer<'a> {
+    pub handoff_line: Option<&'a str>,
+    /// Where Plivo posts the dial's outcome (`action`, method POST).
+    pub action_url: &'a str,
+    pub caller_id: Option<&'a str>,
+    pub timeout_secs: u32,
+    /// The whisper document's URL.
+    pub confirm_sound_url: &'a str,
+    /// E.164; written as digits, as Plivo's examples do.
+    pub number: &'a str,
+}
+
+/// Renders the transfer document.
+pub fn dial_transfer(dial: &DialTransfer<'_>) -> String {
+    let mut elements = Vec::new();
+    if let Some(line) = dial.handoff_line {
+        elements.push(format!(
+            r#"<Speak voice="WOMAN" language="en-US">{}</Speak>"#,
+            escape(line)
+        ));
+    }
+    let caller_id = dial
+        .caller_id
+        .map(|caller_id| {
+            format!(
+                r#" callerId="{}""#,
+                escape(caller_id.trim_start_matches('+'))
+            )
+        })
+        .unwrap_or_default();
+    elements.push(format!(
+        r#"<Dial action="{}" method="POST"{caller_id} timeout="{}" confirmSound="{}" confirmKey="1" redirect="true"><Number>{}</Number></Dial>"#,
+        escape(dial.action_url),
+        dial.timeout_secs,
+        escape(dial.confirm_sound_url),
+        escape(dial.number.trim_start_matches('+')),
+    ));
+    document(&elements)
+}
+
+/// What the human hears before pressing 1: a `<Speak>` only (Plivo allows Play, Wait, Speak).
+pub fn speak(text: &str) -> String {
+    document(&[format!(
+        r#"<Speak voice="WOMAN" language="en-US">{}</Speak>"#,
+        escape(text)
+    )])
+}
+
 /// Just hang up.
 pub fn hangup() -> String {
     document(&[HANGUP.to_owned()])
@@ -303,5 +355,51 @@ mod tests {
     fn output_is_deterministic() {
         assert_eq!(stream_answer(&answer()), stream_answer(&answer()));
         assert_eq!(hangup(), hangup());
+    }
+
+    #[test]
+    fn dial_transfer_has_the_documented_shape() {
+        let xml = dial_transfer(&DialTransfer {
+            handoff_line: Some("Connecting you to a colleague now."),
+            action_url: "https://gw.test/plivo/dial-status?call=CA-1&attempt=0",
+            caller_id: Some("+14155550100"),
+            timeout_secs: 25,
+            confirm_sound_url: "https://gw.test/plivo/transfer-whisper?call=CA-1",
+            number: "+14155550123",
+        });
+        assert_eq!(
+            xml,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response>\n<Speak voice=\"WOMAN\" language=\"en-US\">Connecting you to a colleague now.</Speak>\n<Dial action=\"https://gw.test/plivo/dial-status?call=CA-1&amp;attempt=0\" method=\"POST\" callerId=\"14155550100\" timeout=\"25\" confirmSound=\"https://gw.test/plivo/transfer-whisper?call=CA-1\" confirmKey=\"1\" redirect=\"true\"><Number>14155550123</Number></Dial>\n</Response>\n"
+        );
+        let document = roxmltree::Document::parse(&xml).unwrap();
+        let dial = document
+            .descendants()
+            .find(|n| n.has_tag_name("Dial"))
+            .unwrap();
+        assert_eq!(dial.attribute("confirmKey"), Some("1"));
+        assert_eq!(
+            dial.children()
+                .filter(|n| n.is_element())
+                .map(|n| n.tag_name().name())
+                .collect::<Vec<_>>(),
+            ["Number"]
+        );
+        let bare = dial_transfer(&DialTransfer {
+            handoff_line: None,
+            caller_id: None,
+            ..DialTransfer {
+                handoff_line: None,
+                action_url: "a",
+                caller_id: None,
+                timeout_secs: 5,
+                confirm_sound_url: "b",
+                number: "1",
+            }
+        });
+        assert!(
+            !bare.contains("<Speak") && !bare.contains("callerId"),
+            "{bare}"
+        );
+        assert!(speak("Lead <Priya> & co").contains("Lead &lt;Priya&gt; &amp; co"));
     }
 }

@@ -343,6 +343,14 @@ impl Connection {
                         _ => Vec::new(),
                     };
                     self.respond(greeting, ms, None, Duration::ZERO, after);
+                } else if let Some(instructions) = event["response"]["instructions"].as_str() {
+                    // `Say`: speak what the gateway asked for.
+                    let text = instructions
+                        .split('"')
+                        .nth(1)
+                        .unwrap_or(instructions)
+                        .to_owned();
+                    self.respond(text, 800, None, self.shared.config.think_time, Vec::new());
                 } else if self.pending_tool_continue {
                     self.pending_tool_continue = false;
                     let follow_up = self.shared.config.follow_up.clone();

@@ -12,19 +12,19 @@ use voice_gateway::simulators::{
 
 use crate::helpers::{Org, TestApp, TestDb, seed_org, settings_for};
 
-const AUTH_TOKEN: &str = "plivo-test-token";
+pub const AUTH_TOKEN: &str = "plivo-test-token";
 const PUBLIC_URL: &str = "https://gateway.test";
 
-struct Fixture {
-    test: TestDb,
-    org: Org,
-    fake: FakeRealtimeServer,
-    app: TestApp,
-    http: reqwest::Client,
+pub struct Fixture {
+    pub test: TestDb,
+    pub org: Org,
+    pub fake: FakeRealtimeServer,
+    pub app: TestApp,
+    pub http: reqwest::Client,
 }
 
 impl Fixture {
-    async fn start(fake: FakeRealtimeConfig, leads: usize, extra: &[(&str, &str)]) -> Self {
+    pub async fn start(fake: FakeRealtimeConfig, leads: usize, extra: &[(&str, &str)]) -> Self {
         let test = TestDb::new().await;
         let org = seed_org(test.pool(), "Acme Homes", leads).await;
         let fake = FakeRealtimeServer::start(fake).await.unwrap();
@@ -49,7 +49,7 @@ impl Fixture {
         }
     }
 
-    fn caller(&self, lead: usize, call_sid: &str) -> CallerConfig {
+    pub fn caller(&self, lead: usize, call_sid: &str) -> CallerConfig {
         CallerConfig {
             gateway: format!("http://{}", self.app.address),
             public_url: PUBLIC_URL.to_owned(),
@@ -64,7 +64,7 @@ impl Fixture {
         }
     }
 
-    async fn call(&self, lead: usize, call_sid: &str, script: &[Step]) -> CallReport {
+    pub async fn call(&self, lead: usize, call_sid: &str, script: &[Step]) -> CallReport {
         let report = tokio::time::timeout(
             Duration::from_secs(60),
             plivo_caller::place_call(&self.caller(lead, call_sid), &self.http, script),
@@ -77,13 +77,13 @@ impl Fixture {
     }
 
     /// Stops the gateway; its drain waits for every call to write its rows.
-    async fn finish(self) -> (TestDb, Org, FakeRealtimeServer) {
+    pub async fn finish(self) -> (TestDb, Org, FakeRealtimeServer) {
         self.app.shutdown().await;
         (self.test, self.org, self.fake)
     }
 }
 
-fn turn(caller: &str, agent: &str, tool: Option<(&str, Value)>) -> FakeTurn {
+pub fn turn(caller: &str, agent: &str, tool: Option<(&str, Value)>) -> FakeTurn {
     FakeTurn {
         caller_says: caller.to_owned(),
         agent_says: agent.to_owned(),
@@ -99,7 +99,7 @@ async fn call_row(test: &TestDb, call_sid: &str) -> voice_gateway::db::calls::Ca
         .unwrap_or_else(|| panic!("no call_logs row for {call_sid}"))
 }
 
-fn conversation(turns: Vec<FakeTurn>) -> FakeRealtimeConfig {
+pub fn conversation(turns: Vec<FakeTurn>) -> FakeRealtimeConfig {
     FakeRealtimeConfig {
         turns,
         ..FakeRealtimeConfig::default()

@@ -9,4 +9,5 @@ mod rls;
 mod schema;
 mod serve;
 mod servers;
+mod transfer;
 mod webhooks;

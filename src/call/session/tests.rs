@@ -13,6 +13,8 @@ fn config() -> SessionConfig {
         silence_timeout: Duration::from_secs(10),
         max_duration: Duration::from_secs(600),
         final_playout_limit: Duration::from_secs(5),
+        transfer: TransferConfig::default(),
+        first_event_seq: 0,
     }
 }
 
