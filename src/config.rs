@@ -33,6 +33,7 @@ const KEYS: &[(&str, &str)] = &[
     ("VG_PLAYOUT_LEAD_MS", "calls.playout_lead_ms"),
     ("VG_GREETING_GUARD_MS", "calls.greeting_guard_ms"),
     ("VG_PROVIDER_TIMEOUT_SECS", "calls.provider_timeout_secs"),
+    ("VG_TRANSFER_STRATEGY", "calls.transfer_strategy"),
     ("VG_LOG_FORMAT", "telemetry.log_format"),
     ("VG_MODELS_DIR", "ai.models_dir"),
     ("VG_AI_PROVIDER", "ai.provider"),
@@ -272,6 +273,18 @@ pub struct CallSettings {
     pub greeting_guard: Duration,
     /// How long a provider may take to open a session or take a message (`VG_PROVIDER_TIMEOUT_SECS`).
     pub provider_timeout: Duration,
+    /// How a transfer leaves the stream (`VG_TRANSFER_STRATEGY`).
+    pub transfer_strategy: TransferStrategy,
+}
+
+/// How a transfer leaves the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferStrategy {
+    /// Close the stream; Plivo follows the answer's `<Redirect>` to `/plivo/after-stream`.
+    Dial,
+    /// Move the call with Plivo's Call Transfer API to `/plivo/after-stream`, then close the
+    /// stream; if the API fails, the `<Redirect>` still gets there.
+    Rest,
 }
 
 #[derive(Debug, Clone)]
@@ -585,7 +598,25 @@ impl Settings {
                     })?
                     .unwrap_or(defaults::PROVIDER_TIMEOUT_SECS),
             ),
+            transfer_strategy: source
+                .parse("VG_TRANSFER_STRATEGY", "`dial` or `rest`", |raw| match raw
+                    .to_ascii_lowercase()
+                    .as_str()
+                {
+                    "dial" => Some(TransferStrategy::Dial),
+                    "rest" => Some(TransferStrategy::Rest),
+                    _ => None,
+                })?
+                .unwrap_or(TransferStrategy::Dial),
         };
+        if calls.transfer_strategy == TransferStrategy::Rest
+            && source.get("PLIVO_AUTH_TOKEN").is_none()
+        {
+            return Err(source.error(
+                "VG_TRANSFER_STRATEGY",
+                "`rest` needs PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN",
+            ));
+        }
 
         Ok(Self {
             calls,

@@ -16,6 +16,7 @@ use crate::{
     db::{self, Database, OpenOptions, embedded::EmbeddedPostgres},
     http::{self, AppState},
     lifecycle::{DrainOutcome, Lifecycle},
+    plivo::rest::PlivoRest,
 };
 
 /// The embedded cluster's database for the gateway.
@@ -130,8 +131,26 @@ impl Application {
         }
         let metrics = crate::metrics::handle();
         metrics::gauge!(crate::metrics::DRAINING).set(0.0);
+        let plivo = match (&settings.plivo.auth_id, &settings.plivo.auth_token) {
+            (Some(auth_id), Some(auth_token)) => Some(
+                PlivoRest::new(
+                    settings.plivo.api_url.clone(),
+                    auth_id.clone(),
+                    auth_token.clone(),
+                )
+                .context("building the Plivo API client")?,
+            ),
+            _ => None,
+        };
+        let after_stream_url = format!(
+            "{}/plivo/after-stream",
+            settings.server.public_url.as_str().trim_end_matches('/')
+        );
         let runtime = CallRuntime {
             db: database.db.clone(),
+            plivo,
+            transfer_strategy: settings.calls.transfer_strategy,
+            after_stream_url,
             providers: Arc::new(ConfiguredProvider::new(
                 settings.ai.clone(),
                 settings.calls.provider_timeout,

@@ -81,6 +81,11 @@ pub struct CallTiming {
 #[derive(Clone)]
 pub struct CallRuntime {
     pub db: Database,
+    /// Plivo's REST API, when credentials are configured.
+    pub plivo: Option<crate::plivo::rest::PlivoRest>,
+    pub transfer_strategy: crate::config::TransferStrategy,
+    /// `https://…/plivo/after-stream`, where a REST transfer sends the call.
+    pub after_stream_url: String,
     pub providers: Arc<dyn ProviderFactory>,
     pub registry: Registry,
     pub server_name: String,
@@ -142,6 +147,7 @@ struct TransferDefaults {
     caller_id: Option<String>,
     ring_timeout_secs: i32,
     fallback: String,
+    strategy: &'static str,
 }
 
 impl<S> Bridge<S>
@@ -256,6 +262,10 @@ where
             campaign_name: context.campaign_name.clone(),
             caller_id: setup.caller_id.clone(),
             ring_timeout_secs: rules.ring_timeout_secs as i32,
+            strategy: match runtime.transfer_strategy {
+                crate::config::TransferStrategy::Dial => "dial",
+                crate::config::TransferStrategy::Rest => "rest",
+            },
             fallback: match rules.fallback {
                 Fallback::BackToAi => "back_to_ai".to_owned(),
                 Fallback::CallbackAndHangup => "callback_and_hangup".to_owned(),
@@ -293,6 +303,23 @@ where
                 .is_err()
             {
                 tracing::error!("the transfer was not stored in time; Plivo will hang up");
+            }
+            if runtime.transfer_strategy == crate::config::TransferStrategy::Rest {
+                // If the API fails, closing the stream still sends Plivo to the same URL.
+                match &runtime.plivo {
+                    Some(plivo) => match plivo
+                        .transfer_call(&claims.call_sid, &runtime.after_stream_url)
+                        .await
+                    {
+                        Ok(()) => tracing::info!("call moved with the transfer API"),
+                        Err(error) => {
+                            tracing::warn!(%error, "transfer API failed; the stream's redirect takes over")
+                        }
+                    },
+                    None => tracing::warn!(
+                        "no Plivo credentials for the transfer API; the stream's redirect takes over"
+                    ),
+                }
             }
         }
         bridge.close_socket().await;
@@ -664,6 +691,7 @@ where
                         whisper,
                         handoff_line: plan.handoff_line,
                         fallback: defaults.fallback.clone(),
+                        strategy: defaults.strategy.to_owned(),
                     }));
                 }
                 Action::End(_) => {}

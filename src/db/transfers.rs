@@ -34,6 +34,8 @@ pub struct NewTransfer {
     pub whisper: String,
     pub handoff_line: Option<String>,
     pub fallback: String,
+    /// `dial` or `rest`.
+    pub strategy: String,
 }
 
 /// A transfer's state.
@@ -160,8 +162,8 @@ impl Database {
         );
         let result = sqlx::query!(
             r#"INSERT INTO call_transfers (call_sid, call_log_id, organization_id, trigger, reason, department,
-                                          targets, caller_id, ring_timeout_secs, whisper, handoff_line, fallback)
-               SELECT $1, id, organization_id, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM call_logs WHERE call_sid = $1
+                                          targets, caller_id, ring_timeout_secs, whisper, handoff_line, fallback, strategy)
+               SELECT $1, id, organization_id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM call_logs WHERE call_sid = $1
                ON CONFLICT (call_sid) DO NOTHING"#,
             transfer.call_sid,
             transfer.trigger,
@@ -173,6 +175,7 @@ impl Database {
             transfer.whisper,
             transfer.handoff_line,
             transfer.fallback,
+            transfer.strategy,
         )
         .execute(&self.pool)
         .await?;

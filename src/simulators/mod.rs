@@ -1,5 +1,6 @@
 //! Simulators that speak the real protocols: a synthetic Plivo caller and a fake OpenAI
-//! Realtime server. Library code, not test hacks: the tests, `loadtest` and `demo` use them.
+//! Realtime server, and a fake of Plivo's REST API. Library code, not test hacks: the tests, `loadtest` and `demo` use them.
 
 pub mod openai_realtime;
+pub mod plivo_api;
 pub mod plivo_caller;

@@ -488,3 +488,66 @@ async fn the_callback_fallback_says_goodbye_and_records_the_callback() {
     .unwrap();
     assert_eq!(callbacks, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_strategy_moves_the_call_with_the_documented_request_and_falls_back_cleanly() {
+    use voice_gateway::simulators::plivo_api::FakePlivoApi;
+    for fail in [false, true] {
+        let api = FakePlivoApi::start(fail).await.unwrap();
+        let url = api.url();
+        let fixture = Fixture::start(
+            conversation(Vec::new()),
+            1,
+            &[
+                ("VG_TRANSFER_STRATEGY", "rest"),
+                ("PLIVO_API_URL", url.as_str()),
+            ],
+        )
+        .await;
+        seed_targets(&fixture).await;
+        let call_sid = if fail { "CA-rest-fail" } else { "CA-rest" };
+        let report = fixture
+            .call(
+                0,
+                call_sid,
+                &[
+                    Step::WaitForAgentAudio,
+                    Step::Dtmf("0".into()),
+                    Step::WaitForClose,
+                ],
+            )
+            .await;
+        assert!(report.closed_by_gateway, "the stream ends either way");
+        let requests = api.requests();
+        assert_eq!(requests.len(), 1, "exactly one API request: {requests:?}");
+        let request = &requests[0];
+        assert_eq!(request.method, "POST");
+        assert_eq!(request.path, format!("/v1/Account/MATEST/Call/{call_sid}/"));
+        assert_eq!(
+            request.basic_auth.as_deref(),
+            Some(format!("MATEST:{}", crate::call::AUTH_TOKEN).as_str())
+        );
+        assert_eq!(request.content_type.as_deref(), Some("application/json"));
+        assert_eq!(
+            request.body,
+            json!({"legs": "aleg", "aleg_url": "https://gateway.test/plivo/after-stream", "aleg_method": "POST"})
+        );
+        // Whether the API moved the call or the stream's redirect did, after-stream dials.
+        let config = fixture.caller(0, call_sid);
+        let (_, xml) = post(
+            &config,
+            &fixture.http,
+            "/plivo/after-stream",
+            &[("CallUUID", call_sid)],
+        )
+        .await;
+        assert!(
+            xml.contains("<Dial") && xml.contains("<Number>14155550201</Number>"),
+            "{xml}"
+        );
+        let (test, _, _) = fixture.finish().await;
+        let transfer = test.db.transfer_for_call(call_sid).await.unwrap().unwrap();
+        assert_eq!(transfer.status, "dialing");
+        api.stop().await;
+    }
+}
