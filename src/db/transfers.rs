@@ -179,11 +179,21 @@ impl Database {
         )
         .execute(&self.pool)
         .await?;
-        Ok(if result.rows_affected() == 1 {
-            Applied::Now
-        } else {
-            Applied::Already
-        })
+        if result.rows_affected() == 0 {
+            return Ok(Applied::Already);
+        }
+        // Why a transfer was attempted, even if nobody takes it; the transferred flag and the
+        // counters wait for a human to accept.
+        sqlx::query!(
+            r#"UPDATE call_logs SET transfer_reason = $2, transfer_department = $3
+               WHERE call_sid = $1 AND NOT transferred"#,
+            transfer.call_sid,
+            transfer.reason,
+            transfer.department,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(Applied::Now)
     }
 
     /// The call's transfer, if one was decided.

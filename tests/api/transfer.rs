@@ -133,6 +133,44 @@ async fn a_dtmf_transfer_is_handed_off_and_counted_once_by_another_gateway() {
         xml.contains("<Speak voice=\"WOMAN\" language=\"en-US\">Let me connect you"),
         "Plivo says the hand-off line the agent did not: {xml}"
     );
+    // Only attributes Plivo's XML reference defines for <Dial> and <Number>.
+    let document = roxmltree::Document::parse(&xml).unwrap();
+    const DIAL_ATTRIBUTES: &[&str] = &[
+        "action",
+        "method",
+        "timeout",
+        "timeLimit",
+        "callerId",
+        "callerName",
+        "hangupOnStar",
+        "redirect",
+        "callbackUrl",
+        "callbackMethod",
+        "confirmSound",
+        "confirmKey",
+        "confirmTimeout",
+        "dialMusic",
+        "digitsMatch",
+        "digitsMatchBLeg",
+        "sipHeaders",
+    ];
+    for node in document.descendants().filter(|node| node.is_element()) {
+        let allowed: &[&str] = match node.tag_name().name() {
+            "Dial" => DIAL_ATTRIBUTES,
+            "Number" => &["sendDigits", "sendOnPreanswer", "sendDigitsMode"],
+            "Speak" => &["voice", "language", "loop"],
+            "Response" => &[],
+            other => panic!("unexpected element {other}"),
+        };
+        for attribute in node.attributes() {
+            assert!(
+                allowed.contains(&attribute.name()),
+                "<{}> has no attribute {}",
+                node.tag_name().name(),
+                attribute.name()
+            );
+        }
+    }
 
     let (_, whisper) = post(&config, http, "/plivo/transfer-whisper?call=CA-dtmf", &[]).await;
     assert!(
@@ -421,6 +459,11 @@ async fn when_nobody_accepts_the_caller_goes_back_to_the_ai_and_nothing_is_count
     let row = test.db.call_log("CA-none").await.unwrap().unwrap();
     assert!(!row.transferred);
     assert_eq!(row.call_status, "called");
+    assert_eq!(
+        row.transfer_reason.as_deref(),
+        Some("the caller pressed 0"),
+        "the attempt's reason is kept"
+    );
     assert_eq!(
         row.end_reason.as_deref(),
         Some("caller_hangup"),
