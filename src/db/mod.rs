@@ -8,6 +8,7 @@
 pub mod answer;
 pub mod calls;
 pub mod embedded;
+pub mod seed;
 pub mod servers;
 pub mod transfers;
 

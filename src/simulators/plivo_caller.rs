@@ -73,7 +73,7 @@ pub struct CallReport {
     pub speech_starts: Vec<Duration>,
     /// When the caller ended each `Speak`.
     pub speech_ends: Vec<Duration>,
-    /// Times the agent's audio ran dry for more than 60 ms in the middle of a response.
+    /// Times the agent's audio ran dry for more than 60 ms in the middle of an item.
     pub playback_gaps: u32,
     pub malformed: u32,
     pub closed_by_gateway: bool,
@@ -200,6 +200,8 @@ pub async fn run_stream(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut playout_end = opened;
     let mut last_frame_at: Option<Instant> = None;
+    // Whether the last frame belongs to an item still being sent (no checkpoint or clear since).
+    let mut within_item = false;
     let mut pending_checkpoints: VecDeque<(Instant, String)> = VecDeque::new();
     let mut step_index = 0;
     let mut step_started = Instant::now();
@@ -320,10 +322,12 @@ pub async fn run_stream(
                 match stream::parse_outbound(text.as_str()) {
                     Ok(OutboundMessage::PlayAudio { content_type, sample_rate, payload }) => {
                         let at = now.duration_since(opened);
-                        // A gap: the buffer ran dry mid-response (a frame followed within a second).
-                        if playout_end + Duration::from_millis(60) < now && last_frame_at.is_some_and(|last| now.duration_since(last) < Duration::from_secs(1)) {
+                        // A gap: the buffer ran dry in the middle of an item (no checkpoint or
+                        // clear since its previous frame).
+                        if within_item && playout_end + Duration::from_millis(60) < now {
                             report.playback_gaps += 1;
                         }
+                        within_item = true;
                         let frame_ms = Duration::from_millis(format.bytes_to_ms(payload.len()));
                         playout_end = playout_end.max(now) + frame_ms;
                         heard_in_step += frame_ms;
@@ -334,10 +338,12 @@ pub async fn run_stream(
                         }
                     }
                     Ok(OutboundMessage::Checkpoint { name, .. }) => {
+                        within_item = false;
                         report.checkpoints.push(name.clone());
                         pending_checkpoints.push_back((playout_end.max(now), name));
                     }
                     Ok(OutboundMessage::ClearAudio { .. }) => {
+                        within_item = false;
                         report.clears.push(now.duration_since(opened));
                         playout_end = now;
                         pending_checkpoints.clear();

@@ -1,0 +1,319 @@
+//! `loadtest`: drives synthetic Plivo calls at a voice-gateway, exactly as Plivo would (signed
+//! answer webhook, then the media WebSocket at real-time pace), and reports what the gateway
+//! adds: latency histograms, playback gaps, its CPU per call-second and memory per call.
+//!
+//! It runs the whole system locally: an ephemeral PostgreSQL with a seeded campaign, the fake
+//! OpenAI Realtime server (with a known think time, so the gateway's own share of each latency
+//! can be told apart), and the gateway binary as its own process.
+
+mod environment;
+mod report;
+mod scenario;
+
+use std::{
+    path::PathBuf,
+    process::ExitCode,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use clap::Parser;
+use voice_gateway::simulators::{
+    openai_realtime::{FakeRealtimeConfig, FakeTurn},
+    plivo_caller::{self, CallerConfig},
+};
+
+use crate::{
+    environment::{AUTH_TOKEN, LocalEnvironment, PUBLIC_URL, sample_process},
+    report::{Measurements, Percentiles, Report},
+    scenario::Mix,
+};
+
+#[derive(Parser, Debug)]
+#[command(about = "Drive synthetic Plivo calls at a voice-gateway and measure what it adds")]
+struct Args {
+    /// Concurrent calls to hold.
+    #[arg(long, default_value_t = 50)]
+    calls: usize,
+    /// Seconds over which the calls start.
+    #[arg(long, default_value_t = 5.0)]
+    ramp_up: f64,
+    /// Seconds each call lasts (about).
+    #[arg(long, default_value_t = 10.0)]
+    hold: f64,
+    /// Seconds the test runs; ended calls are replaced until then.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Caller kinds and weights: talkative, silent, barge_in, transfer.
+    #[arg(long, default_value = "talkative=4,silent=1,barge_in=2,transfer=1")]
+    mix: String,
+    /// The fake provider's think time (ms) before each reply.
+    #[arg(long, default_value_t = 100)]
+    think_ms: u64,
+    /// Length of each agent reply (ms of audio).
+    #[arg(long, default_value_t = 1500)]
+    reply_ms: u64,
+    /// The gateway binary (default: `voice-gateway` beside this executable).
+    #[arg(long)]
+    gateway_bin: Option<PathBuf>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the SVG chart here.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Fail when the gateway's share of turn latency at p99 exceeds this (ms).
+    #[arg(long)]
+    max_gateway_turn_p99_ms: Option<f64>,
+    /// Fail when barge-in → clearAudio at p99 exceeds this (ms).
+    #[arg(long)]
+    max_barge_in_p99_ms: Option<f64>,
+    /// Fail on more playback gaps than this.
+    #[arg(long)]
+    max_playback_gaps: Option<u64>,
+    /// Fail on more failed calls than this.
+    #[arg(long)]
+    max_failed: Option<u64>,
+    /// Fail when the gateway uses more memory per live call than this (KiB).
+    #[arg(long)]
+    max_kib_per_call: Option<f64>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    match runtime.block_on(run(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(2),
+        Err(error) => {
+            eprintln!("loadtest: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the test; `Ok(false)` when a threshold was missed.
+async fn run(args: Args) -> anyhow::Result<bool> {
+    let mix = Mix::parse(&args.mix).map_err(anyhow::Error::msg)?;
+    let hold = Duration::from_secs_f64(args.hold);
+    let duration = Duration::from_secs_f64(args.duration.max(args.hold));
+    let turns_per_call = (args.hold / 3.0).ceil() as usize + 2;
+    // Enough leads for every call the run can start (each call needs its own CallUUID, not its own lead).
+    let fake = FakeRealtimeConfig {
+        think_time: Duration::from_millis(args.think_ms),
+        reply_ms: args.reply_ms,
+        greeting_ms: 1500,
+        turns: (0..turns_per_call)
+            .map(|turn| FakeTurn {
+                caller_says: format!("caller turn {turn}"),
+                agent_says: format!("agent reply {turn}"),
+                tool: None,
+            })
+            .collect(),
+        ..FakeRealtimeConfig::default()
+    };
+    let provider_share =
+        fake.think_time + Duration::from_millis(20 * u64::from(fake.end_of_turn_frames));
+    let gateway_bin = match args.gateway_bin.clone() {
+        Some(path) => path,
+        None => std::env::current_exe()?.with_file_name("voice-gateway"),
+    };
+    let environment =
+        LocalEnvironment::start(gateway_bin, args.calls.max(1), fake, args.calls * 2 + 10).await?;
+    let idle = sample_process(environment.gateway_pid);
+    eprintln!(
+        "loadtest: gateway {} (pid {}), {} calls, ramp {:.0} s, hold {:.0} s, run {:.0} s",
+        environment.gateway_address,
+        environment.gateway_pid,
+        args.calls,
+        args.ramp_up,
+        args.hold,
+        duration.as_secs_f64()
+    );
+
+    let measurements = Arc::new(Mutex::new(Measurements::default()));
+    let live = Arc::new(AtomicU64::new(0));
+    let peak_live = Arc::new(AtomicU64::new(0));
+    let started_calls = Arc::new(AtomicUsize::new(0));
+    let peak_rss = Arc::new(AtomicU64::new(idle.map(|s| s.rss_bytes).unwrap_or(0)));
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let start = Instant::now();
+    let deadline = start + duration;
+
+    let mut slots = Vec::new();
+    for slot in 0..args.calls {
+        let delay = Duration::from_secs_f64(args.ramp_up * slot as f64 / args.calls as f64);
+        let context = (
+            environment.gateway_address.clone(),
+            environment.campaign.lead_ids[slot % environment.campaign.lead_ids.len()],
+            environment.campaign.campaign_id,
+        );
+        let (measurements, live, peak_live, started_calls, http, mix) = (
+            measurements.clone(),
+            live.clone(),
+            peak_live.clone(),
+            started_calls.clone(),
+            http.clone(),
+            mix.clone(),
+        );
+        slots.push(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            // Each slot keeps one call live until the run's end.
+            while Instant::now() + Duration::from_secs(1) < deadline {
+                let index = started_calls.fetch_add(1, Ordering::Relaxed);
+                let behaviour = mix.pick(index);
+                let config = CallerConfig {
+                    gateway: context.0.clone(),
+                    public_url: PUBLIC_URL.to_owned(),
+                    auth_token: AUTH_TOKEN.to_owned(),
+                    call_sid: format!("LOAD-{index:07}-{}", uuid::Uuid::new_v4().simple()),
+                    answer_query: format!("lead_id={}&campaign_id={}", context.1, context.2),
+                    from: "15550000000".to_owned(),
+                    to: "14155550100".to_owned(),
+                };
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let call_hold = hold.min(remaining.saturating_sub(Duration::from_millis(500)));
+                let script = behaviour.script(call_hold);
+                let now_live = live.fetch_add(1, Ordering::Relaxed) + 1;
+                peak_live.fetch_max(now_live, Ordering::Relaxed);
+                let result = tokio::time::timeout(
+                    call_hold + Duration::from_secs(30),
+                    plivo_caller::place_call(&config, &http, &script),
+                )
+                .await;
+                live.fetch_sub(1, Ordering::Relaxed);
+                let mut measurements = measurements.lock().expect("measurements lock");
+                match result {
+                    Ok(Ok(report)) if report.answer_status == 200 => {
+                        measurements.add(behaviour, &report, provider_share)
+                    }
+                    Ok(Ok(report)) => {
+                        measurements.fail(&format!("answer status {}", report.answer_status))
+                    }
+                    Ok(Err(error)) => measurements.fail(&error.to_string()),
+                    Err(_) => measurements.fail("call timed out"),
+                }
+            }
+        }));
+    }
+
+    // Progress once per second until every slot is done.
+    let progress = {
+        let (measurements, live, peak_rss) = (measurements.clone(), live.clone(), peak_rss.clone());
+        let pid = environment.gateway_pid;
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                ticker.tick().await;
+                if let Some(sample) = sample_process(pid) {
+                    peak_rss.fetch_max(sample.rss_bytes, Ordering::Relaxed);
+                }
+                let mut measurements = measurements.lock().expect("measurements lock");
+                let turn = Percentiles::of(&measurements.turn);
+                let now_live = live.load(Ordering::Relaxed);
+                let elapsed = start.elapsed().as_secs_f64();
+                measurements
+                    .timeline
+                    .push((elapsed, now_live, turn.p50_ms, turn.p99_ms));
+                eprint!(
+                    "\r[{elapsed:>5.0} s] live {now_live:>5}  done {:>6}  failed {:>4}  turn p50 {:>6.1} ms  p99 {:>6.1} ms   ",
+                    measurements.calls_done, measurements.calls_failed, turn.p50_ms, turn.p99_ms
+                );
+            }
+        })
+    };
+    for slot in slots {
+        slot.await?;
+    }
+    progress.abort();
+    eprintln!();
+    let busy = sample_process(environment.gateway_pid);
+    let wall = start.elapsed().as_secs_f64();
+    environment.stop().await?;
+
+    let measurements = measurements.lock().expect("measurements lock");
+    let peak_live_calls = peak_live.load(Ordering::Relaxed);
+    let peak_rss = peak_rss.load(Ordering::Relaxed);
+    let cpu = match (idle, busy) {
+        (Some(idle), Some(busy)) => Some(busy.cpu_seconds - idle.cpu_seconds),
+        _ => None,
+    };
+    let report = Report {
+        calls_planned: args.calls,
+        calls_done: measurements.calls_done,
+        calls_failed: measurements.calls_failed,
+        peak_live_calls,
+        wall_seconds: wall,
+        call_seconds: measurements.call_seconds,
+        answer_webhook: Percentiles::of(&measurements.answer),
+        first_greeting_audio: Percentiles::of(&measurements.first_audio),
+        turn: Percentiles::of(&measurements.turn),
+        gateway_turn: Percentiles::of(&measurements.gateway_turn),
+        barge_in_clear: Percentiles::of(&measurements.barge_in),
+        playback_gaps: measurements.playback_gaps,
+        malformed_frames: measurements.malformed_frames,
+        frames_received: measurements.frames,
+        provider_share_ms: provider_share.as_secs_f64() * 1000.0,
+        gateway_cpu_seconds: cpu,
+        gateway_cpu_per_call_second: cpu
+            .filter(|_| measurements.call_seconds > 0.0)
+            .map(|cpu| cpu / measurements.call_seconds),
+        gateway_idle_rss_bytes: idle.map(|s| s.rss_bytes),
+        gateway_peak_rss_bytes: Some(peak_rss),
+        gateway_bytes_per_live_call: idle
+            .filter(|_| peak_live_calls > 0)
+            .map(|idle| peak_rss.saturating_sub(idle.rss_bytes) as f64 / peak_live_calls as f64),
+        outcomes: measurements.outcomes.clone(),
+        errors: measurements.errors.clone(),
+        timeline: measurements.timeline.clone(),
+    };
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    if let Some(path) = &args.svg {
+        std::fs::write(path, report.svg())?;
+    }
+
+    let mut passed = true;
+    let mut check = |name: &str, value: f64, limit: Option<f64>| {
+        if let Some(limit) = limit
+            && value > limit
+        {
+            eprintln!("loadtest: threshold missed: {name} = {value:.2} > {limit:.2}");
+            passed = false;
+        }
+    };
+    check(
+        "gateway turn p99 ms",
+        report.gateway_turn.p99_ms,
+        args.max_gateway_turn_p99_ms,
+    );
+    check(
+        "barge-in p99 ms",
+        report.barge_in_clear.p99_ms,
+        args.max_barge_in_p99_ms,
+    );
+    check(
+        "playback gaps",
+        report.playback_gaps as f64,
+        args.max_playback_gaps.map(|v| v as f64),
+    );
+    check(
+        "failed calls",
+        report.calls_failed as f64,
+        args.max_failed.map(|v| v as f64),
+    );
+    check(
+        "KiB per live call",
+        report.gateway_bytes_per_live_call.unwrap_or(0.0) / 1024.0,
+        args.max_kib_per_call,
+    );
+    Ok(passed)
+}
