@@ -40,6 +40,8 @@ pub const FRAME_IN_SECONDS: &str = "vg_frame_in_processing_seconds";
 pub const DB_WRITE_RETRIES: &str = "vg_db_write_retries_total";
 /// Counter: call writes given up after their retry budget.
 pub const DB_WRITE_FAILURES: &str = "vg_db_write_failures_total";
+/// Counter: stream status callbacks, by `event` (start, stop, dropped, degraded, other).
+pub const STREAM_STATUS: &str = "vg_stream_status_total";
 /// Counter: webhook requests refused for a bad or missing signature.
 pub const SIGNATURE_REJECTIONS: &str = "vg_signature_rejections_total";
 
@@ -76,5 +78,6 @@ fn describe() {
     metrics::describe_histogram!(FRAME_IN_SECONDS, "processing time of one caller frame");
     metrics::describe_counter!(DB_WRITE_RETRIES, "call writes retried");
     metrics::describe_counter!(DB_WRITE_FAILURES, "call writes given up");
+    metrics::describe_counter!(STREAM_STATUS, "stream status callbacks, by event");
     metrics::describe_counter!(SIGNATURE_REJECTIONS, "webhooks refused for their signature");
 }

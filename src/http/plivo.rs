@@ -384,7 +384,7 @@ pub async fn stream_status(
         "DegradedStream" => "degraded",
         _ => "other",
     };
-    metrics::counter!("vg_stream_status_total", "event" => label).increment(1);
+    metrics::counter!(crate::metrics::STREAM_STATUS, "event" => label).increment(1);
     tracing::info!(call_sid = ?webhook.get("CallUUID"), %event, params = ?webhook.form, "stream status");
     (StatusCode::OK, "ok").into_response()
 }
