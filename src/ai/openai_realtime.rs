@@ -394,9 +394,10 @@ async fn open_session(config: &OpenAiConfig) -> Result<Socket, ProviderError> {
             ProviderError::Connect("the API key is not a valid header value".to_owned())
         })?;
     request.headers_mut().insert("Authorization", bearer);
-    let (mut socket, _response) = tokio_tungstenite::connect_async_with_config(request, None, true)
-        .await
-        .map_err(|error| ProviderError::Connect(error.to_string()))?;
+    let (mut socket, _response) =
+        tokio_tungstenite::connect_async_with_config(request, Some(socket_config()), true)
+            .await
+            .map_err(|error| ProviderError::Connect(error.to_string()))?;
 
     let update = session_update(config);
     socket
@@ -432,6 +433,14 @@ async fn open_session(config: &OpenAiConfig) -> Result<Socket, ProviderError> {
             _ => {} // session.created and anything else before our update is acknowledged.
         }
     }
+}
+
+/// Small socket buffers: tungstenite's default 128 KiB read buffer would dominate a call's
+/// memory; audio deltas are a few KiB and the buffer grows for a larger message.
+fn socket_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(crate::http::SOCKET_BUFFER_BYTES)
+        .write_buffer_size(0)
 }
 
 /// The GA `session.update` for a call.

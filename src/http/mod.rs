@@ -6,6 +6,8 @@
 mod health;
 mod plivo;
 
+pub use plivo::SOCKET_BUFFER_BYTES;
+
 use std::sync::Arc;
 
 use axum::{

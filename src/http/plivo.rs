@@ -38,6 +38,10 @@ const STREAM_TOKEN_TTL_SECS: i64 = 300;
 /// WebSocket messages above this are refused by the socket itself; oversized media below it is
 /// skipped frame by frame.
 const MAX_WS_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
+/// Initial read buffer of a media socket. tungstenite's default (128 KiB) would dominate a call's
+/// memory; frames are about 1 KiB and the buffer grows when a larger one arrives. Writes go out
+/// at once (no write buffering), since every frame is flushed anyway.
+pub const SOCKET_BUFFER_BYTES: usize = 8 * 1024;
 /// What an unknown caller hears.
 const UNKNOWN_CALL_MESSAGE: &str = "Sorry, we could not find your details. Goodbye.";
 const NOBODY_AVAILABLE: &str = "Sorry, none of our colleagues can take your call right now. We will call you back soon. Goodbye.";
@@ -629,6 +633,8 @@ pub async fn stream(
     let runtime = state.runtime.clone();
     let lifecycle = state.lifecycle.clone();
     upgrade
+        .read_buffer_size(SOCKET_BUFFER_BYTES)
+        .write_buffer_size(0)
         .max_message_size(MAX_WS_MESSAGE_BYTES)
         .max_frame_size(MAX_WS_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
