@@ -630,13 +630,7 @@ impl CallSession {
                 Ok(ToolRequest::RecordOutcome {
                     interest_level,
                     notes,
-                }) if self
-                    .config
-                    .transfer
-                    .rules
-                    .detect_qualified(interest_level.as_str())
-                    .is_some() =>
-                {
+                }) => {
                     self.stats.interest_level = Some(interest_level.as_str().to_owned());
                     self.stats.outcome_notes = notes.clone();
                     self.record(
@@ -645,33 +639,18 @@ impl CallSession {
                         notes.clone(),
                         json!({"interest_level": interest_level.as_str(), "notes": notes}),
                     );
-                    let trigger = self
+                    // A qualified caller may go straight to a human (campaign rule).
+                    let qualified = self
                         .config
                         .transfer
                         .rules
-                        .detect_qualified(interest_level.as_str())
-                        .expect("checked");
-                    match self.consider_transfer(trigger, now) {
-                        None => continue,
-                        Some(_) => {
-                            continue_after = true;
-                            json!({"ok": true})
-                        }
+                        .detect_qualified(interest_level.as_str());
+                    if let Some(trigger) = qualified
+                        && self.consider_transfer(trigger, now).is_none()
+                    {
+                        continue;
                     }
-                }
-                Ok(ToolRequest::RecordOutcome {
-                    interest_level,
-                    notes,
-                }) => {
                     continue_after = true;
-                    self.stats.interest_level = Some(interest_level.as_str().to_owned());
-                    self.stats.outcome_notes = notes.clone();
-                    self.record(
-                        EventKind::Outcome,
-                        now,
-                        notes.clone(),
-                        json!({"interest_level": interest_level.as_str(), "notes": notes}),
-                    );
                     json!({"ok": true})
                 }
             };

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::ai::{ProviderCommand, ProviderEvent, ResponseStatus};
+use crate::transfer::policy::{Target, TransferRules};
 
 fn config() -> SessionConfig {
     SessionConfig {
@@ -447,4 +448,75 @@ fn an_item_that_runs_dry_counts_an_underrun() {
         1,
         "continuous audio is no underrun"
     );
+}
+
+#[test]
+fn a_qualified_caller_is_transferred_when_the_campaign_says_so() {
+    let mut config = config();
+    config.transfer = TransferConfig {
+        rules: TransferRules {
+            when_qualified: true,
+            ..TransferRules::default()
+        },
+        targets: vec![Target {
+            id: uuid::Uuid::nil(),
+            name: "Ana".into(),
+            department: "sales".into(),
+            phone_number: "+14155550201".into(),
+            priority: 1,
+            timezone: "UTC".into(),
+            working_days: vec![1, 2, 3, 4, 5, 6, 7],
+            hours: None,
+            active: true,
+        }],
+        assigned: None,
+        wall_start: chrono::Utc::now(),
+    };
+    let now = Instant::now();
+    let mut session = CallSession::new(config, now);
+    session.handle(
+        Input::Provider(ProviderEvent::ResponseStarted {
+            response_id: "r1".into(),
+        }),
+        now,
+    );
+    session.handle(
+        Input::Provider(ProviderEvent::ToolCall {
+            response_id: "r1".into(),
+            call_id: "c1".into(),
+            name: "record_outcome".into(),
+            arguments: r#"{"interest_level":"high"}"#.into(),
+        }),
+        now,
+    );
+    session.handle(
+        Input::Provider(ProviderEvent::ResponseDone {
+            response_id: "r1".into(),
+            status: ResponseStatus::Completed,
+            usage: None,
+        }),
+        now,
+    );
+    let mut actions = Vec::new();
+    while let Some(action) = session.poll_action() {
+        actions.push(action);
+    }
+    let plan = actions.iter().find_map(|action| match action {
+        Action::Transfer(plan) => Some(plan.clone()),
+        _ => None,
+    });
+    let plan = plan.expect("a transfer was planned");
+    assert_eq!(plan.trigger, "qualified");
+    assert_eq!(plan.targets.len(), 1);
+    assert!(
+        plan.handoff_line.is_some(),
+        "the agent did not announce it, so Plivo will"
+    );
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::Provider(ProviderCommand::ToolResult { .. }))),
+        "no reply: the call is leaving"
+    );
+    assert_eq!(session.end_reason(), Some(EndReason::Transferred));
 }
