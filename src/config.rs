@@ -37,6 +37,7 @@ const KEYS: &[(&str, &str)] = &[
     ("VG_LOG_FORMAT", "telemetry.log_format"),
     ("VG_MODELS_DIR", "ai.models_dir"),
     ("VG_AI_PROVIDER", "ai.provider"),
+    ("VG_LOCAL_THREADS", "ai.local_threads"),
     ("OPENAI_API_KEY", "ai.openai.api_key"),
     ("OPENAI_REALTIME_URL", "ai.openai.realtime_url"),
     ("OPENAI_REALTIME_MODEL", "ai.openai.model"),
@@ -330,7 +331,11 @@ impl fmt::Display for AiProviderKind {
 #[derive(Debug, Clone)]
 pub struct AiSettings {
     pub provider: AiProviderKind,
+    /// The local pipeline's models (`VG_MODELS_DIR`), made by `scripts/fetch-models`.
     pub models_dir: PathBuf,
+    /// Threads running the local pipeline's speech-to-text, intents and synthesis
+    /// (`VG_LOCAL_THREADS`); they never run on the async workers.
+    pub local_threads: usize,
     pub openai: OpenAiSettings,
     pub gemini: GeminiSettings,
 }
@@ -512,6 +517,13 @@ impl Settings {
             .get("VG_MODELS_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| data_dir.join("models"));
+        let local_threads = source
+            .parse("VG_LOCAL_THREADS", "a whole number from 1 to 64", |raw| {
+                raw.parse::<usize>().ok().filter(|n| (1..=64).contains(n))
+            })?
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+            });
         let openai = OpenAiSettings {
             api_key: source.secret("OPENAI_API_KEY"),
             realtime_url: source
@@ -639,6 +651,7 @@ impl Settings {
             ai: AiSettings {
                 provider,
                 models_dir,
+                local_threads,
                 openai,
                 gemini,
             },

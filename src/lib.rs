@@ -12,10 +12,12 @@
 //! - [`lifecycle`]: tracked tasks and the ordered drain on shutdown.
 //! - [`http`]: the axum routes.
 //! - [`plivo`], [`audio`], [`call`], [`ai`]: the call: carrier wire formats, audio, the call
-//!   state machine and its bridge, the AI providers.
+//!   state machine and its bridge, the AI providers (among them [`ai::local`], the offline
+//!   pipeline on the `speech` crate's engines).
 //! - [`simulators`]: a synthetic Plivo caller and a fake OpenAI Realtime server.
 //! - [`transfer`]: when a human must take over, and who.
 //! - [`startup`]: building and running the application.
+//! - [`demo`]: `voice-gateway demo`, the whole job offline with simulated callers.
 //!
 //! See `ARCHITECTURE.md` for the bird's-eye view and the invariants.
 
@@ -24,6 +26,7 @@ pub mod audio;
 pub mod call;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod lifecycle;

@@ -28,6 +28,9 @@ enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// The whole job offline: a gateway with the local voice pipeline on a private database,
+    /// simulated calls into it, live transcripts and a table of outcomes.
+    Demo,
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve => serve(settings).await,
             Command::Migrate => migrate(settings).await,
+            Command::Demo => voice_gateway::demo::run(settings).await,
         }
     });
     match result {

@@ -7,11 +7,12 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::{
-    ai::ConfiguredProvider,
+    ai::{ConfiguredProvider, local::LocalEngine},
     call::{
         bridge::{CallRuntime, CallTiming},
         registry::Registry,
     },
+    config::AiProviderKind,
     config::Settings,
     db::{self, Database, OpenOptions, embedded::EmbeddedPostgres},
     http::{self, AppState},
@@ -85,6 +86,20 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<OpenedDatabase
     }
 }
 
+/// Loads the local voice pipeline when it is the configured provider.
+async fn load_local_pipeline(settings: &Settings) -> anyhow::Result<Option<Arc<LocalEngine>>> {
+    if settings.ai.provider != AiProviderKind::Local {
+        return Ok(None);
+    }
+    let dir = settings.ai.models_dir.clone();
+    let threads = settings.ai.local_threads;
+    let engine = tokio::task::spawn_blocking(move || LocalEngine::shared(&dir, threads))
+        .await
+        .context("the model loading task failed")?
+        .context("loading the local voice pipeline (VG_AI_PROVIDER=local)")?;
+    Ok(Some(engine))
+}
+
 async fn start_embedded(dir: &Path) -> anyhow::Result<EmbeddedPostgres> {
     let dir = dir.to_owned();
     let embedded = tokio::task::spawn_blocking(move || EmbeddedPostgres::start_persistent(&dir))
@@ -105,6 +120,8 @@ impl Application {
     /// that once this returns the registry knows it. Port 0 is allowed;
     /// [`Application::local_addr`] tells the port chosen.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // Models first: a missing one stops start-up before anything else happens.
+        let local = load_local_pipeline(&settings).await?;
         let database = open_database(&settings).await?;
         let listener = match TcpListener::bind(settings.server.listen).await {
             Ok(listener) => listener,
@@ -154,6 +171,7 @@ impl Application {
             providers: Arc::new(ConfiguredProvider::new(
                 settings.ai.clone(),
                 settings.calls.provider_timeout,
+                local,
             )),
             registry: Registry::new(settings.calls.max_live),
             server_name: settings.server.name.clone(),

@@ -176,6 +176,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                     answer_query: format!("lead_id={}&campaign_id={}", context.1, context.2),
                     from: "15550000000".to_owned(),
                     to: "14155550100".to_owned(),
+                    keep_agent_audio: false,
                 };
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 let call_hold = hold.min(remaining.saturating_sub(Duration::from_millis(500)));

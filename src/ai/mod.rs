@@ -5,6 +5,7 @@
 //! carrier's format and gives back agent audio in the same format, plus transcripts, tool calls
 //! and turn events; the call bridge does everything else.
 
+pub mod local;
 pub mod openai_realtime;
 pub mod prompt;
 pub mod tools;
@@ -130,16 +131,20 @@ pub trait ProviderFactory: Send + Sync {
 pub struct ConfiguredProvider {
     settings: crate::config::AiSettings,
     handshake_timeout: std::time::Duration,
+    /// Loaded at start-up when the provider is `local`.
+    local: Option<std::sync::Arc<local::LocalEngine>>,
 }
 
 impl ConfiguredProvider {
     pub fn new(
         settings: crate::config::AiSettings,
         handshake_timeout: std::time::Duration,
+        local: Option<std::sync::Arc<local::LocalEngine>>,
     ) -> Self {
         Self {
             settings,
             handshake_timeout,
+            local,
         }
     }
 }
@@ -153,8 +158,15 @@ impl ProviderFactory for ConfiguredProvider {
         use crate::config::AiProviderKind;
         let settings = self.settings.clone();
         let handshake_timeout = self.handshake_timeout;
+        let local = self.local.clone();
         Box::pin(async move {
             match settings.provider {
+                AiProviderKind::Local => {
+                    let engine = local.ok_or_else(|| {
+                        ProviderError::Connect("the local pipeline was not loaded".to_owned())
+                    })?;
+                    Ok(Box::new(engine.open(context, carrier_format)) as Box<dyn VoiceProvider>)
+                }
                 AiProviderKind::OpenAi => {
                     let config = openai_realtime::OpenAiConfig {
                         url: settings.openai.realtime_url.clone(),

@@ -22,6 +22,8 @@ pub struct CallContext {
     pub project_facts: Value,
     pub silence_timeout_secs: u32,
     pub max_call_duration_secs: u32,
+    /// The local pipeline's script, `campaigns.settings.script` (`null` when unset).
+    pub script: Value,
 }
 
 impl CallContext {
@@ -99,7 +101,7 @@ impl CallContext {
              line and call transfer_to_human. When the conversation is over, say goodbye and call end_call. \
              If the caller asks to be called later, call schedule_callback. Before ending, call \
              record_outcome with the caller's interest level. If a voicemail greeting answers, leave a \
-             one-sentence message and call end_call.",
+             one-sentence message and call end_call with voicemail true.",
         );
         text
     }

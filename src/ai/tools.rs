@@ -13,6 +13,8 @@ pub enum ToolRequest {
     },
     EndCall {
         reason: String,
+        /// A voicemail greeting answered, not the lead.
+        voicemail: bool,
     },
     ScheduleCallback {
         when: String,
@@ -78,6 +80,7 @@ pub fn parse(name: &str, arguments: &str) -> Result<ToolRequest, ToolError> {
         }),
         "end_call" => Ok(ToolRequest::EndCall {
             reason: text("reason").unwrap_or("conversation finished").to_owned(),
+            voicemail: value.get("voicemail").and_then(Value::as_bool) == Some(true),
         }),
         "schedule_callback" => Ok(ToolRequest::ScheduleCallback {
             when: text("when")
@@ -119,10 +122,13 @@ pub fn declarations() -> Value {
         {
             "type": "function",
             "name": "end_call",
-            "description": "End the call after saying goodbye: the caller is not interested, asked to stop, is the wrong person, or the conversation is complete.",
+            "description": "End the call after saying goodbye: the caller is not interested, asked to stop, is the wrong person, or the conversation is complete. After leaving a message on a voicemail greeting, set voicemail to true.",
             "parameters": {
                 "type": "object",
-                "properties": {"reason": {"type": "string", "description": "Why the call ends."}},
+                "properties": {
+                    "reason": {"type": "string", "description": "Why the call ends."},
+                    "voicemail": {"type": "boolean", "description": "True when a voicemail greeting answered instead of the lead."}
+                },
                 "required": ["reason"]
             }
         },
@@ -171,13 +177,22 @@ mod tests {
         assert_eq!(
             parse("end_call", r#"{"reason":"not interested"}"#),
             Ok(ToolRequest::EndCall {
-                reason: "not interested".into()
+                reason: "not interested".into(),
+                voicemail: false
+            })
+        );
+        assert_eq!(
+            parse("end_call", r#"{"reason":"voicemail","voicemail":true}"#),
+            Ok(ToolRequest::EndCall {
+                reason: "voicemail".into(),
+                voicemail: true
             })
         );
         assert_eq!(
             parse("end_call", ""),
             Ok(ToolRequest::EndCall {
-                reason: "conversation finished".into()
+                reason: "conversation finished".into(),
+                voicemail: false
             })
         );
         assert_eq!(

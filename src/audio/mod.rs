@@ -19,7 +19,7 @@ pub mod tone;
 pub const FRAME_MS: u64 = 20;
 
 /// How samples are stored on the wire. Audio is always mono.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Encoding {
     /// G.711 μ-law, one byte per sample.
     Mulaw,
@@ -28,7 +28,7 @@ pub enum Encoding {
 }
 
 /// An encoding at a sample rate: everything needed to size and time a mono byte stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AudioFormat {
     pub encoding: Encoding,
     pub sample_rate: u32,

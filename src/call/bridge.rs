@@ -477,7 +477,12 @@ where
         let summary = summary
             .filter(|text| !text.trim().is_empty())
             .or_else(|| extractive_summary(&context, &transcript_words, &stats, end_reason));
-        let outcome = CallOutcome::Called;
+        // The agent heard a voicemail greeting: the lead was not reached.
+        let outcome = if end_reason == EndReason::Voicemail {
+            CallOutcome::Voicemail
+        } else {
+            CallOutcome::Called
+        };
         let turn_p50 = percentile(&stats.turn_latencies_ms, 50);
         let metadata = json!({
             "provider": provider_kind,

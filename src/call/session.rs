@@ -592,14 +592,19 @@ impl CallSession {
                     continue_after = true;
                     json!({"ok": false, "error": error.to_string()})
                 }
-                Ok(ToolRequest::EndCall { reason }) => {
+                Ok(ToolRequest::EndCall { reason, voicemail }) => {
                     self.record(
                         EventKind::Note,
                         now,
                         Some(format!("agent ended the call: {reason}")),
-                        json!({"reason": reason}),
+                        json!({"reason": reason, "voicemail": voicemail}),
                     );
-                    self.end_after_playout(EndReason::AgentEnded, now);
+                    let end = if voicemail {
+                        EndReason::Voicemail
+                    } else {
+                        EndReason::AgentEnded
+                    };
+                    self.end_after_playout(end, now);
                     continue;
                 }
                 Ok(ToolRequest::TransferToHuman { department, reason }) => {
@@ -677,6 +682,11 @@ impl CallSession {
     /// Applies the transfer policy to a trigger. Returns `None` when the transfer goes ahead,
     /// or what the agent should tell the caller instead (a callback offer, a refusal).
     fn consider_transfer(&mut self, trigger: Trigger, now: Instant) -> Option<String> {
+        if self.transfer_decided {
+            // The hand-off is already under way (say, announced and then confirmed by the
+            // tool): the same transfer again, nothing new to decide or record.
+            return None;
+        }
         let wall_now = self.config.transfer.wall_start
             + chrono::Duration::from_std(now.saturating_duration_since(self.started_at))
                 .unwrap_or_default();

@@ -78,7 +78,8 @@ impl Database {
             r#"SELECT o.name AS organization_name, l.name AS lead_name, c.name AS campaign_name,
                       c.agent_name, c.agent_instructions, c.agent_greeting, c.agent_voice, c.language,
                       c.turn_detection, p.name AS "project_name?", p.description AS "project_description?",
-                      p.facts AS "project_facts?", c.silence_timeout_seconds, c.max_call_duration_seconds
+                      p.facts AS "project_facts?", c.silence_timeout_seconds, c.max_call_duration_seconds,
+                      c.settings -> 'script' AS "script?"
                FROM leads l
                JOIN campaigns c ON c.id = $2 AND c.organization_id = l.organization_id
                JOIN organizations o ON o.id = l.organization_id
@@ -104,6 +105,7 @@ impl Database {
             project_facts: row.project_facts.unwrap_or_default(),
             silence_timeout_secs: row.silence_timeout_seconds.max(1) as u32,
             max_call_duration_secs: row.max_call_duration_seconds.max(1) as u32,
+            script: row.script.unwrap_or_default(),
         }))
     }
 

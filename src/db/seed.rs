@@ -22,6 +22,18 @@ impl Database {
         leads: usize,
         settings: &serde_json::Value,
     ) -> Result<SeededCampaign, DbError> {
+        let names: Vec<String> = (0..leads).map(|index| format!("Lead {index}")).collect();
+        self.seed_campaign_with_leads(name, &names, settings).await
+    }
+
+    /// [`Database::seed_campaign`] with the leads' names given.
+    pub async fn seed_campaign_with_leads(
+        &self,
+        name: &str,
+        names: &[String],
+        settings: &serde_json::Value,
+    ) -> Result<SeededCampaign, DbError> {
+        let leads = names.len();
         let mut tx = self.pool.begin().await?;
         let organization_id = sqlx::query_scalar!(
             "INSERT INTO organizations (name, caller_id) VALUES ($1, '+14155550100') RETURNING id",
@@ -41,7 +53,7 @@ impl Database {
         let campaign_id = sqlx::query_scalar!(
             r#"INSERT INTO campaigns (organization_id, project_id, name, status, settings, max_concurrent_calls,
                                      silence_timeout_seconds, max_call_duration_seconds)
-               VALUES ($1, $2, 'Synthetic campaign', 'running', $3, 10000, 600, 3600) RETURNING id"#,
+               VALUES ($1, $2, 'Spring launch', 'running', $3, 10000, 600, 3600) RETURNING id"#,
             organization_id,
             project_id,
             settings
@@ -55,7 +67,6 @@ impl Database {
         )
         .execute(&mut *tx)
         .await?;
-        let names: Vec<String> = (0..leads).map(|index| format!("Lead {index}")).collect();
         let phones: Vec<String> = (0..leads).map(|index| format!("+1555{index:07}")).collect();
         let lead_ids = sqlx::query_scalar!(
             r#"INSERT INTO leads (organization_id, project_id, name, phone)
@@ -74,5 +85,85 @@ impl Database {
             campaign_id,
             lead_ids,
         })
+    }
+}
+
+/// One lead's line in a campaign's report.
+#[derive(Debug, Clone)]
+pub struct LeadReport {
+    pub lead_name: String,
+    pub lead_status: String,
+    pub transferred: bool,
+    pub end_reason: Option<String>,
+    pub duration_secs: Option<i32>,
+    pub summary: Option<String>,
+}
+
+/// A campaign's counters.
+#[derive(Debug, Clone)]
+pub struct CampaignCounters {
+    pub total_calls: i32,
+    pub transferred_calls: i32,
+    pub conversion_rate: String,
+}
+
+/// One line of a call's live transcript.
+#[derive(Debug, Clone)]
+pub struct TranscriptLine {
+    pub seq: i32,
+    pub kind: String,
+    pub text: Option<String>,
+}
+
+impl Database {
+    /// Every lead of a campaign's organization with its call's outcome, by name.
+    pub async fn campaign_report(
+        &self,
+        campaign_id: Uuid,
+    ) -> Result<(Vec<LeadReport>, CampaignCounters), DbError> {
+        let leads = sqlx::query_as!(
+            LeadReport,
+            r#"SELECT l.name AS lead_name, l.call_status AS lead_status,
+                      l.transferred_to_human AS transferred,
+                      cl.end_reason AS "end_reason?", cl.duration AS "duration_secs?",
+                      cl.conversation_summary AS "summary?"
+               FROM campaigns c
+               JOIN leads l ON l.organization_id = c.organization_id
+               LEFT JOIN call_logs cl ON cl.id = l.call_log_id
+               WHERE c.id = $1
+               ORDER BY l.name"#,
+            campaign_id
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let counters = sqlx::query_as!(
+            CampaignCounters,
+            r#"SELECT total_calls, transferred_calls, conversion_rate::text AS "conversion_rate!"
+               FROM campaigns WHERE id = $1"#,
+            campaign_id
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((leads, counters))
+    }
+
+    /// A call's events after `after_seq`, for printing a transcript as it happens.
+    pub async fn transcript_since(
+        &self,
+        call_sid: &str,
+        after_seq: i32,
+    ) -> Result<Vec<TranscriptLine>, DbError> {
+        let lines = sqlx::query_as!(
+            TranscriptLine,
+            r#"SELECT e.seq, e.kind, e.text
+               FROM call_events e JOIN call_logs cl ON cl.id = e.call_log_id
+               WHERE cl.call_sid = $1 AND e.seq > $2
+               ORDER BY e.seq"#,
+            call_sid,
+            after_seq
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(lines)
     }
 }

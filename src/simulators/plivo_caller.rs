@@ -33,6 +33,8 @@ pub struct CallerConfig {
     pub answer_query: String,
     pub from: String,
     pub to: String,
+    /// Keep every byte of agent audio in [`CallReport::agent_audio`] (to transcribe it back).
+    pub keep_agent_audio: bool,
 }
 
 /// One step of the caller's script.
@@ -46,6 +48,8 @@ pub enum Step {
     WaitForAgentAudioFor(Duration),
     /// Talk (a 300 Hz tone) for this long.
     Speak(Duration),
+    /// Say this audio, in the stream's format, at real-time pace (a synthesised utterance).
+    Say(std::sync::Arc<[u8]>),
     /// Send silence for this long.
     Silence(Duration),
     Dtmf(String),
@@ -78,6 +82,8 @@ pub struct CallReport {
     pub malformed: u32,
     pub closed_by_gateway: bool,
     pub duration: Duration,
+    /// The agent's audio as received, when [`CallerConfig::keep_agent_audio`] is set.
+    pub agent_audio: Vec<u8>,
 }
 
 impl CallReport {
@@ -209,6 +215,9 @@ pub async fn run_stream(
     let mut heard_in_step = Duration::ZERO;
     let mut chunk = 0u64;
     let mut speaking_until: Option<Instant> = None;
+    // The utterance being said and how many of its bytes were sent.
+    let mut saying: Option<(std::sync::Arc<[u8]>, usize)> = None;
+    let mut said = vec![0u8; format.frame_bytes()];
     // The start of speech is the moment its first loud frame leaves.
     let mut speech_pending = false;
 
@@ -231,6 +240,22 @@ pub async fn run_stream(
                     }
                     if speaking_until.is_some_and(|until| now >= until) {
                         speaking_until = None;
+                        report.speech_ends.push(now.duration_since(opened));
+                        true
+                    } else {
+                        false
+                    }
+                }
+                Step::Say(audio) => {
+                    if saying.is_none() {
+                        saying = Some((std::sync::Arc::clone(audio), 0));
+                        speech_pending = true;
+                    }
+                    if saying
+                        .as_ref()
+                        .is_some_and(|(audio, sent)| *sent >= audio.len())
+                    {
+                        saying = None;
                         report.speech_ends.push(now.duration_since(opened));
                         true
                     } else {
@@ -296,7 +321,18 @@ pub async fn run_stream(
                 }
                 sequence += 1;
                 chunk += 1;
-                let audio = if speaking_until.is_some() { &speech } else { &silence };
+                let audio = match &mut saying {
+                    Some((utterance, sent)) if *sent < utterance.len() => {
+                        let end = (*sent + said.len()).min(utterance.len());
+                        let piece = &utterance[*sent..end];
+                        said[..piece.len()].copy_from_slice(piece);
+                        said[piece.len()..].copy_from_slice(&silence[piece.len()..]);
+                        *sent = end;
+                        &said
+                    }
+                    _ if speaking_until.is_some() => &speech,
+                    _ => &silence,
+                };
                 out.clear();
                 let timestamp = now.duration_since(opened).as_millis() as u64;
                 stream::write_media(&mut out, sequence, &stream_id, timestamp, chunk, audio);
@@ -304,7 +340,7 @@ pub async fn run_stream(
                     report.closed_by_gateway = true;
                     break 'call;
                 }
-                if speech_pending && speaking_until.is_some() {
+                if speech_pending && (speaking_until.is_some() || saying.is_some()) {
                     speech_pending = false;
                     report.speech_starts.push(Instant::now().duration_since(opened));
                 }
@@ -333,6 +369,9 @@ pub async fn run_stream(
                         heard_in_step += frame_ms;
                         last_frame_at = Some(now);
                         report.frames.push((at, payload.len()));
+                        if config.keep_agent_audio {
+                            report.agent_audio.extend_from_slice(&payload);
+                        }
                         if report.content_types.last() != Some(&(content_type.clone(), sample_rate)) {
                             report.content_types.push((content_type, sample_rate));
                         }

@@ -61,6 +61,7 @@ impl Fixture {
             ),
             from: "14155550100".to_owned(),
             to: format!("1415555{lead:04}"),
+            keep_agent_audio: false,
         }
     }
 

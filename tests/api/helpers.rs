@@ -163,6 +163,10 @@ pub fn settings_for(url: &str, server_name: &str, extra: &[(&str, &str)]) -> Set
         ("VG_STREAM_SECRET", secret.as_str()),
         ("VG_PUBLIC_URL", "https://gateway.test"),
     ];
+    // Tests that are not about the AI pipeline need no models: they name their provider.
+    if !extra.iter().any(|(key, _)| *key == "VG_AI_PROVIDER") {
+        pairs.push(("VG_AI_PROVIDER", "openai"));
+    }
     pairs.extend_from_slice(extra);
     Settings::load(&Source::from_pairs(pairs), &HostFacts::current()).expect("valid test settings")
 }

@@ -5,6 +5,7 @@ mod call;
 mod calls;
 mod embedded;
 mod helpers;
+mod local;
 mod rls;
 mod schema;
 mod serve;

@@ -49,6 +49,7 @@ fn caller(app: &TestApp, org: &Org, lead: usize, call_sid: &str) -> CallerConfig
         ),
         from: "14155550100".to_owned(),
         to: "14155550000".to_owned(),
+        keep_agent_audio: false,
     }
 }
 

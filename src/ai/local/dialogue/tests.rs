@@ -1,0 +1,245 @@
+use serde_json::json;
+use speech::intent::Intent;
+
+use super::*;
+
+fn context() -> CallContext {
+    CallContext {
+        organization_name: "Acme Homes".into(),
+        lead_name: "Priya Sharma".into(),
+        campaign_name: "Spring launch".into(),
+        language: "en".into(),
+        project_name: Some("Lakeside Towers".into()),
+        project_description: Some("Two and three bedroom flats by the lake.".into()),
+        project_facts: json!({"price": "Flats start at eighty lakh", "parking": "Every flat has one covered parking space"}),
+        script: json!({
+            "questions": ["Are you looking to buy this year?", "Would a site visit this weekend work?"],
+            "objection_reply": "I understand. It only takes a minute, and prices go up next month. Shall I tell you more?",
+            "vocabulary": ["site visit"],
+            "examples": {"interested": ["count me in"], "bogus_intent": ["ignored"]}
+        }),
+        ..CallContext::default()
+    }
+}
+
+fn dialogue() -> Dialogue {
+    let context = context();
+    Dialogue::new(&context, Script::for_call(&context))
+}
+
+fn tool_names(reply: &Reply) -> Vec<&'static str> {
+    reply.tools.iter().map(|tool| tool.name).collect()
+}
+
+#[test]
+fn script_reads_the_campaign_over_project_defaults() {
+    let script = Script::for_call(&context());
+    assert_eq!(script.questions.len(), 2);
+    assert!(script.pitch.contains("by the lake"), "{}", script.pitch);
+    assert!(script.objection_reply.is_some());
+    assert_eq!(
+        script.examples,
+        vec![(Intent::Interested, "count me in".to_owned())]
+    );
+    assert!(script.stt_prompt().contains("Lakeside Towers"));
+    assert!(script.stt_prompt().contains("site visit"));
+    assert_eq!(script.facts.len(), 2);
+
+    let bare = CallContext {
+        campaign_name: "Spring launch".into(),
+        lead_name: "Sam".into(),
+        ..CallContext::default()
+    };
+    let script = Script::for_call(&bare);
+    assert_eq!(script.questions.len(), 1, "one default question");
+    assert!(script.objection_reply.is_none());
+    assert!(script.voicemail_message.contains("Sam"));
+}
+
+#[test]
+fn an_interested_caller_is_pitched_qualified_and_handed_over() {
+    let mut d = dialogue();
+    assert!(d.greeting().text.contains("Priya"));
+    let pitch = d.on_caller("yes sure", Some(Intent::Interested)).unwrap();
+    assert!(pitch.text.contains("by the lake"));
+    assert!(pitch.text.contains("buy this year"));
+    assert!(pitch.tools.is_empty());
+    let next = d.on_caller("yes", Some(Intent::Interested)).unwrap();
+    assert!(next.text.contains("site visit"));
+    let handover = d
+        .on_caller("yes that works", Some(Intent::Interested))
+        .unwrap();
+    assert_eq!(
+        tool_names(&handover),
+        vec!["record_outcome", "transfer_to_human"]
+    );
+    assert_eq!(handover.tools[0].arguments["interest_level"], "high");
+    assert!(handover.text.contains("connect you"));
+    assert!(d.summary().contains("handed over"), "{}", d.summary());
+    assert!(d.summary().contains("yes to 2 of 2"), "{}", d.summary());
+    // Words while the hand-off runs get a holding line, no second transfer.
+    let hold = d.on_caller("hello?", Some(Intent::Question)).unwrap();
+    assert!(hold.tools.is_empty());
+}
+
+#[test]
+fn a_refused_hand_off_becomes_a_callback_offer() {
+    let mut d = dialogue();
+    d.on_caller("can I speak to a real person", Some(Intent::WantsHuman))
+        .unwrap();
+    d.on_tool_result(
+        "transfer_to_human",
+        &json!({"ok": false, "message": "nobody"}),
+    );
+    let offer = d.on_continue().expect("apology and callback offer");
+    assert!(offer.text.contains("call you back"));
+    assert_eq!(d.on_continue(), None, "said once");
+    let ask = d.on_caller("yes please", Some(Intent::Interested)).unwrap();
+    assert!(ask.text.contains("When"));
+    let done = d.on_caller("tomorrow morning", None).unwrap();
+    assert_eq!(
+        tool_names(&done),
+        vec!["schedule_callback", "record_outcome", "end_call"]
+    );
+    assert_eq!(done.tools[0].arguments["when"], "tomorrow morning");
+}
+
+#[test]
+fn the_sessions_apology_is_not_repeated() {
+    let mut d = dialogue();
+    d.on_caller("real person please", Some(Intent::WantsHuman));
+    let said = d.on_say("Sorry, nobody is free. Shall I arrange a callback?");
+    assert!(said.text.starts_with("Sorry"));
+    d.on_tool_result("transfer_to_human", &json!({"ok": false}));
+    assert_eq!(d.on_continue(), None);
+}
+
+#[test]
+fn callbacks_take_the_time_the_caller_names_or_ask_for_one() {
+    let mut d = dialogue();
+    let reply = d
+        .on_caller(
+            "I'm busy, call me back tomorrow evening",
+            Some(Intent::CallBack),
+        )
+        .unwrap();
+    assert_eq!(reply.tools[0].name, "schedule_callback");
+    assert_eq!(reply.tools[0].arguments["when"], "tomorrow evening");
+    assert!(d.summary().contains("called back tomorrow evening"));
+
+    let mut d = dialogue();
+    let ask = d
+        .on_caller("can you call me later", Some(Intent::CallBack))
+        .unwrap();
+    // "later" is a time: scheduled at once.
+    assert_eq!(ask.tools[0].arguments["when"], "later");
+
+    let mut d = dialogue();
+    let ask = d
+        .on_caller("not a good time", Some(Intent::CallBack))
+        .unwrap();
+    assert!(ask.tools.is_empty());
+    assert!(ask.text.contains("When"));
+    let done = d.on_caller("on friday at 5 pm", None).unwrap();
+    assert_eq!(done.tools[0].arguments["when"], "on friday at 5 pm");
+}
+
+#[test]
+fn not_interested_gets_one_objection_reply_then_a_polite_close() {
+    let mut d = dialogue();
+    let objection = d
+        .on_caller("no thanks", Some(Intent::NotInterested))
+        .unwrap();
+    assert!(objection.text.contains("prices go up"));
+    assert!(objection.tools.is_empty());
+    let close = d
+        .on_caller("no really not interested", Some(Intent::NotInterested))
+        .unwrap();
+    assert_eq!(tool_names(&close), vec!["record_outcome", "end_call"]);
+    assert_eq!(close.tools[0].arguments["interest_level"], "low");
+    assert!(d.summary().contains("not interested"));
+
+    let mut bare = CallContext {
+        lead_name: "Sam".into(),
+        ..CallContext::default()
+    };
+    bare.script = json!({});
+    let mut d = Dialogue::new(&bare, Script::for_call(&bare));
+    let close = d.on_caller("no", Some(Intent::NotInterested)).unwrap();
+    assert_eq!(close.tools[0].arguments["interest_level"], "none");
+}
+
+#[test]
+fn questions_are_answered_from_facts_or_offered_to_a_colleague() {
+    let mut d = dialogue();
+    let price = d
+        .on_caller("how much does it cost", Some(Intent::AsksPrice))
+        .unwrap();
+    assert!(price.text.starts_with("Flats start at eighty lakh."));
+    assert!(price.text.contains("buy this year"), "back to the question");
+    let parking = d
+        .on_caller("is there parking?", Some(Intent::Question))
+        .unwrap();
+    assert!(parking.text.contains("covered parking"));
+    let unknown = d
+        .on_caller("do you allow pets", Some(Intent::Question))
+        .unwrap();
+    assert!(unknown.text.contains("colleague"));
+    assert!(unknown.tools.is_empty());
+    let handover = d.on_caller("yes please", Some(Intent::Interested)).unwrap();
+    assert_eq!(tool_names(&handover)[1], "transfer_to_human");
+    assert!(d.summary().contains("Asked about: price, parking"));
+}
+
+#[test]
+fn voicemail_and_wrong_person_end_the_call() {
+    let mut d = dialogue();
+    let reply = d
+        .on_caller(
+            "You have reached Priya. Please leave a message after the tone.",
+            Some(Intent::Voicemail),
+        )
+        .unwrap();
+    assert!(reply.text.contains("Lakeside Towers"));
+    assert_eq!(reply.tools[1].name, "end_call");
+    assert_eq!(reply.tools[1].arguments["voicemail"], true);
+    assert!(d.summary().contains("voicemail"));
+
+    let mut d = dialogue();
+    let reply = d
+        .on_caller("there is no Priya here", Some(Intent::WrongPerson))
+        .unwrap();
+    assert_eq!(reply.tools[0].arguments["notes"], "wrong person");
+}
+
+#[test]
+fn unclear_words_are_asked_again_twice_then_the_call_ends() {
+    let mut d = dialogue();
+    let again = d.on_caller("mmh blorp", None).unwrap();
+    assert!(again.text.starts_with("Sorry, I didn't catch that."));
+    assert!(again.text.contains("minute"));
+    assert!(d.on_caller("hm", None).unwrap().tools.is_empty());
+    let end = d.on_caller("zzz", None).unwrap();
+    assert_eq!(tool_names(&end), vec!["record_outcome", "end_call"]);
+    assert_eq!(d.on_caller("   ", None), None, "silence is no turn");
+}
+
+#[test]
+fn a_closing_cut_short_is_said_again_with_its_tools() {
+    let mut d = dialogue();
+    d.on_caller("call me back tomorrow", Some(Intent::CallBack));
+    let again = d.on_caller("sorry what", None).unwrap();
+    assert_eq!(tool_names(&again), vec!["schedule_callback", "end_call"]);
+}
+
+#[test]
+fn times_are_found_in_words() {
+    assert_eq!(find_time("call me tomorrow"), Some("tomorrow".into()));
+    assert_eq!(
+        find_time("maybe next week on monday"),
+        Some("next week on monday".into())
+    );
+    assert_eq!(find_time("at 5:30 pm please"), Some("at 5:30 pm".into()));
+    assert_eq!(find_time("in an hour"), Some("in an hour".into()));
+    assert_eq!(find_time("I am busy"), None);
+}
