@@ -123,10 +123,20 @@ async fn wait_for_log(
 }
 
 async fn start_serve(data_dir: &str) -> (Child, Lines<BufReader<ChildStderr>>, String) {
+    // The default provider, `local`, with the models `scripts/fetch-models` put in place.
+    let models = settings_for(
+        "postgres://unused@127.0.0.1/x",
+        "models",
+        &[("VG_AI_PROVIDER", "local")],
+    )
+    .ai
+    .models_dir;
+    let models = models.to_str().expect("a UTF-8 path").to_owned();
     let mut child = gateway(
         &["serve"],
         &[
             ("VG_DATA_DIR", data_dir),
+            ("VG_MODELS_DIR", &models),
             ("VG_LISTEN", "127.0.0.1:0"),
             ("VG_LOG_FORMAT", "json"),
             ("VG_SERVER_NAME", "gw-embedded"),

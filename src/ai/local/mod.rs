@@ -69,6 +69,12 @@ pub enum LocalError {
 const PHRASE_CACHE_ENTRIES: usize = 2048;
 /// Agent audio goes to the bridge in pieces of about this long, so a barge-in stops the rest.
 const AUDIO_PIECE_MS: usize = 500;
+/// Events from a call's conversation task to the bridge (a reply is a dozen or so).
+const EVENT_QUEUE: usize = 64;
+/// Utterances and commands waiting for a call's conversation task.
+const INPUT_QUEUE: usize = 64;
+/// Inference jobs waiting for a thread, across all calls.
+const POOL_QUEUE: usize = 256;
 
 /// The shared half of the local provider: models, the inference pool, the phrase cache.
 pub struct LocalEngine {
@@ -92,7 +98,7 @@ impl LocalEngine {
             classifier,
             tts,
         });
-        let pool = InferencePool::start(models, threads, 64)?;
+        let pool = InferencePool::start(models, threads, POOL_QUEUE)?;
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             threads,
@@ -245,8 +251,8 @@ pub struct LocalProvider {
 
 impl LocalProvider {
     fn open(engine: Arc<LocalEngine>, context: CallContext, format: AudioFormat) -> Self {
-        let (event_sender, events) = mpsc::channel(64);
-        let (inputs, input_receiver) = mpsc::channel(64);
+        let (event_sender, events) = mpsc::channel(EVENT_QUEUE);
+        let (inputs, input_receiver) = mpsc::channel(INPUT_QUEUE);
         let interrupts = Arc::new(AtomicU64::new(0));
         let script = Script::for_call(&context);
         let voice = context
