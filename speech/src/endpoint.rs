@@ -12,6 +12,10 @@
 //!   so the onset the VAD needed frames to recognise is not clipped.
 //! - Speech ends after `end_silence_ms` of consecutive unvoiced frames, so pauses between
 //!   words (and a single unvoiced frame) do not end it; or it is cut at `max_utterance_ms`.
+//! - After `pause_ms` of silence inside speech, [`EndpointEvent::Paused`] hands over the
+//!   utterance as it would end if the silence went on: the caller can start transcribing it
+//!   while the end-of-turn wait runs. A voiced frame after that is [`EndpointEvent::Resumed`]
+//!   (the early result is void); if the silence lasts, `SpeechEnded` carries the same audio.
 //! - An utterance with less than `min_speech_ms` of voiced frames is a blip (a cough, a click,
 //!   a "hm"): it ends with [`EndpointEvent::Discarded`] instead of an utterance, so a barge-in
 //!   that `SpeechStarted` triggered can be judged a false alarm.
@@ -40,6 +44,9 @@ pub struct EndpointConfig {
     /// Silence kept after the last voiced frame: a little helps Whisper with final
     /// consonants; the rest of `end_silence_ms` is dropped.
     pub trailing_ms: u32,
+    /// Silence after which the utterance so far is handed over early ([`EndpointEvent::Paused`]);
+    /// 0 turns it off. At least `trailing_ms`, so the early audio equals the final audio.
+    pub pause_ms: u32,
 }
 
 impl Default for EndpointConfig {
@@ -51,6 +58,7 @@ impl Default for EndpointConfig {
             max_utterance_ms: 15_000,
             min_speech_ms: 120,
             trailing_ms: 160,
+            pause_ms: 240,
         }
     }
 }
@@ -87,6 +95,11 @@ pub enum EndpointEvent {
     /// The speech that started was a blip (less than `min_speech_ms` voiced); nothing to
     /// transcribe, and a barge-in it caused was a false alarm.
     Discarded,
+    /// `pause_ms` of silence: the utterance as `SpeechEnded` will carry it if nobody speaks
+    /// again, to transcribe ahead of time.
+    Paused(Utterance),
+    /// Voice again after `Paused`: the early utterance is void; the turn goes on.
+    Resumed,
 }
 
 /// The end-of-turn state machine for one audio stream.
@@ -98,6 +111,8 @@ pub struct Endpointer {
     max_utterance_samples: u64,
     min_speech_samples: u64,
     trailing_samples: u64,
+    /// 0 when pauses are not reported.
+    pause_samples: u64,
     /// Samples pushed so far: the clock.
     samples_seen: u64,
     state: State,
@@ -125,6 +140,8 @@ enum State {
         voiced_samples: u64,
         /// Unvoiced samples since the latest voiced frame.
         silence_samples: u64,
+        /// `Paused` was reported for the current silence.
+        paused: bool,
     },
 }
 
@@ -166,6 +183,10 @@ impl Endpointer {
             max_utterance_samples: ms_to_samples(config.max_utterance_ms),
             min_speech_samples: ms_to_samples(config.min_speech_ms),
             trailing_samples: ms_to_samples(config.trailing_ms),
+            pause_samples: match config.pause_ms {
+                0 => 0,
+                ms => ms_to_samples(ms.max(config.trailing_ms)),
+            },
             samples_seen: 0,
             state: State::idle(pre_roll_samples),
         }
@@ -221,18 +242,21 @@ impl Endpointer {
                     last_voice_end: now,
                     voiced_samples: run_samples,
                     silence_samples: 0,
+                    paused: false,
                 };
                 Some(EndpointEvent::SpeechStarted)
             }
             State::Speaking {
                 audio,
+                start_sample,
                 speech_start_sample,
                 last_voice_end,
                 voiced_samples,
                 silence_samples,
-                ..
+                paused,
             } => {
                 audio.extend_from_slice(frame);
+                let resumed = voiced && std::mem::take(paused);
                 if voiced {
                     *last_voice_end = now;
                     *voiced_samples += frame.len() as u64;
@@ -244,6 +268,23 @@ impl Endpointer {
                     Some(self.finish(false))
                 } else if now - *speech_start_sample >= self.max_utterance_samples {
                     Some(self.finish(true))
+                } else if resumed {
+                    Some(EndpointEvent::Resumed)
+                } else if self.pause_samples > 0
+                    && !*paused
+                    && *silence_samples >= self.pause_samples
+                    && *voiced_samples >= self.min_speech_samples
+                {
+                    *paused = true;
+                    let voiced_len = *last_voice_end - *start_sample;
+                    let keep = (voiced_len + self.trailing_samples).min(audio.len() as u64);
+                    Some(EndpointEvent::Paused(Utterance {
+                        audio: audio[..keep as usize].to_vec(),
+                        voiced_ms: samples_to_ms(*voiced_samples),
+                        start_sample: *start_sample,
+                        end_of_voice_sample: *last_voice_end,
+                        forced: false,
+                    }))
                 } else {
                     None
                 }

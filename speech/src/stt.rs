@@ -32,7 +32,7 @@ pub const MIN_UTTERANCE_SECONDS: f32 = 0.1;
 const MAX_AUDIO_CTX: i32 = 1500;
 /// Encoder positions kept beyond the audio itself. With less padding than this, the short
 /// context made whisper.cpp loop or stop early in the measurements.
-const AUDIO_CTX_PADDING: i32 = 256;
+const AUDIO_CTX_PADDING: i32 = 64;
 /// whisper.cpp keeps at most half its 448-token text context for the prompt; a longer prompt
 /// only costs tokenizing time.
 const MAX_PROMPT_TOKENS: usize = 223;

@@ -10,7 +10,15 @@ struct Driver {
 }
 
 impl Driver {
+    /// Without early hand-over on pauses, which the tests below that are not about it ignore.
     fn new(config: EndpointConfig) -> Self {
+        Self::with_pauses(EndpointConfig {
+            pause_ms: 0,
+            ..config
+        })
+    }
+
+    fn with_pauses(config: EndpointConfig) -> Self {
         Self {
             ep: Endpointer::new(config),
             frames: 0,
@@ -254,7 +262,10 @@ fn reset_restarts_the_clock_and_forgets_speech() {
 #[test]
 fn frames_of_other_sizes_count_by_their_samples() {
     // 20 ms frames: 500 ms of silence is exactly 25 of them.
-    let mut ep = Endpointer::default();
+    let mut ep = Endpointer::new(EndpointConfig {
+        pause_ms: 0,
+        ..EndpointConfig::default()
+    });
     for _ in 0..10 {
         ep.push(&[0.1; 320], true);
     }
@@ -263,4 +274,52 @@ fn frames_of_other_sizes_count_by_their_samples() {
     }
     let u = ep.push(&[0.0; 320], false).unwrap();
     assert_eq!(utterance(&u).end_of_voice_sample, 3200);
+}
+
+#[test]
+fn a_pause_hands_over_the_utterance_early_and_the_end_carries_the_same_audio() {
+    let mut d = Driver::with_pauses(EndpointConfig::default());
+    d.run(20, false); // 0..=19
+    d.run(30, true); // 20..=49, speech from frame 22
+    // 240 ms = 15 frames of silence: frame 64 pauses.
+    let events = d.run(15, false); // 50..=64
+    assert_eq!(events.len(), 1, "{:?}", events.len());
+    let (at, EndpointEvent::Paused(early)) = &events[0] else {
+        panic!("expected Paused");
+    };
+    assert_eq!(*at, 64);
+    assert_eq!(early.end_of_voice_sample, 50 * FRAME as u64);
+    // The silence goes on: the end carries exactly the early audio.
+    let events = d.run(17, false); // 65..=81: 32 silent frames end it at 81
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].0, 81);
+    assert_eq!(utterance(&events[0].1), early);
+}
+
+#[test]
+fn voice_after_a_pause_resumes_the_turn_and_pauses_again_later() {
+    let mut d = Driver::with_pauses(EndpointConfig::default());
+    d.run(10, true);
+    let paused = d.run(15, false);
+    assert!(matches!(paused[..], [(_, EndpointEvent::Paused(_))]));
+    assert_eq!(d.run(1, true), vec![(25, EndpointEvent::Resumed)]);
+    assert!(d.run(5, true).is_empty(), "one Resumed");
+    let again = d.run(15, false);
+    let [(_, EndpointEvent::Paused(second))] = &again[..] else {
+        panic!("a second pause: {again:?}");
+    };
+    assert_eq!(second.end_of_voice_sample, 31 * FRAME as u64);
+    assert!(
+        d.run(17, false)
+            .iter()
+            .any(|(_, e)| matches!(e, EndpointEvent::SpeechEnded(_)))
+    );
+}
+
+#[test]
+fn a_blip_never_pauses() {
+    let mut d = Driver::with_pauses(EndpointConfig::default());
+    d.run(4, true); // 64 ms voiced, below min_speech_ms
+    let events = d.run(40, false);
+    assert_eq!(events, vec![(35, EndpointEvent::Discarded)]);
 }

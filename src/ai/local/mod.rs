@@ -226,11 +226,22 @@ pub enum TurnError {
 
 /// What the per-call task works through, in order.
 enum Input {
-    Utterance {
-        audio: Vec<f32>,
-        voice_ended: Instant,
-    },
+    /// The caller paused: transcribe ahead, the turn may be over.
+    Pause(Heard),
+    /// The caller spoke again after a pause: the early transcription is void.
+    Resumed,
+    /// The turn is over.
+    Utterance(Heard),
     Command(ProviderCommand),
+}
+
+/// An utterance, with where its voice ended.
+struct Heard {
+    audio: Vec<f32>,
+    /// The endpointer's sample index just after the last voiced frame: the same for a pause
+    /// and the end that follows it, when nobody spoke in between.
+    end_of_voice: u64,
+    voice_ended: Instant,
 }
 
 /// The local pipeline on one call.
@@ -272,6 +283,7 @@ impl LocalProvider {
             format,
             responses: 0,
             utterances: 0,
+            ahead: None,
         };
         let task = tokio::spawn(
             conversation
@@ -301,32 +313,46 @@ impl LocalProvider {
                 if std::mem::take(&mut self.speech_started) {
                     self.pending.push_back(ProviderEvent::CallerSpeechStopped);
                 }
-                // The end of turn is detected `trailing` after the last voiced frame.
-                let trailing = Duration::from_secs_f64(
-                    (self
-                        .endpointer
-                        .samples_seen()
-                        .saturating_sub(utterance.end_of_voice_sample)) as f64
-                        / f64::from(speech::SAMPLE_RATE),
-                );
-                let voice_ended = Instant::now()
-                    .checked_sub(trailing)
-                    .unwrap_or_else(Instant::now);
-                let input = Input::Utterance {
-                    audio: utterance.audio,
-                    voice_ended,
-                };
-                if self.inputs.try_send(input).is_err() {
-                    self.pending.push_back(ProviderEvent::Warning {
-                        message: "the local pipeline is behind: an utterance was dropped".into(),
-                    });
-                }
+                let heard = self.heard(utterance);
+                self.forward(Input::Utterance(heard));
             }
+            EndpointEvent::Paused(utterance) => {
+                let heard = self.heard(utterance);
+                self.forward(Input::Pause(heard));
+            }
+            EndpointEvent::Resumed => self.forward(Input::Resumed),
             EndpointEvent::Discarded => {
                 if std::mem::take(&mut self.speech_started) {
                     self.pending.push_back(ProviderEvent::CallerSpeechStopped);
                 }
             }
+        }
+    }
+}
+
+impl LocalProvider {
+    fn heard(&self, utterance: speech::endpoint::Utterance) -> Heard {
+        // The endpointer reports `trailing` after the last voiced frame.
+        let trailing_samples = self
+            .endpointer
+            .samples_seen()
+            .saturating_sub(utterance.end_of_voice_sample);
+        let trailing =
+            Duration::from_secs_f64(trailing_samples as f64 / f64::from(speech::SAMPLE_RATE));
+        Heard {
+            audio: utterance.audio,
+            end_of_voice: utterance.end_of_voice_sample,
+            voice_ended: Instant::now()
+                .checked_sub(trailing)
+                .unwrap_or_else(Instant::now),
+        }
+    }
+
+    fn forward(&mut self, input: Input) {
+        if self.inputs.try_send(input).is_err() {
+            self.pending.push_back(ProviderEvent::Warning {
+                message: "the local pipeline is behind: caller audio was dropped".into(),
+            });
         }
     }
 }
@@ -406,6 +432,8 @@ struct Conversation {
     format: AudioFormat,
     responses: u64,
     utterances: u64,
+    /// What a pause was understood as, keyed by the end of its voice.
+    ahead: Option<(u64, Understanding)>,
 }
 
 impl Conversation {
@@ -429,7 +457,12 @@ impl Conversation {
         }
         while let Some(input) = inputs.recv().await {
             let result = match input {
-                Input::Utterance { audio, voice_ended } => self.hear(audio, voice_ended).await,
+                Input::Pause(heard) => self.hear_ahead(heard).await,
+                Input::Resumed => {
+                    self.ahead = None;
+                    Ok(())
+                }
+                Input::Utterance(heard) => self.hear(heard).await,
                 Input::Command(command) => self.obey(command).await,
             };
             match result {
@@ -451,11 +484,38 @@ impl Conversation {
         self.events.send(event).await.map_err(|_| TurnError::Closed)
     }
 
-    async fn hear(&mut self, audio: Vec<f32>, voice_ended: Instant) -> Result<(), TurnError> {
-        let heard = self
+    /// Transcribes a paused utterance ahead of the end of turn; the end uses the result if
+    /// the caller said nothing more.
+    async fn hear_ahead(&mut self, heard: Heard) -> Result<(), TurnError> {
+        let understood = self
             .engine
-            .understand(audio, self.prompt.clone(), Arc::clone(&self.extra_examples))
+            .understand(
+                heard.audio,
+                self.prompt.clone(),
+                Arc::clone(&self.extra_examples),
+            )
             .await?;
+        self.ahead = Some((heard.end_of_voice, understood));
+        Ok(())
+    }
+
+    async fn hear(&mut self, utterance: Heard) -> Result<(), TurnError> {
+        let voice_ended = utterance.voice_ended;
+        let heard = match self.ahead.take() {
+            Some((end_of_voice, understood)) if end_of_voice == utterance.end_of_voice => {
+                metrics::counter!("vg_local_turns_heard_ahead_total").increment(1);
+                understood
+            }
+            _ => {
+                self.engine
+                    .understand(
+                        utterance.audio,
+                        self.prompt.clone(),
+                        Arc::clone(&self.extra_examples),
+                    )
+                    .await?
+            }
+        };
         self.utterances += 1;
         tracing::debug!(
             text = %heard.text,
