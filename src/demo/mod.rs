@@ -60,7 +60,7 @@ pub struct CallResult {
     pub report: CallReport,
     /// From the caller's last voiced frame to the agent's next frame, per answered line.
     pub reply_latencies: Vec<Duration>,
-    /// The call's transcript: `(kind, text)` in order.
+    /// The call's events: `(kind, text)` in order (text empty for events without one).
     pub transcript: Vec<(String, String)>,
 }
 
@@ -248,7 +248,7 @@ impl DemoWorld {
             .transcript_since(&call_sid, -1)
             .await?
             .into_iter()
-            .filter_map(|line| Some((line.kind, line.text?)))
+            .map(|line| (line.kind, line.text.unwrap_or_default()))
             .collect();
         Ok(CallResult {
             call_sid,

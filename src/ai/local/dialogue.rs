@@ -82,7 +82,11 @@ impl Script {
                 }
             }
         }
-        let mut vocabulary = vec![project.clone(), context.organization_name.clone()];
+        let mut vocabulary = vec![
+            project.clone(),
+            context.organization_name.clone(),
+            context.agent_display_name().to_owned(),
+        ];
         vocabulary.extend(list("vocabulary").unwrap_or_default());
         let examples = json
             .get("examples")
