@@ -164,8 +164,12 @@ pub fn settings_for(url: &str, server_name: &str, extra: &[(&str, &str)]) -> Set
         ("VG_PUBLIC_URL", "https://gateway.test"),
     ];
     // Tests that are not about the AI pipeline need no models: they name their provider.
-    if !extra.iter().any(|(key, _)| *key == "VG_AI_PROVIDER") {
+    let named = |name: &str| extra.iter().any(|(key, _)| *key == name);
+    if !named("VG_AI_PROVIDER") {
         pairs.push(("VG_AI_PROVIDER", "openai"));
+        if !named("OPENAI_API_KEY") {
+            pairs.push(("OPENAI_API_KEY", "sk-test-unused"));
+        }
     }
     pairs.extend_from_slice(extra);
     Settings::load(&Source::from_pairs(pairs), &HostFacts::current()).expect("valid test settings")

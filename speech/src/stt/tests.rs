@@ -198,10 +198,10 @@ fn decode_settings_follow_the_utterance_length() {
     assert_eq!(DecodeSettings::for_samples(0), None);
     assert_eq!(DecodeSettings::for_samples(1_599), None);
     let one_second = DecodeSettings::for_samples(16_000).expect("long enough");
-    assert_eq!(one_second.audio_ctx, 50 + 256);
+    assert_eq!(one_second.audio_ctx, 50 + 64);
     assert_eq!(one_second.max_tokens, 6 + 8);
     let two_and_a_half = DecodeSettings::for_samples(40_000).expect("long enough");
-    assert_eq!(two_and_a_half.audio_ctx, 125 + 256);
+    assert_eq!(two_and_a_half.audio_ctx, 125 + 64);
     assert_eq!(two_and_a_half.max_tokens, 15 + 8);
     let long = DecodeSettings::for_samples(16_000 * 60).expect("long enough");
     assert_eq!(long.audio_ctx, 1500);

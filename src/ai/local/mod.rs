@@ -293,7 +293,7 @@ impl LocalProvider {
         Self {
             inbound: carrier::Inbound::new(format).expect("carrier formats are 8, 16 or 24 kHz"),
             detector: VoiceDetector::new(VadConfig::default()),
-            endpointer: Endpointer::new(engine.endpoint.clone()),
+            endpointer: Endpointer::new(engine.endpoint),
             pending: VecDeque::new(),
             speech_started: false,
             events,
