@@ -56,5 +56,39 @@ fn local_frame_path(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, local_frame_path);
+/// The same path in its parts, to see where the time goes.
+fn local_frame_parts(c: &mut Criterion) {
+    let audio = caller_audio();
+    let frames: Vec<&[u8]> = audio.chunks(160).collect();
+    let mut inbound = Inbound::new(AudioFormat::MULAW_8K).unwrap();
+    let mut index = 0;
+    c.bench_function("local part: μ-law frame → 16 kHz f32", |b| {
+        b.iter(|| {
+            let frame = frames[index % frames.len()];
+            index += 1;
+            let mut sum = 0.0;
+            inbound.push(black_box(frame), |speech| sum += speech[0]);
+            black_box(sum)
+        })
+    });
+    let mut speech = Vec::new();
+    Inbound::new(AudioFormat::MULAW_8K)
+        .unwrap()
+        .push(&audio, |frame| speech.extend_from_slice(frame));
+    let chunks: Vec<&[f32]> = speech.chunks(320).collect();
+    let mut detector = VoiceDetector::new(VadConfig::default());
+    c.bench_function("local part: VAD on 20 ms at 16 kHz", |b| {
+        b.iter(|| {
+            let chunk = chunks[index % chunks.len()];
+            index += 1;
+            let mut voiced = 0;
+            detector.push(black_box(chunk), |_, decision| {
+                voiced += usize::from(decision.voiced)
+            });
+            black_box(voiced)
+        })
+    });
+}
+
+criterion_group!(benches, local_frame_path, local_frame_parts);
 criterion_main!(benches);
