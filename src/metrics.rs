@@ -45,6 +45,18 @@ pub const STREAM_STATUS: &str = "vg_stream_status_total";
 /// Counter: webhook requests refused for a bad or missing signature.
 pub const SIGNATURE_REJECTIONS: &str = "vg_signature_rejections_total";
 
+/// Histogram: seconds of Whisper per utterance (local pipeline).
+pub const LOCAL_STT_SECONDS: &str = "vg_local_stt_seconds";
+/// Histogram: seconds from the caller's last voiced frame to the first reply audio (local
+/// pipeline, end-of-turn wait included).
+pub const LOCAL_REPLY_LATENCY_SECONDS: &str = "vg_local_reply_latency_seconds";
+/// Counter: turns whose transcription started on a pause and was reused at the end of turn.
+pub const LOCAL_TURNS_HEARD_AHEAD: &str = "vg_local_turns_heard_ahead_total";
+/// Gauge: CPU seconds (user + system) this process has used (the Prometheus standard name).
+pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
+/// Gauge: this process's resident memory in bytes (the Prometheus standard name).
+pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide recorder once and returns its handle. Several applications in one
@@ -80,4 +92,114 @@ fn describe() {
     metrics::describe_counter!(DB_WRITE_FAILURES, "call writes given up");
     metrics::describe_counter!(STREAM_STATUS, "stream status callbacks, by event");
     metrics::describe_counter!(SIGNATURE_REJECTIONS, "webhooks refused for their signature");
+    metrics::describe_histogram!(LOCAL_STT_SECONDS, "Whisper time per utterance");
+    metrics::describe_histogram!(
+        LOCAL_REPLY_LATENCY_SECONDS,
+        "caller's last voiced frame to the first reply audio"
+    );
+    metrics::describe_counter!(
+        LOCAL_TURNS_HEARD_AHEAD,
+        "turns transcribed ahead on a pause"
+    );
+    metrics::describe_gauge!(PROCESS_CPU_SECONDS, "CPU seconds used by this process");
+    metrics::describe_gauge!(
+        PROCESS_RESIDENT_MEMORY_BYTES,
+        "resident memory of this process"
+    );
+}
+
+/// Refreshes the process gauges from `/proc/self` (Linux), just before a scrape, so a remote
+/// load test can compute CPU per call-second and memory per call from `/metrics` alone.
+pub fn refresh_process_gauges() {
+    if let Some(sample) = ProcessSample::of_self() {
+        metrics::gauge!(PROCESS_CPU_SECONDS).set(sample.cpu_seconds);
+        metrics::gauge!(PROCESS_RESIDENT_MEMORY_BYTES).set(sample.rss_bytes as f64);
+    }
+}
+
+/// CPU seconds (user + system) and resident memory of a process, from `/proc`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProcessSample {
+    pub cpu_seconds: f64,
+    pub rss_bytes: u64,
+}
+
+impl ProcessSample {
+    /// This process.
+    pub fn of_self() -> Option<Self> {
+        Self::read("self")
+    }
+
+    /// Process `pid`.
+    pub fn of_pid(pid: u32) -> Option<Self> {
+        Self::read(&pid.to_string())
+    }
+
+    /// Reads `/proc/<which>/stat` and `/proc/<which>/status`; clock ticks are Linux's 100 per
+    /// second.
+    fn read(which: &str) -> Option<Self> {
+        const CLOCK_TICKS: f64 = 100.0;
+        let stat = std::fs::read_to_string(format!("/proc/{which}/stat")).ok()?;
+        // Fields after the command name (which may contain spaces) start after the last ')'.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let utime: f64 = fields.get(11)?.parse().ok()?;
+        let stime: f64 = fields.get(12)?.parse().ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{which}/status")).ok()?;
+        let rss_kib: u64 = status
+            .lines()
+            .find(|line| line.starts_with("VmRSS:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        Some(Self {
+            cpu_seconds: (utime + stime) / CLOCK_TICKS,
+            rss_bytes: rss_kib * 1024,
+        })
+    }
+
+    /// The two process gauges in a Prometheus exposition text, when both are there.
+    pub fn from_exposition(text: &str) -> Option<Self> {
+        let value = |name: &str| {
+            text.lines()
+                .filter(|line| !line.starts_with('#'))
+                .find_map(|line| {
+                    let (metric, value) = line.split_once(' ')?;
+                    (metric == name).then(|| value.trim().parse::<f64>().ok())?
+                })
+        };
+        Some(Self {
+            cpu_seconds: value(PROCESS_CPU_SECONDS)?,
+            rss_bytes: value(PROCESS_RESIDENT_MEMORY_BYTES)? as u64,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_sampled_from_proc() {
+        let sample = ProcessSample::of_self().expect("Linux /proc");
+        assert!(sample.rss_bytes > 1024 * 1024, "{sample:?}");
+        assert!(sample.cpu_seconds >= 0.0);
+        assert_eq!(
+            ProcessSample::of_pid(std::process::id()).map(|s| s.rss_bytes > 0),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn the_gauges_are_read_back_from_an_exposition() {
+        let text = "# HELP process_cpu_seconds_total CPU\n# TYPE process_cpu_seconds_total gauge\nprocess_cpu_seconds_total 12.5\nprocess_resident_memory_bytes 73400320\nvg_live_calls 3\n";
+        assert_eq!(
+            ProcessSample::from_exposition(text),
+            Some(ProcessSample {
+                cpu_seconds: 12.5,
+                rss_bytes: 73_400_320
+            })
+        );
+        assert_eq!(ProcessSample::from_exposition("vg_live_calls 3\n"), None);
+    }
 }

@@ -1,6 +1,8 @@
-//! The system under test, when `loadtest` runs it locally: an ephemeral PostgreSQL with a
-//! seeded campaign, the fake OpenAI Realtime server, and the gateway as its own process (so
-//! its CPU and memory are its own, not the load generator's).
+//! The system under test. Locally: an ephemeral PostgreSQL with a seeded campaign, the fake
+//! OpenAI Realtime server, and the gateway as its own process (so its CPU and memory are its
+//! own, not the load generator's). Remotely: a gateway already running elsewhere, a campaign
+//! seeded in its database, optionally the fake provider for it, and its `/metrics` for CPU and
+//! memory.
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
@@ -11,6 +13,7 @@ use tokio::{
 };
 use voice_gateway::{
     db::{Database, OpenOptions, embedded::EmbeddedPostgres, seed::SeededCampaign},
+    metrics::ProcessSample,
     simulators::openai_realtime::{FakeRealtimeConfig, FakeRealtimeServer},
 };
 
@@ -126,31 +129,133 @@ impl LocalEnvironment {
     }
 }
 
-/// CPU seconds (user + system) and resident memory of a process, from /proc.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProcessSample {
-    pub cpu_seconds: f64,
-    pub rss_bytes: u64,
+/// A gateway that is already running, reached over the network.
+pub struct RemoteEnvironment {
+    pub gateway_address: String,
+    pub public_url: String,
+    pub auth_token: String,
+    pub campaign: SeededCampaign,
+    fake: Option<FakeRealtimeServer>,
+    database: Database,
+    http: reqwest::Client,
 }
 
-/// Reads `/proc/<pid>/stat` and `/proc/<pid>/status`. Clock ticks are Linux's 100 per second.
-pub fn sample_process(pid: u32) -> Option<ProcessSample> {
-    const CLOCK_TICKS: f64 = 100.0;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kib: u64 = status
-        .lines()
-        .find(|line| line.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(ProcessSample {
-        cpu_seconds: (utime + stime) / CLOCK_TICKS,
-        rss_bytes: rss_kib * 1024,
-    })
+impl RemoteEnvironment {
+    /// Seeds a campaign of `leads` leads through `database_url` (the gateway's database,
+    /// already migrated) and, with `fake_listen`, runs the fake provider there.
+    pub async fn start(
+        gateway_address: String,
+        public_url: String,
+        auth_token: String,
+        database_url: &str,
+        leads: usize,
+        fake_listen: Option<std::net::SocketAddr>,
+        fake: FakeRealtimeConfig,
+    ) -> anyhow::Result<Self> {
+        let database = Database::open(OpenOptions {
+            url: database_url,
+            max_connections: 2,
+            migrate: false,
+        })
+        .await
+        .context("opening the gateway's database")?;
+        let campaign = database
+            .seed_campaign("Load test", leads, &serde_json::json!({}))
+            .await
+            .context("seeding the load-test campaign")?;
+        let fake = match fake_listen {
+            Some(address) => Some(
+                FakeRealtimeServer::start_on(address, fake)
+                    .await
+                    .with_context(|| format!("starting the fake provider on {address}"))?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            gateway_address: gateway_address.trim_end_matches('/').to_owned(),
+            public_url,
+            auth_token,
+            campaign,
+            fake,
+            database,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    /// The gateway's CPU and memory, from its `/metrics`.
+    pub async fn sample(&self) -> Option<ProcessSample> {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.gateway_address))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        ProcessSample::from_exposition(&text)
+    }
+
+    pub async fn stop(self) {
+        if let Some(fake) = self.fake {
+            fake.stop().await;
+        }
+        self.database.close().await;
+    }
+}
+
+/// What the load test runs against.
+pub enum Target {
+    Local(Box<LocalEnvironment>),
+    Remote(Box<RemoteEnvironment>),
+}
+
+impl Target {
+    pub fn gateway_address(&self) -> &str {
+        match self {
+            Self::Local(local) => &local.gateway_address,
+            Self::Remote(remote) => &remote.gateway_address,
+        }
+    }
+
+    pub fn public_url(&self) -> &str {
+        match self {
+            Self::Local(_) => PUBLIC_URL,
+            Self::Remote(remote) => &remote.public_url,
+        }
+    }
+
+    pub fn auth_token(&self) -> &str {
+        match self {
+            Self::Local(_) => AUTH_TOKEN,
+            Self::Remote(remote) => &remote.auth_token,
+        }
+    }
+
+    pub fn campaign(&self) -> &SeededCampaign {
+        match self {
+            Self::Local(local) => &local.campaign,
+            Self::Remote(remote) => &remote.campaign,
+        }
+    }
+
+    /// The gateway's CPU seconds and resident memory now: from `/proc` for the local
+    /// process, from `/metrics` for a remote one.
+    pub async fn sample(&self) -> Option<ProcessSample> {
+        match self {
+            Self::Local(local) => ProcessSample::of_pid(local.gateway_pid),
+            Self::Remote(remote) => remote.sample().await,
+        }
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        match self {
+            Self::Local(local) => (*local).stop().await,
+            Self::Remote(remote) => {
+                remote.stop().await;
+                Ok(())
+            }
+        }
+    }
 }

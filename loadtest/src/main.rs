@@ -2,9 +2,12 @@
 //! answer webhook, then the media WebSocket at real-time pace), and reports what the gateway
 //! adds: latency histograms, playback gaps, its CPU per call-second and memory per call.
 //!
-//! It runs the whole system locally: an ephemeral PostgreSQL with a seeded campaign, the fake
-//! OpenAI Realtime server (with a known think time, so the gateway's own share of each latency
-//! can be told apart), and the gateway binary as its own process.
+//! By default it runs the whole system locally: an ephemeral PostgreSQL with a seeded campaign,
+//! the fake OpenAI Realtime server (with a known think time, so the gateway's own share of each
+//! latency can be told apart), and the gateway binary as its own process. With `--gateway` it
+//! drives a gateway that is already running: it seeds a campaign through `--database-url`,
+//! can run the fake provider for that gateway (`--fake-listen`), and reads the gateway's CPU
+//! and memory from its `/metrics`.
 
 mod environment;
 mod report;
@@ -27,7 +30,7 @@ use voice_gateway::simulators::{
 };
 
 use crate::{
-    environment::{AUTH_TOKEN, LocalEnvironment, PUBLIC_URL, sample_process},
+    environment::{LocalEnvironment, RemoteEnvironment, Target},
     report::{Measurements, Percentiles, Report},
     scenario::Mix,
 };
@@ -80,6 +83,23 @@ struct Args {
     /// Fail when the gateway uses more memory per live call than this (KiB).
     #[arg(long)]
     max_kib_per_call: Option<f64>,
+    /// Drive a gateway that is already running at this base URL (`http://host:port`)
+    /// instead of starting one.
+    #[arg(long, requires_all = ["public_url", "database_url", "plivo_auth_token"])]
+    gateway: Option<String>,
+    /// The remote gateway's `VG_PUBLIC_URL` (webhooks are signed against it).
+    #[arg(long)]
+    public_url: Option<String>,
+    /// The remote gateway's database, where a load-test campaign and its leads are seeded.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// The remote gateway's `PLIVO_AUTH_TOKEN`, to sign the webhooks.
+    #[arg(long, env = "PLIVO_AUTH_TOKEN", hide_env_values = true)]
+    plivo_auth_token: Option<String>,
+    /// Run the fake OpenAI Realtime provider on this address for the remote gateway (point
+    /// its `OPENAI_REALTIME_URL` at `ws://<address>/v1/realtime`).
+    #[arg(long)]
+    fake_listen: Option<std::net::SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -118,17 +138,37 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     };
     let provider_share =
         fake.think_time + Duration::from_millis(20 * u64::from(fake.end_of_turn_frames));
-    let gateway_bin = match args.gateway_bin.clone() {
-        Some(path) => path,
-        None => std::env::current_exe()?.with_file_name("voice-gateway"),
+    let environment = match &args.gateway {
+        Some(gateway) => Target::Remote(Box::new(
+            RemoteEnvironment::start(
+                gateway.clone(),
+                args.public_url.clone().expect("required by clap"),
+                args.plivo_auth_token.clone().expect("required by clap"),
+                args.database_url.as_deref().expect("required by clap"),
+                args.calls.max(1),
+                args.fake_listen,
+                fake,
+            )
+            .await?,
+        )),
+        None => {
+            let gateway_bin = match args.gateway_bin.clone() {
+                Some(path) => path,
+                None => std::env::current_exe()?.with_file_name("voice-gateway"),
+            };
+            Target::Local(Box::new(
+                LocalEnvironment::start(gateway_bin, args.calls.max(1), fake, args.calls * 2 + 10)
+                    .await?,
+            ))
+        }
     };
-    let environment =
-        LocalEnvironment::start(gateway_bin, args.calls.max(1), fake, args.calls * 2 + 10).await?;
-    let idle = sample_process(environment.gateway_pid);
+    let idle = environment.sample().await;
+    if idle.is_none() {
+        eprintln!("loadtest: the gateway's CPU and memory cannot be read; they are left out");
+    }
     eprintln!(
-        "loadtest: gateway {} (pid {}), {} calls, ramp {:.0} s, hold {:.0} s, run {:.0} s",
-        environment.gateway_address,
-        environment.gateway_pid,
+        "loadtest: gateway {}, {} calls, ramp {:.0} s, hold {:.0} s, run {:.0} s",
+        environment.gateway_address(),
         args.calls,
         args.ramp_up,
         args.hold,
@@ -149,10 +189,13 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let mut slots = Vec::new();
     for slot in 0..args.calls {
         let delay = Duration::from_secs_f64(args.ramp_up * slot as f64 / args.calls as f64);
+        let campaign = environment.campaign();
         let context = (
-            environment.gateway_address.clone(),
-            environment.campaign.lead_ids[slot % environment.campaign.lead_ids.len()],
-            environment.campaign.campaign_id,
+            environment.gateway_address().to_owned(),
+            campaign.lead_ids[slot % campaign.lead_ids.len()],
+            campaign.campaign_id,
+            environment.public_url().to_owned(),
+            environment.auth_token().to_owned(),
         );
         let (measurements, live, peak_live, started_calls, http, mix) = (
             measurements.clone(),
@@ -170,8 +213,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 let behaviour = mix.pick(index);
                 let config = CallerConfig {
                     gateway: context.0.clone(),
-                    public_url: PUBLIC_URL.to_owned(),
-                    auth_token: AUTH_TOKEN.to_owned(),
+                    public_url: context.3.clone(),
+                    auth_token: context.4.clone(),
                     call_sid: format!("LOAD-{index:07}-{}", uuid::Uuid::new_v4().simple()),
                     answer_query: format!("lead_id={}&campaign_id={}", context.1, context.2),
                     from: "15550000000".to_owned(),
@@ -205,14 +248,15 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     }
 
     // Progress once per second until every slot is done.
+    let environment = Arc::new(environment);
     let progress = {
         let (measurements, live, peak_rss) = (measurements.clone(), live.clone(), peak_rss.clone());
-        let pid = environment.gateway_pid;
+        let environment = environment.clone();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(Duration::from_secs(1));
             loop {
                 ticker.tick().await;
-                if let Some(sample) = sample_process(pid) {
+                if let Some(sample) = environment.sample().await {
                     peak_rss.fetch_max(sample.rss_bytes, Ordering::Relaxed);
                 }
                 let mut measurements = measurements.lock().expect("measurements lock");
@@ -233,9 +277,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         slot.await?;
     }
     progress.abort();
+    let _ = progress.await;
     eprintln!();
-    let busy = sample_process(environment.gateway_pid);
+    let busy = environment.sample().await;
     let wall = start.elapsed().as_secs_f64();
+    let environment = Arc::into_inner(environment).expect("the progress task has ended");
     environment.stop().await?;
 
     let measurements = measurements.lock().expect("measurements lock");

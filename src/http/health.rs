@@ -32,6 +32,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 /// Prometheus exposition text.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    crate::metrics::refresh_process_gauges();
     (
         [(
             axum::http::header::CONTENT_TYPE,

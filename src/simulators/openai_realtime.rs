@@ -125,7 +125,15 @@ struct Shared {
 impl FakeRealtimeServer {
     /// Starts on 127.0.0.1 on a free port.
     pub async fn start(config: FakeRealtimeConfig) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on("127.0.0.1:0".parse().expect("valid address"), config).await
+    }
+
+    /// Starts on `address` (a gateway on another host points `OPENAI_REALTIME_URL` at it).
+    pub async fn start_on(
+        address: std::net::SocketAddr,
+        config: FakeRealtimeConfig,
+    ) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(address).await?;
         let address = listener.local_addr()?;
         let (changed_tx, changed) = watch::channel(0);
         let log = Arc::new(StdMutex::new(FakeLog::default()));

@@ -503,7 +503,7 @@ impl Conversation {
         let voice_ended = utterance.voice_ended;
         let heard = match self.ahead.take() {
             Some((end_of_voice, understood)) if end_of_voice == utterance.end_of_voice => {
-                metrics::counter!("vg_local_turns_heard_ahead_total").increment(1);
+                metrics::counter!(crate::metrics::LOCAL_TURNS_HEARD_AHEAD).increment(1);
                 understood
             }
             _ => {
@@ -526,7 +526,7 @@ impl Conversation {
             queued_ms = heard.queued.as_millis() as u64,
             "caller turn understood"
         );
-        metrics::histogram!("vg_local_stt_seconds").record(heard.stt.as_secs_f64());
+        metrics::histogram!(crate::metrics::LOCAL_STT_SECONDS).record(heard.stt.as_secs_f64());
         if heard.text.trim().is_empty() {
             return Ok(());
         }
@@ -595,7 +595,7 @@ impl Conversation {
                     first = false;
                     if let Some(voice_ended) = voice_ended {
                         let latency = voice_ended.elapsed();
-                        metrics::histogram!("vg_local_reply_latency_seconds")
+                        metrics::histogram!(crate::metrics::LOCAL_REPLY_LATENCY_SECONDS)
                             .record(latency.as_secs_f64());
                         tracing::debug!(
                             latency_ms = latency.as_millis() as u64,
