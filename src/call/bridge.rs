@@ -712,6 +712,8 @@ where
         counters: &mut Counters,
     ) {
         let format = counters.format;
+        // Everything due goes into the socket's buffer, then out in one write.
+        let mut fed = false;
         while let Some(transmit) = session.poll_transmit(clock.now(), frame) {
             self.out.clear();
             match transmit {
@@ -723,10 +725,22 @@ where
                     stream::write_checkpoint(&mut self.out, &counters.stream_id, &name)
                 }
             }
-            self.send_carrier().await;
             if self.caller_gone {
                 return;
             }
+            if self
+                .socket
+                .feed(CarrierMessage::Text(self.out.clone()))
+                .await
+                .is_err()
+            {
+                self.caller_gone = true;
+                return;
+            }
+            fed = true;
+        }
+        if fed && self.socket.flush().await.is_err() {
+            self.caller_gone = true;
         }
     }
 

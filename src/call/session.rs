@@ -201,6 +201,8 @@ pub struct CallSession {
     sent_position: u64,
     /// When what has been sent so far finishes playing.
     playout_end: Option<Instant>,
+    /// Frames are going out until the lead is full (see `poll_transmit`).
+    topping_up: bool,
     playback: Option<Playback>,
     /// Items whose audio is finished but whose checkpoint has not come back.
     finished_items: HashMap<String, Playback>,
@@ -235,6 +237,7 @@ impl CallSession {
             queued_position: 0,
             sent_position: 0,
             playout_end: None,
+            topping_up: false,
             playback: None,
             finished_items: HashMap::new(),
             interrupted_items: HashMap::new(),
@@ -331,9 +334,20 @@ impl CallSession {
         }
         let previous_end = self.playout_end;
         let playout_end = previous_end.unwrap_or(now).max(now);
-        if playout_end > now + self.config.playout_lead {
+        // Hysteresis: once the lead is full, wait until a batch has played before topping it
+        // up again, so frames leave a few at a time (one socket write), not one per wake-up.
+        let limit = if self.topping_up {
+            self.config.playout_lead
+        } else {
+            self.config
+                .playout_lead
+                .saturating_sub(self.transmit_batch())
+        };
+        if playout_end > now + limit {
+            self.topping_up = false;
             return None;
         }
+        self.topping_up = true;
         for (slot, byte) in buffer[..self.frame_bytes]
             .iter_mut()
             .zip(self.outgoing.drain(..self.frame_bytes))
@@ -370,6 +384,12 @@ impl CallSession {
         Some(Transmit::Frame(self.frame_bytes))
     }
 
+    /// How far below the playout lead the audio ahead may fall before the next top-up: a
+    /// third of the lead, at most 100 ms (5 frames).
+    fn transmit_batch(&self) -> Duration {
+        (self.config.playout_lead / 3).min(Duration::from_millis(100))
+    }
+
     /// When the session next needs a `tick` or `poll_transmit`.
     pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
         if self.ended {
@@ -377,9 +397,15 @@ impl CallSession {
         }
         let mut deadline = self.started_at + self.config.max_duration;
         if self.outgoing.len() >= self.frame_bytes {
+            // Wake when the audio ahead of the caller has fallen a batch below the lead, then
+            // top it up: a few frames per wake-up (one write) instead of one every 20 ms.
             let playout_end = self.playout_end.unwrap_or(now);
             let due = playout_end
-                .checked_sub(self.config.playout_lead)
+                .checked_sub(
+                    self.config
+                        .playout_lead
+                        .saturating_sub(self.transmit_batch()),
+                )
                 .unwrap_or(now)
                 .max(now);
             deadline = deadline.min(due);

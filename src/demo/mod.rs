@@ -230,11 +230,7 @@ impl DemoWorld {
         let report = placed
             .with_context(|| format!("{call_sid} took longer than {CALL_LIMIT:?}"))?
             .with_context(|| format!("{call_sid} failed"))?;
-        let row = self
-            .db
-            .call_log(&call_sid)
-            .await?
-            .context("no call_logs row")?;
+        let row = self.closed_call(&call_sid).await?;
         if row.end_reason.as_deref() == Some("transferred") {
             self.complete_transfer(&config, &call_sid).await?;
         }
@@ -256,6 +252,25 @@ impl DemoWorld {
             reply_latencies,
             transcript,
         })
+    }
+
+    /// The call's row once the gateway has written its close: the socket closes first, the
+    /// close (transcript, summary, outcome) follows from the call's writer.
+    async fn closed_call(&self, call_sid: &str) -> anyhow::Result<crate::db::calls::CallLogRow> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let mut poll = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            poll.tick().await;
+            if let Some(row) = self.db.call_log(call_sid).await?
+                && row.end_reason.is_some()
+            {
+                return Ok(row);
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{call_sid}: the gateway did not close the call's row in time"
+            );
+        }
     }
 
     /// Plays Plivo's part after the stream closed for a hand-off: the redirect to

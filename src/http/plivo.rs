@@ -634,7 +634,8 @@ pub async fn stream(
     let lifecycle = state.lifecycle.clone();
     upgrade
         .read_buffer_size(SOCKET_BUFFER_BYTES)
-        .write_buffer_size(0)
+        // Frames are fed, then flushed together: one write per batch, not per frame.
+        .write_buffer_size(SOCKET_BUFFER_BYTES)
         .max_message_size(MAX_WS_MESSAGE_BYTES)
         .max_frame_size(MAX_WS_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {

@@ -113,9 +113,15 @@ pub struct FakeRealtimeServer {
     tasks: TaskTracker,
 }
 
+/// Base64 audio deltas by (μ-law?, reply milliseconds).
+type DeltaCache = std::collections::HashMap<(bool, u64), Arc<[String]>>;
+
 #[derive(Clone)]
 struct Shared {
     config: Arc<FakeRealtimeConfig>,
+    /// Agent audio deltas, base64, by (μ-law?, milliseconds): every reply of a length is the
+    /// same tone, so a load test need not synthesise and encode it a thousand times.
+    deltas: Arc<StdMutex<DeltaCache>>,
     log: Arc<StdMutex<FakeLog>>,
     changed: Arc<watch::Sender<u64>>,
     stop: CancellationToken,
@@ -141,6 +147,7 @@ impl FakeRealtimeServer {
         let tasks = TaskTracker::new();
         let shared = Shared {
             config: Arc::new(config),
+            deltas: Arc::default(),
             log: log.clone(),
             changed: Arc::new(changed_tx),
             stop: stop.clone(),
@@ -209,10 +216,14 @@ impl FakeRealtimeServer {
 }
 
 async fn upgrade(State(shared): State<Shared>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(move |socket| async move {
-        let tasks = shared.tasks.clone();
-        tasks.spawn(connection(shared, socket));
-    })
+    // Small read buffers, as the gateway's: tungstenite zero-fills the whole buffer per read.
+    upgrade
+        .read_buffer_size(crate::http::SOCKET_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| async move {
+            let tasks = shared.tasks.clone();
+            tasks.spawn(connection(shared, socket));
+        })
 }
 
 impl Shared {
@@ -494,19 +505,29 @@ impl Connection {
             .insert(item_id.clone(), audio_ms);
         let outbox = self.outbox.clone();
         let config = self.shared.config.clone();
+        let deltas_cache = self.shared.deltas.clone();
         let pcmu = self.pcmu;
         self.shared.tasks.spawn(async move {
             tokio::time::sleep(delay).await;
             let _ = outbox.send(json!({"type": "response.created", "response": {"id": response_id, "status": "in_progress"}})).await;
-            let audio = agent_audio(pcmu, audio_ms);
-            let bytes_per_ms = if pcmu { 8 } else { 48 };
-            let delta_bytes = (config.delta_ms * bytes_per_ms) as usize;
+            let deltas = deltas_cache
+                .lock()
+                .expect("deltas lock")
+                .entry((pcmu, audio_ms))
+                .or_insert_with(|| {
+                    let bytes_per_ms = if pcmu { 8 } else { 48 };
+                    let delta_bytes = (config.delta_ms * bytes_per_ms) as usize;
+                    agent_audio(pcmu, audio_ms)
+                        .chunks(delta_bytes.max(1))
+                        .map(|chunk| base64::engine::general_purpose::STANDARD.encode(chunk))
+                        .collect()
+                })
+                .clone();
             let pause = Duration::from_millis(config.delta_ms / u64::from(config.generation_speed.max(1)));
-            for chunk in audio.chunks(delta_bytes) {
+            for delta in deltas.iter() {
                 if cancel.is_cancelled() {
                     break;
                 }
-                let delta = base64::engine::general_purpose::STANDARD.encode(chunk);
                 let _ = outbox
                     .send(json!({"type": "response.output_audio.delta", "response_id": response_id, "item_id": item_id, "output_index": 0, "content_index": 0, "delta": delta}))
                     .await;
