@@ -72,7 +72,14 @@ pub struct OpenAiRealtime {
     history: Vec<(Role, String)>,
     summary_pending: bool,
     reconnect_needed: bool,
+    /// The reopen under way. Kept here, not in `next_event`'s future, because the session
+    /// cancels `next_event` whenever another branch of its loop fires: a reopen must survive that.
+    reopening: Option<Reopening>,
+    /// Commands given while the session is being reopened, sent once it is.
+    queued: Vec<String>,
 }
+
+type Reopening = std::pin::Pin<Box<dyn Future<Output = Result<Socket, ProviderError>> + Send>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -120,6 +127,8 @@ impl OpenAiRealtime {
             history: Vec::new(),
             summary_pending: false,
             reconnect_needed: false,
+            reopening: None,
+            queued: Vec::new(),
         };
         let greeting = json!({
             "type": "response.create",
@@ -139,33 +148,46 @@ impl OpenAiRealtime {
     }
 
     async fn send_json(&mut self, value: &Value) -> Result<(), ProviderError> {
+        if self.reconnect_needed {
+            self.queued.push(value.to_string());
+            return Ok(());
+        }
         self.send_text(value.to_string()).await
     }
 
-    /// Opens a new session after `session_expired` and replays the conversation into it.
-    async fn reopen(&mut self) -> Result<(), ProviderError> {
-        let socket =
-            tokio::time::timeout(self.config.handshake_timeout, open_session(&self.config))
+    /// Opens a new session after `session_expired` and replays the conversation into it. The
+    /// returned future owns everything it needs, so it can be polled across cancelled calls.
+    fn reopen(&self) -> Reopening {
+        let config = self.config.clone();
+        let items: Vec<Value> = self
+            .history
+            .iter()
+            .map(|(role, text)| {
+                let item = match role {
+                    Role::User => {
+                        json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]})
+                    }
+                    Role::Assistant => {
+                        json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]})
+                    }
+                };
+                json!({"type": "conversation.item.create", "item": item})
+            })
+            .collect();
+        Box::pin(async move {
+            let mut socket = tokio::time::timeout(config.handshake_timeout, open_session(&config))
                 .await
                 .map_err(|_| {
                     ProviderError::Handshake("reopening the expired session timed out".to_owned())
                 })??;
-        self.socket = socket;
-        let history = std::mem::take(&mut self.history);
-        for (role, text) in &history {
-            let item = match role {
-                Role::User => {
-                    json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]})
-                }
-                Role::Assistant => {
-                    json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]})
-                }
-            };
-            self.send_json(&json!({"type": "conversation.item.create", "item": item}))
-                .await?;
-        }
-        self.history = history;
-        Ok(())
+            for item in items {
+                socket
+                    .send(Message::text(item.to_string()))
+                    .await
+                    .map_err(|error| ProviderError::Transport(error.to_string()))?;
+            }
+            Ok(socket)
+        })
     }
 
     /// Turns one server event into zero or more provider events.
@@ -310,6 +332,10 @@ impl VoiceProvider for OpenAiRealtime {
                     audio_end_ms,
                     cancel_response,
                 } => {
+                    if self.reconnect_needed {
+                        // The expired session's items are gone and the new one plays nothing.
+                        return Ok(());
+                    }
                     self.send_json(&json!({
                         "type": "conversation.item.truncate",
                         "item_id": item_id,
@@ -356,8 +382,16 @@ impl VoiceProvider for OpenAiRealtime {
                     return Ok(event);
                 }
                 if self.reconnect_needed {
-                    self.reopen().await?;
+                    if self.reopening.is_none() {
+                        self.reopening = Some(self.reopen());
+                    }
+                    let reopened = self.reopening.as_mut().expect("just set").await;
+                    self.reopening = None;
+                    self.socket = reopened?;
                     self.reconnect_needed = false;
+                    for text in std::mem::take(&mut self.queued) {
+                        self.send_text(text).await?;
+                    }
                     continue;
                 }
                 // StreamExt::next is cancel-safe: a dropped poll loses no message.

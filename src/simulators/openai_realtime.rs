@@ -51,6 +51,8 @@ pub enum FakeMode {
     /// Closes the connection once the greeting has been sent.
     DropAfterGreeting,
     /// Sends `session_expired` once the greeting has been sent (on the first connection only).
+    /// The next session takes `REOPEN_DELAY` to become ready, as a real reconnect can, so the
+    /// caller's frames keep arriving while the gateway reopens.
     ExpireAfterGreeting,
 }
 
@@ -103,6 +105,9 @@ pub struct FakeLog {
     /// `error` events the fake sent (a refused truncate, a cancel with nothing to cancel).
     pub errors_sent: Vec<Value>,
 }
+
+/// How long a reopened session takes to become ready in `ExpireAfterGreeting`.
+const REOPEN_DELAY: Duration = Duration::from_millis(300);
 
 /// A running fake server.
 pub struct FakeRealtimeServer {
@@ -336,8 +341,12 @@ impl Connection {
         match kind.as_str() {
             "session.update" => {
                 self.pcmu = event["session"]["audio"]["input"]["format"]["type"] == "audio/pcmu";
-                if self.shared.config.mode == FakeMode::NeverReady {
-                    return true;
+                match self.shared.config.mode {
+                    FakeMode::NeverReady => return true,
+                    FakeMode::ExpireAfterGreeting if self.index > 1 => {
+                        tokio::time::sleep(REOPEN_DELAY).await;
+                    }
+                    _ => {}
                 }
                 let _ = self
                     .outbox
