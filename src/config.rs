@@ -46,6 +46,10 @@ const KEYS: &[(&str, &str)] = &[
     ("PLIVO_AUTH_ID", "plivo.auth_id"),
     ("PLIVO_AUTH_TOKEN", "plivo.auth_token"),
     ("PLIVO_API_URL", "plivo.api_url"),
+    ("VG_DIALER_ENABLED", "dialer.enabled"),
+    ("VG_DIALER_CPS", "dialer.cps"),
+    ("VG_DIALER_POLL_MS", "dialer.poll_ms"),
+    ("VG_DIALER_STUCK_MARGIN_SECS", "dialer.stuck_margin_secs"),
 ];
 
 /// The variable that names the optional TOML file.
@@ -237,6 +241,23 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub ai: AiSettings,
     pub plivo: PlivoSettings,
+    pub dialer: DialerSettings,
+}
+
+/// The campaign dialer (`dialer`).
+#[derive(Debug, Clone)]
+pub struct DialerSettings {
+    /// Whether this gateway claims and places campaign calls (`VG_DIALER_ENABLED`); it also
+    /// needs the Plivo credentials.
+    pub enabled: bool,
+    /// Outbound calls per second for the whole Plivo account, across every gateway on the
+    /// database (`VG_DIALER_CPS`; Plivo's default is 2).
+    pub cps: u32,
+    /// How often the dialer looks for due attempts (`VG_DIALER_POLL_MS`).
+    pub poll_interval: Duration,
+    /// An attempt with no callback for its ring timeout plus its maximum duration plus this
+    /// margin is finished as failed (`VG_DIALER_STUCK_MARGIN_SECS`).
+    pub stuck_margin: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -378,6 +399,10 @@ pub mod defaults {
     pub const PLAYOUT_LEAD_MS: u64 = 300;
     pub const GREETING_GUARD_MS: u64 = 800;
     pub const PROVIDER_TIMEOUT_SECS: u64 = 8;
+    /// Plivo's default outbound calls per second per account.
+    pub const DIALER_CPS: u32 = 2;
+    pub const DIALER_POLL_MS: u64 = 1000;
+    pub const DIALER_STUCK_MARGIN_SECS: u64 = 300;
 }
 
 impl Settings {
@@ -630,7 +655,53 @@ impl Settings {
             ));
         }
 
+        let dialer = DialerSettings {
+            enabled: source
+                .parse("VG_DIALER_ENABLED", "`true` or `false`", |raw| {
+                    match raw.to_ascii_lowercase().as_str() {
+                        "true" | "1" | "yes" | "on" => Some(true),
+                        "false" | "0" | "no" | "off" => Some(false),
+                        _ => None,
+                    }
+                })?
+                .unwrap_or(true),
+            cps: source
+                .parse(
+                    "VG_DIALER_CPS",
+                    "a whole number of calls per second from 1 to 1000 (Plivo's default is 2)",
+                    |raw| raw.parse::<u32>().ok().filter(|n| (1..=1000).contains(n)),
+                )?
+                .unwrap_or(defaults::DIALER_CPS),
+            poll_interval: Duration::from_millis(
+                source
+                    .parse(
+                        "VG_DIALER_POLL_MS",
+                        "milliseconds from 10 to 60000",
+                        |raw| {
+                            raw.parse::<u64>()
+                                .ok()
+                                .filter(|ms| (10..=60_000).contains(ms))
+                        },
+                    )?
+                    .unwrap_or(defaults::DIALER_POLL_MS),
+            ),
+            stuck_margin: Duration::from_secs(
+                source
+                    .parse(
+                        "VG_DIALER_STUCK_MARGIN_SECS",
+                        "seconds from 10 to 86400",
+                        |raw| {
+                            raw.parse::<u64>()
+                                .ok()
+                                .filter(|secs| (10..=86_400).contains(secs))
+                        },
+                    )?
+                    .unwrap_or(defaults::DIALER_STUCK_MARGIN_SECS),
+            ),
+        };
+
         Ok(Self {
+            dialer,
             calls,
             server: ServerSettings {
                 listen,

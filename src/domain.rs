@@ -63,6 +63,8 @@ vocabulary! {
         Canceled => "canceled",
         /// A machine answered.
         Voicemail => "voicemail",
+        /// Hung up on request (the API's hang-up, reaching the holder through NOTIFY).
+        HangupRequested => "hangup_requested",
     }
 }
 

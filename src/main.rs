@@ -31,6 +31,31 @@ enum Command {
     /// The whole job offline: a gateway with the local voice pipeline on a private database,
     /// simulated calls into it, live transcripts and a table of outcomes.
     Demo,
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a bearer token for an organization and print it (the only time it is shown).
+    Create {
+        /// The organization's id (uuid).
+        #[arg(long)]
+        organization: uuid::Uuid,
+        /// A name to tell the token apart.
+        #[arg(long)]
+        name: String,
+        /// Scopes, comma-separated or repeated (campaigns:read, campaigns:write, leads:read,
+        /// leads:write, calls:read, calls:write, settings:read, settings:write), or `all`.
+        #[arg(long = "scope", value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// Days until the token expires (default: never).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -56,6 +81,7 @@ fn main() -> ExitCode {
             Command::Serve => serve(settings).await,
             Command::Migrate => migrate(settings).await,
             Command::Demo => voice_gateway::demo::run(settings).await,
+            Command::Token { command } => token(settings, command).await,
         }
     });
     match result {
@@ -88,6 +114,58 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
     let applied = voice_gateway::db::MIGRATOR.iter().count();
     println!("migrations up to date ({applied} known)");
     opened.close().await
+}
+
+async fn token(settings: Settings, command: TokenCommand) -> anyhow::Result<()> {
+    use voice_gateway::api::tokens::{Scope, TokenRequest, create_token};
+    let TokenCommand::Create {
+        organization,
+        name,
+        scopes,
+        expires_in_days,
+    } = command;
+    let scopes = scopes
+        .iter()
+        .map(|text| match text.trim() {
+            "all" => Ok(Scope::ALL.to_vec()),
+            text => Scope::parse(text)
+                .map(|scope| vec![scope])
+                .ok_or_else(|| anyhow::anyhow!("unknown scope {text:?}")),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .concat();
+    let now = chrono::Utc::now();
+    let expires_at = expires_in_days.map(|days| now + chrono::Duration::days(i64::from(days)));
+    let opened = startup::open_database(&settings).await?;
+    let issued = create_token(
+        &opened.db,
+        &TokenRequest {
+            organization_id: organization,
+            name: &name,
+            scopes: &scopes,
+            expires_at,
+        },
+        now,
+    )
+    .await;
+    opened.close().await?;
+    let issued = issued?;
+    eprintln!(
+        "token {} ({}) for organization {organization}, scopes {}, {}; store it now, it is not shown again:",
+        issued.id,
+        issued.prefix,
+        issued
+            .scopes
+            .iter()
+            .map(|scope| scope.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        issued
+            .expires_at
+            .map_or("never expires".to_owned(), |at| format!("expires {at}")),
+    );
+    println!("{}", issued.secret);
+    Ok(())
 }
 
 /// TLS for outbound connections (providers, Plivo's API) uses ring; exactly one provider must be

@@ -15,6 +15,7 @@ use crate::{
     config::AiProviderKind,
     config::Settings,
     db::{self, Database, OpenOptions, embedded::EmbeddedPostgres},
+    dialer::{Clock, Dialer},
     http::{self, AppState},
     lifecycle::{DrainOutcome, Lifecycle},
     plivo::rest::PlivoRest,
@@ -113,6 +114,8 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     database: OpenedDatabase,
+    /// The dialer's clock: the system's, unless a test sets one.
+    dialer_clock: Clock,
 }
 
 impl Application {
@@ -195,7 +198,14 @@ impl Application {
             listener,
             state,
             database,
+            dialer_clock: Clock::System,
         })
+    }
+
+    /// Runs the dialer on `clock` instead of the system's (tests of calling windows and
+    /// retries).
+    pub fn set_dialer_clock(&mut self, clock: Clock) {
+        self.dialer_clock = clock;
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -219,6 +229,7 @@ impl Application {
             listener,
             state,
             database,
+            dialer_clock,
         } = self;
         let settings = state.settings.clone();
         let server = &settings.server;
@@ -230,6 +241,13 @@ impl Application {
             "listening"
         );
         spawn_heartbeat(&state, stream_url.to_string());
+        // Hang-up requests from the API, whichever gateway served it.
+        crate::api::spawn_hangup_listener(
+            state.db.clone(),
+            state.runtime.registry.clone(),
+            &state.lifecycle,
+        );
+        spawn_dialer(&state, dialer_clock);
 
         let http_stop = tokio_util::sync::CancellationToken::new();
         let router = http::router(state.clone());
@@ -325,6 +343,32 @@ fn spawn_heartbeat(state: &AppState, stream_url: String) {
             }
         }
     });
+}
+
+/// Starts the campaign dialer when it is enabled and Plivo's credentials are there to place
+/// calls with.
+fn spawn_dialer(state: &AppState, clock: Clock) {
+    let settings = &state.settings;
+    if !settings.dialer.enabled {
+        tracing::info!("dialer disabled (VG_DIALER_ENABLED=false)");
+        return;
+    }
+    let (Some(plivo), Some(account)) =
+        (state.runtime.plivo.clone(), settings.plivo.auth_id.clone())
+    else {
+        tracing::info!("dialer off: PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN are not set");
+        return;
+    };
+    Dialer::new(
+        state.db.clone(),
+        plivo,
+        account,
+        settings.server.name.clone(),
+        &settings.server.public_url,
+        settings.dialer.clone(),
+        clock,
+    )
+    .spawn(&state.lifecycle);
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

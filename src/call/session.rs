@@ -305,7 +305,7 @@ impl CallSession {
                 self.end_after_playout(EndReason::ProviderError, now);
             }
             Input::Shutdown => self.end_now(EndReason::Shutdown, now),
-            Input::HangupRequested => self.end_now(EndReason::AgentEnded, now),
+            Input::HangupRequested => self.end_now(EndReason::HangupRequested, now),
         }
         self.check_timers(now);
     }

@@ -251,3 +251,31 @@ fn toml_errors_name_the_variable_and_the_file() {
     assert_eq!(broken.key, "VG_CONFIG");
     assert!(broken.to_string().contains("not valid TOML"), "{broken}");
 }
+
+#[test]
+fn dialer_settings_have_defaults_and_refuse_nonsense() {
+    let settings = load(&[]).unwrap();
+    assert!(settings.dialer.enabled);
+    assert_eq!(settings.dialer.cps, 2);
+    assert_eq!(settings.dialer.poll_interval, Duration::from_secs(1));
+    assert_eq!(settings.dialer.stuck_margin, Duration::from_secs(300));
+    let settings = load(&[("VG_DIALER_CPS", "30"), ("VG_DIALER_ENABLED", "false")]).unwrap();
+    assert_eq!(settings.dialer.cps, 30);
+    assert!(!settings.dialer.enabled);
+    check_error(
+        &[("VG_DIALER_CPS", "0")],
+        "VG_DIALER_CPS",
+        "calls per second",
+    );
+    check_error(&[("VG_DIALER_CPS", "two")], "VG_DIALER_CPS", "\"two\"");
+    check_error(
+        &[("VG_DIALER_POLL_MS", "5")],
+        "VG_DIALER_POLL_MS",
+        "milliseconds",
+    );
+    check_error(
+        &[("VG_DIALER_ENABLED", "maybe")],
+        "VG_DIALER_ENABLED",
+        "`true` or `false`",
+    );
+}

@@ -240,7 +240,9 @@ impl Database {
         let closed = sqlx::query!(
             r#"UPDATE call_logs AS cl
                SET ended_at = $2,
-                   end_reason = $3,
+                   -- A machine the detection reported (db::dialer::record_voicemail) stays one.
+                   end_reason = CASE WHEN cl.call_status = 'voicemail' AND NOT cl.transferred
+                                     THEN 'voicemail' ELSE $3 END,
                    duration = coalesce($4, greatest(0, floor(extract(epoch FROM ($2 - cl.call_timestamp))))::integer),
                    transcript = (
                        SELECT string_agg(
@@ -253,7 +255,9 @@ impl Database {
                    conversation_summary = coalesce($5, cl.conversation_summary),
                    recording_url = coalesce($6, cl.recording_url),
                    metadata = coalesce(cl.metadata, '{}'::jsonb) || $7,
-                   call_status = CASE WHEN cl.transferred THEN 'transferred' ELSE $8 END
+                   call_status = CASE WHEN cl.transferred THEN 'transferred'
+                                      WHEN cl.call_status = 'voicemail' THEN 'voicemail'
+                                      ELSE $8 END
                WHERE cl.call_sid = $1 AND cl.ended_at IS NULL
                RETURNING cl.id, cl.lead_id, cl.transferred, cl.call_status"#,
             call_sid,

@@ -6,10 +6,16 @@
 //! media stream race and repeat.
 
 pub mod answer;
+pub mod call_queries;
 pub mod calls;
+pub mod campaigns;
+pub mod dialer;
 pub mod embedded;
+pub mod leads;
+pub mod organization;
 pub mod seed;
 pub mod servers;
+pub mod tokens;
 pub mod transfers;
 
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! The HTTP surface (axum): health, readiness and metrics; Plivo's webhooks and the media
-//! WebSocket; the campaign API joins it in its own module.
+//! WebSocket; the campaign API (`crate::api`) under `/api/v1`.
 //!
 //! Handlers are thin: parse, call into the library, map errors to responses.
 
@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/plivo/answer", get(plivo::answer).post(plivo::answer))
         .route("/plivo/hangup", post(plivo::hangup))
+        .route("/plivo/machine-detection", post(plivo::machine_detection))
         .route("/plivo/stream-status", post(plivo::stream_status))
         .route(
             "/plivo/after-stream",
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
             get(plivo::transfer_whisper).post(plivo::transfer_whisper),
         )
         .route("/plivo/stream", get(plivo::stream))
+        .nest(crate::api::BASE_PATH, crate::api::router(&state))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(
                 |request: &axum::http::Request<_>| {

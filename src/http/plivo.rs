@@ -26,6 +26,7 @@ use crate::{
         calls::{CallEvent, TransferRecord, UnreachedCall},
         transfers::{DialStep, TransferRow},
     },
+    dialer,
     domain::{Direction, EndReason, EventKind},
     plivo::{
         signature::{self, Method, SignatureHeaders},
@@ -199,6 +200,12 @@ pub async fn answer(
     };
     let inbound = webhook.get("lead_id").is_none();
     tracing::info!(%call_sid, lead_id = %parties.lead_id, campaign_id = %parties.campaign_id, "call answered");
+    if let Some(attempt_id) = uuid_param(&webhook, "attempt_id")
+        && let Err(error) = dialer::callbacks::on_answer(&state.db, attempt_id, &call_sid).await
+    {
+        // The call goes on; the hangup callback still ends the attempt.
+        tracing::warn!(%call_sid, %attempt_id, %error, "attempt not marked answered");
+    }
     stream_to_best_server(
         &state,
         call_sid,
@@ -313,6 +320,22 @@ pub async fn hangup(
             "bill_duration": webhook.get("BillDuration"),
         }
     });
+    // A dialer call: the attempt ends by class and the lead's next attempt is scheduled.
+    if let Some(attempt_id) = uuid_param(&webhook, "attempt_id") {
+        let hangup = dialer::callbacks::Hangup {
+            attempt_id,
+            call_sid: &call_sid,
+            status: &status,
+            cause: webhook.get("HangupCause"),
+            cause_code: webhook
+                .get("HangupCauseCode")
+                .and_then(|code| code.parse().ok()),
+        };
+        if let Err(error) = dialer::callbacks::on_hangup(&state.db, &hangup).await {
+            tracing::error!(%call_sid, %attempt_id, %error, "hangup callback: attempt not ended");
+            return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
+        }
+    }
     match state
         .db
         .record_hangup_duration(&call_sid, duration, &details)
@@ -363,6 +386,60 @@ pub async fn hangup(
         Err(crate::db::DbError::UnknownLead { .. }) => (StatusCode::OK, "ok").into_response(),
         Err(error) => {
             tracing::error!(%call_sid, %error, "unreached call not recorded");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}
+
+/// A UUID query or form parameter.
+fn uuid_param(webhook: &Webhook, key: &str) -> Option<Uuid> {
+    webhook
+        .get(key)
+        .and_then(|value| Uuid::parse_str(value).ok())
+}
+
+/// `POST /plivo/machine-detection`: Plivo's asynchronous answering-machine detection. A
+/// machine ends the attempt, the call log and the lead as `voicemail`, and the call is hung up.
+pub async fn machine_detection(
+    State(state): State<AppState>,
+    method: HttpMethod,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let webhook = match verify_webhook(&state, &method, &uri, &headers, &body) {
+        Ok(webhook) => webhook,
+        Err(refused) => return refused.into_response(),
+    };
+    let (Some(call_sid), Some(attempt_id), Some(lead_id), Some(campaign_id)) = (
+        webhook.get("CallUUID"),
+        uuid_param(&webhook, "attempt_id"),
+        uuid_param(&webhook, "lead_id"),
+        uuid_param(&webhook, "campaign_id"),
+    ) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "CallUUID, attempt_id, lead_id and campaign_id are required",
+        )
+            .into_response();
+    };
+    let machine = webhook
+        .get("Machine")
+        .is_some_and(|value| value.eq_ignore_ascii_case("true"));
+    tracing::info!(%call_sid, %attempt_id, machine, "machine detection");
+    if !machine {
+        return (StatusCode::OK, "ok").into_response();
+    }
+    let machine = dialer::callbacks::Machine {
+        attempt_id,
+        lead_id,
+        campaign_id,
+        call_sid,
+    };
+    match dialer::callbacks::on_machine(&state.db, state.runtime.plivo.as_ref(), &machine).await {
+        Ok(()) => (StatusCode::OK, "ok").into_response(),
+        Err(error) => {
+            tracing::error!(%call_sid, %error, "machine detection not recorded");
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
         }
     }

@@ -1,7 +1,7 @@
 //! The Plivo REST client: the only place that calls Plivo's HTTP API.
 //!
-//! `POST …/Call/{uuid}/` moves a live call to new XML (the REST transfer strategy);
-//! `DELETE …/Call/{uuid}/` hangs a call up. Bodies are JSON, as Plivo's own SDK sends them;
+//! `POST …/Call/` places an outbound call (the dialer); `POST …/Call/{uuid}/` moves a live
+//! call to new XML (the REST transfer strategy); `DELETE …/Call/{uuid}/` hangs a call up. Bodies are JSON, as Plivo's own SDK sends them;
 //! authentication is HTTP Basic with the auth ID and token; the base URL is configurable
 //! (`PLIVO_API_URL`) so tests point it at a local fake.
 
@@ -23,6 +23,42 @@ pub enum RestError {
     Transport(String),
     #[error("plivo API answered {status}: {body}")]
     Status { status: u16, body: String },
+    #[error("plivo API answered with an unreadable body: {0}")]
+    BadResponse(String),
+}
+
+impl RestError {
+    /// The HTTP status Plivo answered with, if it answered at all.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// An outbound call to place (`POST …/Call/`, protocols.md B.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundCall<'a> {
+    /// The caller ID.
+    pub from: &'a str,
+    pub to: &'a str,
+    pub answer_url: &'a str,
+    pub hangup_url: &'a str,
+    /// Seconds the phone may ring.
+    pub ring_timeout_secs: u32,
+    /// Seconds the call may last once answered.
+    pub time_limit_secs: u32,
+    /// Where the asynchronous answering-machine detection reports.
+    pub machine_detection_url: &'a str,
+}
+
+/// What Plivo answered to a new call: its request id (the CallUUID comes with the callbacks).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct CallFired {
+    pub request_uuid: String,
+    #[serde(default)]
+    pub message: String,
 }
 
 /// A client for one Plivo account.
@@ -57,6 +93,44 @@ impl PlivoRest {
         let base = self.base.as_str().trim_end_matches('/');
         let id: String = url::form_urlencoded::byte_serialize(call_uuid.as_bytes()).collect();
         Ok(format!("{base}/v1/Account/{}/Call/{id}/", self.auth_id))
+    }
+
+    /// Places an outbound call with asynchronous machine detection; every callback is POSTed.
+    pub async fn make_call(&self, call: &OutboundCall<'_>) -> Result<CallFired, RestError> {
+        let base = self.base.as_str().trim_end_matches('/');
+        let url = format!("{base}/v1/Account/{}/Call/", self.auth_id);
+        let body = json!({
+            "from": call.from,
+            "to": call.to,
+            "answer_url": call.answer_url,
+            "answer_method": "POST",
+            "hangup_url": call.hangup_url,
+            "hangup_method": "POST",
+            "ring_timeout": call.ring_timeout_secs,
+            "time_limit": call.time_limit_secs,
+            "machine_detection": "true",
+            "machine_detection_url": call.machine_detection_url,
+            "machine_detection_method": "POST",
+        });
+        let response = self
+            .http
+            .post(url)
+            .basic_auth(&self.auth_id, Some(self.auth_token.expose_secret()))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|error| RestError::Transport(error.to_string()))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(check(response).await.err().unwrap_or(RestError::Status {
+                status: status.as_u16(),
+                body: String::new(),
+            }));
+        }
+        response
+            .json::<CallFired>()
+            .await
+            .map_err(|error| RestError::BadResponse(error.to_string()))
     }
 
     /// Moves the caller's leg to the XML at `aleg_url` (fetched with POST).

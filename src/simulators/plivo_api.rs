@@ -1,9 +1,19 @@
-//! A fake of Plivo's REST API: records every request (method, path, basic-auth user, body) and
-//! answers as Plivo does, or fails on purpose.
+//! A fake of Plivo's REST API: records every request (method, path, basic-auth user, body,
+//! arrival time) and answers as Plivo does, or fails on purpose.
+//!
+//! `POST /v1/Account/{id}/Call/` (make a call) answers 201 `{"message": "call fired",
+//! "request_uuid", "api_id"}` and then plays the call's callbacks to the gateway, signed with
+//! `X-Plivo-Signature-V3` exactly as Plivo signs them (on the public URL the call named): by
+//! destination, a scripted outcome (answered and held, no answer, busy, failed, invalid number,
+//! a machine). It counts the calls live at once (from the request's arrival to the moment the
+//! hangup callback is sent), and a test waits on its state changes rather than sleeping.
+//! `DELETE …/Call/{uuid}/` hangs a live call up (204), `POST …/Call/{uuid}/` (transfer) 202.
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     sync::{Arc, Mutex as StdMutex},
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -15,7 +25,19 @@ use axum::{
 };
 use base64::Engine as _;
 use serde_json::{Value, json};
+use tokio::sync::watch;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::plivo::signature;
+
+/// How long the phone "rings" before any outcome.
+const RING_TIME: Duration = Duration::from_millis(20);
+/// A machine's call waits this long at most for the gateway to hang it up.
+const MACHINE_HOLD_LIMIT: Duration = Duration::from_secs(10);
+/// Callback deliveries refused by the gateway (5xx, connection) are retried this often, as
+/// Plivo retries.
+const CALLBACK_ATTEMPTS: u32 = 3;
+const CALLBACK_RETRY_DELAY: Duration = Duration::from_millis(200);
 
 /// One request the fake received.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,12 +48,90 @@ pub struct RecordedRequest {
     pub basic_auth: Option<String>,
     pub content_type: Option<String>,
     pub body: Value,
+    pub received_at: Instant,
+}
+
+/// How a placed call goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered (the answer URL is fetched), held, then hung up by the callee.
+    Answer {
+        hold: Duration,
+    },
+    NoAnswer,
+    Busy,
+    /// The carrier could not connect it.
+    Failed,
+    /// The destination does not exist (cause code 2000).
+    InvalidNumber,
+    /// Answered by a machine: the machine-detection URL hears `Machine=true`; the call lasts
+    /// until the gateway hangs it up.
+    Machine,
+}
+
+/// What a script sees of a new call.
+#[derive(Debug, Clone)]
+pub struct CallRequest {
+    pub to: String,
+    /// The call's number among all calls the fake placed, from 0.
+    pub index: usize,
+    /// The call's number among the calls to this destination, from 0.
+    pub nth_to_number: usize,
+}
+
+/// Decides each call's outcome.
+pub type Script = Arc<dyn Fn(&CallRequest) -> Outcome + Send + Sync>;
+
+/// Where callbacks go: Plivo calls the public URL; behind it, any of the gateways (round robin,
+/// as a load balancer would spread them).
+#[derive(Clone, Debug)]
+pub struct CallbackTarget {
+    /// The auth token callbacks are signed with.
+    pub auth_token: String,
+    /// The gateways' real base URLs (`http://127.0.0.1:port`).
+    pub gateways: Vec<String>,
+}
+
+/// A call the fake placed.
+#[derive(Debug, Clone)]
+pub struct PlacedCall {
+    pub index: usize,
+    pub from: String,
+    pub to: String,
+    pub request_uuid: String,
+    pub call_uuid: String,
+    pub outcome: Outcome,
+    pub body: Value,
+    pub received_at: Instant,
+    /// When its hangup callback was sent (the call is no longer live).
+    pub ended_at: Option<Instant>,
+}
+
+/// A callback the fake delivered.
+#[derive(Debug, Clone)]
+pub struct DeliveredCallback {
+    pub call_uuid: String,
+    /// `answer`, `machine` or `hangup`.
+    pub kind: &'static str,
+    /// The gateway's final HTTP status (0: unreachable).
+    pub status: u16,
+}
+
+/// Everything the fake has seen, for assertions.
+#[derive(Debug, Clone, Default)]
+pub struct FakeState {
+    pub calls: Vec<PlacedCall>,
+    pub live: usize,
+    pub max_live: usize,
+    pub callbacks: Vec<DeliveredCallback>,
+    /// CallUUIDs the API was asked to hang up.
+    pub hangups: Vec<String>,
 }
 
 /// A running fake.
 pub struct FakePlivoApi {
     pub address: SocketAddr,
-    requests: Arc<StdMutex<Vec<RecordedRequest>>>,
+    shared: Shared,
     stop: CancellationToken,
     tasks: TaskTracker,
 }
@@ -40,21 +140,54 @@ pub struct FakePlivoApi {
 struct Shared {
     requests: Arc<StdMutex<Vec<RecordedRequest>>>,
     fail: bool,
+    callbacks: Arc<StdMutex<Option<CallbackTarget>>>,
+    script: Arc<StdMutex<Script>>,
+    state: Arc<StdMutex<FakeState>>,
+    /// Bumped on every change of `state`.
+    changed: watch::Sender<u64>,
+    /// Live calls by CallUUID: cancelled when the API is asked to hang one up.
+    live_calls: Arc<StdMutex<HashMap<String, CancellationToken>>>,
+    http: reqwest::Client,
+    tasks: TaskTracker,
+    stop: CancellationToken,
 }
 
 impl FakePlivoApi {
-    /// Starts on a free port; with `fail`, every request gets a 500.
+    /// Starts on a free port; with `fail`, every request gets a 500. Placed calls play no
+    /// callbacks.
     pub async fn start(fail: bool) -> std::io::Result<Self> {
+        Self::start_with(fail, None).await
+    }
+
+    /// Starts a fake that plays placed calls' callbacks to `callbacks` (every call answered
+    /// and held for a second until [`FakePlivoApi::set_script`] says otherwise).
+    pub async fn start_with(
+        fail: bool,
+        callbacks: Option<CallbackTarget>,
+    ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
-        let requests = Arc::new(StdMutex::new(Vec::new()));
-        let shared = Shared {
-            requests: requests.clone(),
-            fail,
-        };
-        let router = Router::new().fallback(handle).with_state(shared);
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let default_script: Script = Arc::new(|_| Outcome::Answer {
+            hold: Duration::from_secs(1),
+        });
+        let shared = Shared {
+            requests: Arc::new(StdMutex::new(Vec::new())),
+            fail,
+            callbacks: Arc::new(StdMutex::new(callbacks)),
+            script: Arc::new(StdMutex::new(default_script)),
+            state: Arc::new(StdMutex::new(FakeState::default())),
+            changed: watch::Sender::new(0),
+            live_calls: Arc::new(StdMutex::new(HashMap::new())),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .map_err(std::io::Error::other)?,
+            tasks: tasks.clone(),
+            stop: stop.clone(),
+        };
+        let router = Router::new().fallback(handle).with_state(shared.clone());
         let serve_stop = stop.clone();
         tasks.spawn(async move {
             let _ = axum::serve(listener, router)
@@ -63,7 +196,7 @@ impl FakePlivoApi {
         });
         Ok(Self {
             address,
-            requests,
+            shared,
             stop,
             tasks,
         })
@@ -75,13 +208,62 @@ impl FakePlivoApi {
     }
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.requests.lock().expect("fake requests lock").clone()
+        self.shared
+            .requests
+            .lock()
+            .expect("fake requests lock")
+            .clone()
+    }
+
+    /// Plays the callbacks of the calls placed from now on to `target` (the gateways are often
+    /// built after the fake, since they need its URL).
+    pub fn set_callback_target(&self, target: CallbackTarget) {
+        *self.shared.callbacks.lock().expect("fake callbacks lock") = Some(target);
+    }
+
+    /// Decides the outcome of the calls placed from now on.
+    pub fn set_script(&self, script: Script) {
+        *self.shared.script.lock().expect("fake script lock") = script;
+    }
+
+    pub fn state(&self) -> FakeState {
+        self.shared.state.lock().expect("fake state lock").clone()
+    }
+
+    /// Waits until `done` holds for the fake's state, or `limit` passes (then returns the
+    /// state as it is, for the assertion to report).
+    pub async fn wait_for(
+        &self,
+        limit: Duration,
+        done: impl Fn(&FakeState) -> bool,
+    ) -> Result<FakeState, FakeState> {
+        let mut changes = self.shared.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let state = self.state();
+            if done(&state) {
+                return Ok(state);
+            }
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+            {
+                return Err(self.state());
+            }
+        }
     }
 
     pub async fn stop(self) {
         self.stop.cancel();
         self.tasks.close();
         self.tasks.wait().await;
+    }
+}
+
+impl Shared {
+    fn update(&self, change: impl FnOnce(&mut FakeState)) {
+        change(&mut self.state.lock().expect("fake state lock"));
+        self.changed.send_modify(|version| *version += 1);
     }
 }
 
@@ -92,6 +274,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let received_at = Instant::now();
     let basic_auth = headers
         .get("authorization")
         .and_then(|value| value.to_str().ok())
@@ -102,20 +285,22 @@ async fn handle(
                 .ok()
         })
         .and_then(|bytes| String::from_utf8(bytes).ok());
-    let body_value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let body_value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let path = uri.path().to_owned();
     shared
         .requests
         .lock()
         .expect("fake requests lock")
         .push(RecordedRequest {
             method: method.to_string(),
-            path: uri.path().to_owned(),
+            path: path.clone(),
             basic_auth,
             content_type: headers
                 .get("content-type")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
-            body: body_value,
+            body: body_value.clone(),
+            received_at,
         });
     if shared.fail {
         return (
@@ -124,12 +309,249 @@ async fn handle(
         )
             .into_response();
     }
-    match method {
-        Method::DELETE => StatusCode::NO_CONTENT.into_response(),
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        (Method::POST, ["v1", "Account", _, "Call"]) => make_call(&shared, body_value, received_at),
+        (Method::DELETE, ["v1", "Account", _, "Call", call_uuid]) => {
+            let call_uuid = (*call_uuid).to_owned();
+            if let Some(token) = shared
+                .live_calls
+                .lock()
+                .expect("fake live calls lock")
+                .get(&call_uuid)
+            {
+                token.cancel();
+            }
+            shared.update(|state| state.hangups.push(call_uuid));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        (Method::DELETE, _) => StatusCode::NO_CONTENT.into_response(),
         _ => (
             StatusCode::ACCEPTED,
             axum::Json(json!({"message": "call transferred", "api_id": "fake-api-id"})),
         )
             .into_response(),
+    }
+}
+
+fn make_call(shared: &Shared, body: Value, received_at: Instant) -> Response {
+    let field = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_owned);
+    let (Some(from), Some(to), Some(answer_url)) =
+        (field("from"), field("to"), field("answer_url"))
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "from, to and answer_url are required"})),
+        )
+            .into_response();
+    };
+    let request_uuid = uuid::Uuid::new_v4().to_string();
+    let call_uuid = uuid::Uuid::new_v4().to_string();
+    let script = shared.script.lock().expect("fake script lock").clone();
+    let mut placed = None;
+    shared.update(|state| {
+        let request = CallRequest {
+            to: to.clone(),
+            index: state.calls.len(),
+            nth_to_number: state.calls.iter().filter(|call| call.to == to).count(),
+        };
+        let outcome = script(&request);
+        let call = PlacedCall {
+            index: request.index,
+            from: from.clone(),
+            to: to.clone(),
+            request_uuid: request_uuid.clone(),
+            call_uuid: call_uuid.clone(),
+            outcome,
+            body: body.clone(),
+            received_at,
+            ended_at: None,
+        };
+        state.calls.push(call.clone());
+        state.live += 1;
+        state.max_live = state.max_live.max(state.live);
+        placed = Some(call);
+    });
+    let target = shared
+        .callbacks
+        .lock()
+        .expect("fake callbacks lock")
+        .clone();
+    if let (Some(call), Some(target)) = (placed, target) {
+        let hang_up = CancellationToken::new();
+        shared
+            .live_calls
+            .lock()
+            .expect("fake live calls lock")
+            .insert(call.call_uuid.clone(), hang_up.clone());
+        let player = CallPlayer {
+            shared: shared.clone(),
+            target,
+            call,
+            answer_url,
+            hangup_url: field("hangup_url"),
+            machine_url: field("machine_detection_url"),
+            hang_up,
+        };
+        let stop = shared.stop.clone();
+        shared.tasks.spawn(async move {
+            tokio::select! {
+                _ = player.play() => {}
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "message": "call fired",
+            "request_uuid": request_uuid,
+            "api_id": uuid::Uuid::new_v4().to_string(),
+        })),
+    )
+        .into_response()
+}
+
+/// Plays one call's callbacks.
+struct CallPlayer {
+    shared: Shared,
+    target: CallbackTarget,
+    call: PlacedCall,
+    answer_url: String,
+    hangup_url: Option<String>,
+    machine_url: Option<String>,
+    /// Cancelled when the API is asked to hang the call up.
+    hang_up: CancellationToken,
+}
+
+impl CallPlayer {
+    async fn play(self) {
+        tokio::time::sleep(RING_TIME).await;
+        let (status, cause, code, duration) = match self.call.outcome {
+            Outcome::Answer { hold } => {
+                self.post("answer", &self.answer_url, self.common("in-progress"))
+                    .await;
+                tokio::select! {
+                    _ = tokio::time::sleep(hold) => {}
+                    _ = self.hang_up.cancelled() => {}
+                }
+                ("completed", "Normal Hangup", "4000", hold.as_secs())
+            }
+            Outcome::Machine => {
+                self.post("answer", &self.answer_url, self.common("in-progress"))
+                    .await;
+                if let Some(url) = &self.machine_url {
+                    let mut form = self.common("in-progress");
+                    form.extend(
+                        [
+                            ("Machine", "true"),
+                            ("IfMachine", "continue"),
+                            ("Event", "MachineDetection"),
+                        ]
+                        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+                    );
+                    form.push(("RequestUUID".to_owned(), self.call.request_uuid.clone()));
+                    self.post("machine", url, form).await;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(MACHINE_HOLD_LIMIT) => {}
+                    _ = self.hang_up.cancelled() => {}
+                }
+                ("completed", "Normal Hangup", "4000", 3)
+            }
+            Outcome::NoAnswer => ("no-answer", "No Answer", "3000", 0),
+            Outcome::Busy => ("busy", "Busy Line", "3010", 0),
+            Outcome::Failed => ("failed", "Unknown", "0", 0),
+            Outcome::InvalidNumber => ("failed", "Invalid Destination Address", "2000", 0),
+        };
+        let call_uuid = self.call.call_uuid.clone();
+        self.shared
+            .live_calls
+            .lock()
+            .expect("fake live calls lock")
+            .remove(&call_uuid);
+        // No longer live once Plivo reports the hangup.
+        self.shared.update(|state| {
+            state.live -= 1;
+            if let Some(call) = state.calls.iter_mut().find(|c| c.call_uuid == call_uuid) {
+                call.ended_at = Some(Instant::now());
+            }
+        });
+        if let Some(url) = &self.hangup_url {
+            let mut form = self.common(status);
+            let duration = duration.to_string();
+            form.extend(
+                [
+                    ("HangupCause", cause),
+                    ("HangupCauseCode", code),
+                    ("Duration", duration.as_str()),
+                    ("BillDuration", duration.as_str()),
+                ]
+                .map(|(k, v)| (k.to_owned(), v.to_owned())),
+            );
+            self.post("hangup", url, form).await;
+        }
+    }
+
+    /// The parameters every callback carries.
+    fn common(&self, status: &str) -> Vec<(String, String)> {
+        let digits = |number: &str| number.trim_start_matches('+').to_owned();
+        [
+            ("CallUUID", self.call.call_uuid.clone()),
+            ("From", digits(&self.call.from)),
+            ("To", digits(&self.call.to)),
+            ("Direction", "outbound".to_owned()),
+            ("CallStatus", status.to_owned()),
+            ("ALegUUID", self.call.call_uuid.clone()),
+            ("ALegRequestUUID", self.call.request_uuid.clone()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v))
+        .into()
+    }
+
+    /// POSTs a signed form to the gateway serving `public_url`, retrying as Plivo does.
+    async fn post(&self, kind: &'static str, public_url: &str, form: Vec<(String, String)>) {
+        let Ok(url) = url::Url::parse(public_url) else {
+            return;
+        };
+        let path_and_query = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let gateways = &self.target.gateways;
+        let mut status = 0;
+        for attempt in 0..CALLBACK_ATTEMPTS {
+            let gateway = &gateways[(self.call.index + attempt as usize) % gateways.len()];
+            let nonce = crate::config::random_hex(10);
+            let signature = signature::v3_signature(
+                self.target.auth_token.as_bytes(),
+                signature::Method::Post,
+                public_url,
+                &form,
+                &nonce,
+            );
+            let sent = self
+                .shared
+                .http
+                .post(format!("{gateway}{path_and_query}"))
+                .header("X-Plivo-Signature-V3", signature)
+                .header("X-Plivo-Signature-V3-Nonce", nonce)
+                .form(&form)
+                .send()
+                .await;
+            status = sent.map(|r| r.status().as_u16()).unwrap_or(0);
+            if (200..500).contains(&status) {
+                break;
+            }
+            tokio::time::sleep(CALLBACK_RETRY_DELAY).await;
+        }
+        let call_uuid = self.call.call_uuid.clone();
+        self.shared.update(|state| {
+            state.callbacks.push(DeliveredCallback {
+                call_uuid,
+                kind,
+                status,
+            })
+        });
     }
 }

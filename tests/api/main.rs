@@ -3,6 +3,8 @@
 
 mod call;
 mod calls;
+mod campaign_api;
+mod dialer;
 mod embedded;
 mod helpers;
 mod local;
