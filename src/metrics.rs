@@ -59,6 +59,9 @@ pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// How often `serve` drains the histograms' sample buffers (see `startup`).
+pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Installs the process-wide recorder once and returns its handle. Several applications in one
 /// process (tests) share it.
 pub fn handle() -> PrometheusHandle {

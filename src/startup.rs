@@ -248,6 +248,7 @@ impl Application {
             &state.lifecycle,
         );
         spawn_dialer(&state, dialer_clock);
+        spawn_metrics_upkeep(&state);
 
         let http_stop = tokio_util::sync::CancellationToken::new();
         let router = http::router(state.clone());
@@ -303,6 +304,23 @@ pub fn stream_url(settings: &Settings) -> url::Url {
         .public_ws_url()
         .join("plivo/stream")
         .expect("a relative path joins a base URL")
+}
+
+/// Drains the histograms' sample buffers into their summaries every few seconds. Without it the
+/// buffers grow with every frame until `/metrics` is scraped, which may be never.
+fn spawn_metrics_upkeep(state: &AppState) {
+    let stop = state.lifecycle.background_stop_token();
+    state.lifecycle.spawn_background(async move {
+        let handle = crate::metrics::handle();
+        let mut ticker = tokio::time::interval(crate::metrics::UPKEEP_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticker.tick() => handle.run_upkeep(),
+            }
+        }
+    });
 }
 
 /// Refreshes this server's registry row every heartbeat interval, re-registering it if the row

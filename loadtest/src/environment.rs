@@ -6,6 +6,9 @@
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
+/// How many of the gateway's last log lines an early exit reports.
+const STARTUP_LOG_LINES: usize = 20;
+
 use anyhow::Context;
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -87,8 +90,14 @@ impl LocalEnvironment {
         let gateway_pid = gateway.id().context("the gateway exited at once")?;
         let mut lines = BufReader::new(gateway.stderr.take().expect("piped")).lines();
         let address = tokio::time::timeout(Duration::from_secs(60), async {
+            // The last lines, to say why the gateway stopped if it does.
+            let mut last = std::collections::VecDeque::with_capacity(STARTUP_LOG_LINES);
             while let Some(line) = lines.next_line().await? {
                 let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    if last.len() == STARTUP_LOG_LINES {
+                        last.pop_front();
+                    }
+                    last.push_back(line);
                     continue;
                 };
                 if value["message"] == "listening" {
@@ -96,8 +105,13 @@ impl LocalEnvironment {
                         value["address"].as_str().unwrap_or_default().to_owned(),
                     );
                 }
+                if last.len() == STARTUP_LOG_LINES {
+                    last.pop_front();
+                }
+                last.push_back(line);
             }
-            anyhow::bail!("the gateway exited before listening")
+            let said: Vec<String> = last.into();
+            anyhow::bail!("the gateway exited before listening:\n{}", said.join("\n"))
         })
         .await
         .context("the gateway did not start in time")??;

@@ -402,12 +402,21 @@ where
         let mut transcript_words = Vec::<(EventKind, String)>::new();
         let mut counters = Counters {
             frames_in: 0,
+            frames_in_total: metrics::counter!(crate::metrics::FRAMES_IN),
+            frame_in_seconds: metrics::histogram!(crate::metrics::FRAME_IN_SECONDS),
             frames_rejected: 0,
             unknown_events: 0,
             stream_id: start.stream_id.clone(),
             format,
         };
 
+        // Pinned once: a future made per iteration would register and unregister its waiter
+        // (or timer entry) on every frame, which at a thousand calls is a measurable cost.
+        let shutdown = shutdown.cancelled();
+        let hangup = hangup.cancelled();
+        let sleep = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(shutdown, hangup, sleep);
+        let mut armed: Option<tokio::time::Instant> = None;
         loop {
             self.apply_actions(
                 &mut session,
@@ -431,18 +440,18 @@ where
             let deadline = session
                 .poll_timeout(now)
                 .map(tokio::time::Instant::from_std);
-            let sleep = async {
-                match deadline {
-                    Some(deadline) => tokio::time::sleep_until(deadline).await,
-                    None => std::future::pending().await,
-                }
-            };
+            if let Some(at) = deadline
+                && deadline != armed
+            {
+                sleep.as_mut().reset(at);
+            }
+            armed = deadline;
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled(), if session.end_reason().is_none() => {
+                _ = &mut shutdown, if session.end_reason().is_none() => {
                     session.handle(Input::Shutdown, clock.now());
                 }
-                _ = hangup.cancelled(), if session.end_reason().is_none() => {
+                _ = &mut hangup, if session.end_reason().is_none() => {
                     session.handle(Input::HangupRequested, clock.now());
                 }
                 message = self.socket.next(), if !self.caller_gone => {
@@ -461,7 +470,10 @@ where
                         }
                     }
                 }
-                _ = sleep => session.tick(clock.now()),
+                _ = &mut sleep, if armed.is_some() => {
+                    armed = None; // Fired: re-arm even if the session asks for the same instant.
+                    session.tick(clock.now());
+                }
             }
         }
 
@@ -545,7 +557,7 @@ where
         match stream::parse_inbound(&text) {
             Ok(InboundEvent::Media(media)) => {
                 counters.frames_in += 1;
-                metrics::counter!(crate::metrics::FRAMES_IN).increment(1);
+                counters.frames_in_total.increment(1);
                 let length = match media.decode_into(frame) {
                     Ok(length) => length,
                     Err(error) => {
@@ -566,7 +578,8 @@ where
                     let send = active.send_audio(&frame[..length], &media.payload_base64);
                     let result =
                         tokio::time::timeout(runtime.timing.provider_send_timeout, send).await;
-                    metrics::histogram!(crate::metrics::FRAME_IN_SECONDS)
+                    counters
+                        .frame_in_seconds
                         .record(started.elapsed().as_secs_f64());
                     if let Some(error) = send_failure(result) {
                         tracing::warn!(%error, "provider stopped taking audio");
@@ -819,6 +832,9 @@ struct Conversation {
 
 struct Counters {
     frames_in: u64,
+    /// Metric handles looked up once per call rather than once per frame.
+    frames_in_total: metrics::Counter,
+    frame_in_seconds: metrics::Histogram,
     frames_rejected: u64,
     unknown_events: u64,
     stream_id: String,

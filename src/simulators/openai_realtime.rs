@@ -100,6 +100,7 @@ impl Default for FakeRealtimeConfig {
 pub struct FakeLog {
     /// Every client event except `input_audio_buffer.append`, in order, per connection.
     pub events: Vec<(usize, Value)>,
+    /// Read when the log is read; an append does not wake `wait_for`.
     pub appended_frames: u64,
     pub connections: usize,
     /// `error` events the fake sent (a refused truncate, a cancel with nothing to cancel).
@@ -113,6 +114,7 @@ const REOPEN_DELAY: Duration = Duration::from_millis(300);
 pub struct FakeRealtimeServer {
     pub address: SocketAddr,
     log: Arc<StdMutex<FakeLog>>,
+    appended_frames: Arc<std::sync::atomic::AtomicU64>,
     changed: watch::Receiver<u64>,
     stop: CancellationToken,
     tasks: TaskTracker,
@@ -128,9 +130,22 @@ struct Shared {
     /// same tone, so a load test need not synthesise and encode it a thousand times.
     deltas: Arc<StdMutex<DeltaCache>>,
     log: Arc<StdMutex<FakeLog>>,
+    /// Counted apart from `log`: a lock and a watch notification per frame, shared by every
+    /// connection, was the fake's largest cost under load.
+    appended_frames: Arc<std::sync::atomic::AtomicU64>,
     changed: Arc<watch::Sender<u64>>,
     stop: CancellationToken,
     tasks: TaskTracker,
+}
+
+/// The fast path's view of a client event: an `input_audio_buffer.append` is handled without
+/// building a JSON tree.
+#[derive(serde::Deserialize)]
+struct AppendEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(default)]
+    audio: &'a str,
 }
 
 impl FakeRealtimeServer {
@@ -148,12 +163,14 @@ impl FakeRealtimeServer {
         let address = listener.local_addr()?;
         let (changed_tx, changed) = watch::channel(0);
         let log = Arc::new(StdMutex::new(FakeLog::default()));
+        let appended_frames = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
         let shared = Shared {
             config: Arc::new(config),
             deltas: Arc::default(),
             log: log.clone(),
+            appended_frames: appended_frames.clone(),
             changed: Arc::new(changed_tx),
             stop: stop.clone(),
             tasks: tasks.clone(),
@@ -173,6 +190,7 @@ impl FakeRealtimeServer {
         Ok(Self {
             address,
             log,
+            appended_frames,
             changed,
             stop,
             tasks,
@@ -186,7 +204,11 @@ impl FakeRealtimeServer {
 
     /// Runs `read` on the log.
     pub fn log<T>(&self, read: impl FnOnce(&FakeLog) -> T) -> T {
-        read(&self.log.lock().expect("fake log lock"))
+        let mut log = self.log.lock().expect("fake log lock");
+        log.appended_frames = self
+            .appended_frames
+            .load(std::sync::atomic::Ordering::Relaxed);
+        read(&log)
     }
 
     /// The client events of type `kind`.
@@ -308,6 +330,16 @@ async fn connection(shared: Shared, socket: WebSocket) {
                 }
                 continue;
             };
+            if let Ok(append) = serde_json::from_str::<AppendEvent<'_>>(text.as_str())
+                && append.kind == "input_audio_buffer.append"
+            {
+                state
+                    .shared
+                    .appended_frames
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                state.on_audio(append.audio).await;
+                continue;
+            }
             let Ok(event) = serde_json::from_str::<Value>(text.as_str()) else {
                 continue;
             };
@@ -329,12 +361,6 @@ impl Connection {
     /// Handles one client event; `false` ends the connection.
     async fn on_event(&mut self, event: Value) -> bool {
         let kind = event["type"].as_str().unwrap_or_default().to_owned();
-        if kind == "input_audio_buffer.append" {
-            self.shared.record(|log| log.appended_frames += 1);
-            self.on_audio(event["audio"].as_str().unwrap_or_default())
-                .await;
-            return true;
-        }
         let index = self.index;
         self.shared
             .record(|log| log.events.push((index, event.clone())));
