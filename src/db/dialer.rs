@@ -580,17 +580,37 @@ impl Database {
     /// Running campaigns that had attempts and have none scheduled or in flight any more
     /// become `completed`. Returns their ids.
     pub async fn complete_finished_campaigns(&self) -> Result<Vec<Uuid>, DbError> {
-        let ids = sqlx::query_scalar!(
-            r#"UPDATE campaigns c SET status = 'completed', completed_at = now()
+        let mut tx = self.pool.begin().await?;
+        // Lock first, then look again in a new statement: its snapshot includes a lead enrolled
+        // by a transaction that committed while we waited. A campaign an enrollment holds
+        // share-locked is skipped until the next pass; one that starts after our lock waits
+        // for it and then finds the campaign completed.
+        let candidates = sqlx::query_scalar!(
+            r#"SELECT c.id FROM campaigns c
                WHERE c.status = 'running'
                  AND EXISTS (SELECT 1 FROM dial_attempts a WHERE a.campaign_id = c.id)
                  AND NOT EXISTS (SELECT 1 FROM dial_attempts a
                                  WHERE a.campaign_id = c.id
                                    AND a.status IN ('scheduled', 'dialing', 'ringing', 'in_progress'))
-               RETURNING c.id"#
+               FOR UPDATE OF c SKIP LOCKED"#
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = sqlx::query_scalar!(
+            r#"UPDATE campaigns c SET status = 'completed', completed_at = now()
+               WHERE c.id = ANY($1) AND c.status = 'running'
+                 AND NOT EXISTS (SELECT 1 FROM dial_attempts a
+                                 WHERE a.campaign_id = c.id
+                                   AND a.status IN ('scheduled', 'dialing', 'ringing', 'in_progress'))
+               RETURNING c.id"#,
+            &candidates
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(ids)
     }
 }

@@ -944,3 +944,63 @@ async fn a_draining_gateway_claims_nothing() {
     wait(&fake, "the call", |s| s.calls.len() == 1).await;
     fake.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_enrolled_while_the_campaign_is_completing_keeps_it_running() {
+    let test = TestDb::new().await;
+    let pool = test.pool();
+    let campaign = seed_campaign(pool, 10, "").await;
+    let now = utc("2026-06-15T14:00:00Z");
+    let first = enroll(pool, &campaign, 6, 1, now).await;
+    sqlx::query("UPDATE dial_attempts SET status = 'completed', ended_at = $2 WHERE lead_id = $1")
+        .bind(first[0].0)
+        .bind(now)
+        .execute(pool)
+        .await
+        .unwrap();
+    // An enrollment in progress, as the API does it: the campaign share-locked, the lead and
+    // its attempt 1 inserted, not yet committed.
+    let mut enrolling = pool.begin().await.unwrap();
+    sqlx::query("SELECT status FROM campaigns WHERE id = $1 FOR SHARE")
+        .bind(campaign.id)
+        .execute(&mut *enrolling)
+        .await
+        .unwrap();
+    let lead: Uuid = sqlx::query_scalar(
+        "INSERT INTO leads (organization_id, name, phone) VALUES ($1, 'Late', '+14156000099') RETURNING id",
+    )
+    .bind(campaign.org)
+    .fetch_one(&mut *enrolling)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO dial_attempts (organization_id, campaign_id, lead_id, attempt_number, status, due_at)
+         VALUES ($1, $2, $3, 1, 'scheduled', $4)",
+    )
+    .bind(campaign.org)
+    .bind(campaign.id)
+    .bind(lead)
+    .bind(now)
+    .execute(&mut *enrolling)
+    .await
+    .unwrap();
+    // The completion check neither waits for the enrollment nor completes behind its back.
+    let completed = tokio::time::timeout(WAIT, test.db.complete_finished_campaigns())
+        .await
+        .expect("the completion check must not wait behind an enrollment")
+        .unwrap();
+    assert!(completed.is_empty(), "skipped while being enrolled into");
+    enrolling.commit().await.unwrap();
+    let completed = test.db.complete_finished_campaigns().await.unwrap();
+    assert!(completed.is_empty(), "the new lead is still to be dialed");
+    assert_eq!(campaign_status(pool, campaign.id).await.0, "running");
+    sqlx::query("UPDATE dial_attempts SET status = 'no_answer', ended_at = $2 WHERE lead_id = $1")
+        .bind(lead)
+        .bind(now)
+        .execute(pool)
+        .await
+        .unwrap();
+    let completed = test.db.complete_finished_campaigns().await.unwrap();
+    assert_eq!(completed, vec![campaign.id]);
+    assert_eq!(campaign_status(pool, campaign.id).await.0, "completed");
+}
