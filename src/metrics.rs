@@ -52,6 +52,14 @@ pub const LOCAL_STT_SECONDS: &str = "vg_local_stt_seconds";
 pub const LOCAL_REPLY_LATENCY_SECONDS: &str = "vg_local_reply_latency_seconds";
 /// Counter: turns whose transcription started on a pause and was reused at the end of turn.
 pub const LOCAL_TURNS_HEARD_AHEAD: &str = "vg_local_turns_heard_ahead_total";
+/// Counter: calls the dialer asked Plivo to place, by `result` (placed, throttled, failed).
+pub const DIALER_CALLS: &str = "vg_dialer_calls_total";
+/// Counter: dial attempts ended, by `class` (completed, no_answer, busy, failed, …).
+pub const DIALER_ATTEMPTS_ENDED: &str = "vg_dialer_attempts_ended_total";
+/// Counter: attempts in flight that never heard back and were failed by the recovery.
+pub const DIALER_RECOVERED: &str = "vg_dialer_attempts_recovered_total";
+/// Counter: campaigns the dialer completed.
+pub const DIALER_CAMPAIGNS_COMPLETED: &str = "vg_dialer_campaigns_completed_total";
 /// Gauge: CPU seconds (user + system) this process has used (the Prometheus standard name).
 pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
 /// Gauge: this process's resident memory in bytes (the Prometheus standard name).
@@ -91,6 +99,16 @@ fn describe() {
     metrics::describe_histogram!(FIRST_AUDIO_SECONDS, "stream start to first agent frame");
     metrics::describe_histogram!(BARGE_IN_SECONDS, "barge-in decision to clearAudio written");
     metrics::describe_histogram!(FRAME_IN_SECONDS, "processing time of one caller frame");
+    metrics::describe_counter!(
+        DIALER_CALLS,
+        "calls the dialer asked Plivo to place, by result"
+    );
+    metrics::describe_counter!(DIALER_ATTEMPTS_ENDED, "dial attempts ended, by class");
+    metrics::describe_counter!(
+        DIALER_RECOVERED,
+        "attempts failed by the recovery after no callback"
+    );
+    metrics::describe_counter!(DIALER_CAMPAIGNS_COMPLETED, "campaigns the dialer completed");
     metrics::describe_counter!(DB_WRITE_RETRIES, "call writes retried");
     metrics::describe_counter!(DB_WRITE_FAILURES, "call writes given up");
     metrics::describe_counter!(STREAM_STATUS, "stream status callbacks, by event");

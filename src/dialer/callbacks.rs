@@ -20,6 +20,10 @@ pub async fn finish(db: &Database, end: &AttemptEnd) -> Result<FinishOutcome, Db
     let outcome = db
         .finish_attempt(end, |finished| retry::next_attempt_after(&finished.policy))
         .await?;
+    if let FinishOutcome::Finished { .. } = &outcome {
+        metrics::counter!(crate::metrics::DIALER_ATTEMPTS_ENDED, "class" => end.class.as_str())
+            .increment(1);
+    }
     match &outcome {
         FinishOutcome::Finished {
             next: Some((id, due_at)),

@@ -138,6 +138,9 @@ impl Dialer {
             }
         }
         pass.completed_campaigns = self.db.complete_finished_campaigns().await?;
+        metrics::counter!(crate::metrics::DIALER_CAMPAIGNS_COMPLETED)
+            .increment(pass.completed_campaigns.len() as u64);
+        metrics::counter!(crate::metrics::DIALER_RECOVERED).increment(pass.recovered as u64);
         for campaign_id in &pass.completed_campaigns {
             tracing::info!(%campaign_id, "campaign completed: nothing left to dial");
         }
@@ -255,6 +258,7 @@ impl Dialer {
         let written = match result {
             Ok(fired) => {
                 tracing::info!(request_uuid = %fired.request_uuid, "call placed");
+                metrics::counter!(crate::metrics::DIALER_CALLS, "result" => "placed").increment(1);
                 self.db
                     .record_placed(placement.attempt_id, &fired.request_uuid, placed_at)
                     .await
@@ -262,6 +266,8 @@ impl Dialer {
             Err(error) => match retry::classify_place_error(error.status()) {
                 PlaceFailure::Throttled => {
                     tracing::warn!(%error, "Plivo throttled the call: requeued");
+                    metrics::counter!(crate::metrics::DIALER_CALLS, "result" => "throttled")
+                        .increment(1);
                     self.db
                         .requeue_attempt(
                             placement.attempt_id,
@@ -272,6 +278,8 @@ impl Dialer {
                 }
                 PlaceFailure::Failed => {
                     tracing::warn!(%error, "placing the call failed");
+                    metrics::counter!(crate::metrics::DIALER_CALLS, "result" => "failed")
+                        .increment(1);
                     let end = AttemptEnd {
                         attempt_id: placement.attempt_id,
                         class: AttemptClass::Failed,

@@ -382,6 +382,27 @@ async fn two_gateways_dial_500_leads_once_each_within_concurrency_and_cps() {
     assert_eq!(status, "completed");
     assert!(completed_at.is_some());
 
+    // The dialer's work shows on `/metrics` (the recorder is per process, so at least ours).
+    let exposition = reqwest::get(format!("http://{}/metrics", first.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted = |prefix: &str| -> f64 {
+        exposition
+            .lines()
+            .find(|line| line.starts_with(prefix))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(counted("vg_dialer_calls_total{result=\"placed\"}") >= LEADS as f64);
+    assert!(
+        counted("vg_dialer_attempts_ended_total{class=\"completed\"}") >= LEADS as f64,
+        "{exposition}"
+    );
+
     first.shutdown().await;
     second.shutdown().await;
     fake.stop().await;
