@@ -56,6 +56,18 @@ enum TokenCommand {
         #[arg(long)]
         expires_in_days: Option<u32>,
     },
+    /// List an organization's tokens (id, prefix, name, scopes, state); never their secrets.
+    List {
+        /// The organization's id (uuid).
+        #[arg(long)]
+        organization: uuid::Uuid,
+    },
+    /// Revoke a token at once: requests presenting it get 401 `token_revoked`.
+    Revoke {
+        /// The token's id, as `token create` and `token list` print it.
+        #[arg(long)]
+        id: uuid::Uuid,
+    },
 }
 
 fn main() -> ExitCode {
@@ -118,12 +130,34 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
 
 async fn token(settings: Settings, command: TokenCommand) -> anyhow::Result<()> {
     use voice_gateway::api::tokens::{Scope, TokenRequest, create_token};
-    let TokenCommand::Create {
-        organization,
-        name,
-        scopes,
-        expires_in_days,
-    } = command;
+    let (organization, name, scopes, expires_in_days) = match command {
+        TokenCommand::Create {
+            organization,
+            name,
+            scopes,
+            expires_in_days,
+        } => (organization, name, scopes, expires_in_days),
+        TokenCommand::List { organization } => {
+            let opened = startup::open_database(&settings).await?;
+            let tokens = opened.db.api_tokens_of(organization).await;
+            opened.close().await?;
+            print!(
+                "{}",
+                voice_gateway::api::tokens::token_table(&tokens?, chrono::Utc::now())
+            );
+            return Ok(());
+        }
+        TokenCommand::Revoke { id } => {
+            let opened = startup::open_database(&settings).await?;
+            let revoked = opened.db.revoke_api_token(id).await;
+            opened.close().await?;
+            if !revoked? {
+                anyhow::bail!("no live token with id {id}");
+            }
+            println!("token {id} revoked");
+            return Ok(());
+        }
+    };
     let scopes = scopes
         .iter()
         .map(|text| match text.trim() {

@@ -119,6 +119,35 @@ pub fn generate_secret() -> String {
     )
 }
 
+/// `token list`'s table: one line per token, its state as of `now`.
+pub fn token_table(tokens: &[crate::db::tokens::TokenSummary], now: DateTime<Utc>) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from(
+        "id                                    prefix      state    last used             name (scopes)\n",
+    );
+    for token in tokens {
+        let state = match (token.revoked_at, token.expires_at) {
+            (Some(_), _) => "revoked",
+            (None, Some(expires_at)) if expires_at <= now => "expired",
+            _ => "live",
+        };
+        let last_used = token.last_used_at.map_or("never".to_owned(), |at| {
+            at.format("%Y-%m-%d %H:%M UTC").to_string()
+        });
+        let _ = writeln!(
+            out,
+            "{}  {:<10}  {:<7}  {:<20}  {} ({})",
+            token.id,
+            token.prefix,
+            state,
+            last_used,
+            token.name,
+            token.scopes.join(",")
+        );
+    }
+    out
+}
+
 /// Issues a token for an organization and stores its hash.
 pub async fn create_token(
     db: &Database,

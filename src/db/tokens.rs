@@ -18,6 +18,19 @@ pub struct TokenRow {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
+/// A token as an operator lists it: never its secret or hash.
+#[derive(Debug, Clone)]
+pub struct TokenSummary {
+    pub id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
 /// A token to store.
 #[derive(Debug, Clone)]
 pub struct NewTokenRow<'a> {
@@ -72,6 +85,21 @@ impl Database {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// An organization's tokens, newest first.
+    pub async fn api_tokens_of(&self, organization_id: Uuid) -> Result<Vec<TokenSummary>, DbError> {
+        let rows = sqlx::query_as!(
+            TokenSummary,
+            r#"SELECT id, name, token_prefix AS prefix, scopes, created_at, expires_at, revoked_at,
+                      last_used_at
+               FROM api_tokens WHERE organization_id = $1
+               ORDER BY created_at DESC, id"#,
+            organization_id,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
     }
 
     /// Revokes a token (tests and operators); `false` if there is no such live token.

@@ -423,21 +423,22 @@ async fn token_create_stores_only_a_hash_and_refuses_bad_requests() {
     ));
 
     // The subcommand prints the secret once, on stdout.
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_voice-gateway"))
-        .args(["token", "create", "--organization", &org.id.to_string()])
-        .args(["--name", "cli", "--scope", "campaigns:read,leads:write"])
-        .args(["--expires-in-days", "7"])
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("DATABASE_URL", &test.url)
-        .env("VG_STREAM_SECRET", "s".repeat(48))
-        .env("VG_AI_PROVIDER", "openai")
-        .env("OPENAI_API_KEY", "sk-test-unused")
-        .output();
-    let output = tokio::time::timeout(DEADLINE, output)
-        .await
-        .expect("the binary finished")
-        .expect("the binary ran");
+    let organization = org.id.to_string();
+    let output = token_cli(
+        &test,
+        &[
+            "create",
+            "--organization",
+            &organization,
+            "--name",
+            "cli",
+            "--scope",
+            "campaigns:read,leads:write",
+            "--expires-in-days",
+            "7",
+        ],
+    )
+    .await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     let secret = String::from_utf8(output.stdout).unwrap().trim().to_owned();
@@ -451,6 +452,84 @@ async fn token_create_stores_only_a_hash_and_refuses_bad_requests() {
     assert_eq!(scopes, ["campaigns:read", "leads:write"]);
     let days = (expires_at.unwrap() - Utc::now()).num_hours();
     assert!((167..=168).contains(&days), "expires in 7 days: {days} h");
+}
+
+/// Runs `voice-gateway token …` against the test's database.
+async fn token_cli(test: &TestDb, args: &[&str]) -> std::process::Output {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_voice-gateway"))
+        .arg("token")
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("DATABASE_URL", &test.url)
+        .env("VG_STREAM_SECRET", "s".repeat(48))
+        .env("VG_AI_PROVIDER", "openai")
+        .env("OPENAI_API_KEY", "sk-test-unused")
+        .output();
+    tokio::time::timeout(DEADLINE, output)
+        .await
+        .expect("the binary finished")
+        .expect("the binary ran")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_list_shows_no_secret_and_token_revoke_ends_a_token_at_once() {
+    let api = Api::start().await;
+    let now = Utc::now();
+    let issued = create_token(
+        &api.test.db,
+        &TokenRequest {
+            organization_id: api.org.id,
+            name: "wallboard",
+            scopes: &[Scope::CampaignsRead],
+            expires_at: None,
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    let organization = api.org.id.to_string();
+    let listed = token_cli(&api.test, &["list", "--organization", &organization]).await;
+    assert!(listed.status.success());
+    let table = String::from_utf8(listed.stdout).unwrap();
+    let line = table
+        .lines()
+        .find(|line| line.starts_with(&issued.id.to_string()))
+        .unwrap_or_else(|| panic!("the token is listed: {table}"));
+    assert!(line.contains(&issued.prefix) && line.contains("live") && line.contains("wallboard"));
+    assert!(!table.contains(&issued.secret), "never the secret");
+
+    let ok = |token: &str| {
+        let request = api
+            .http
+            .get(api.app.url("/api/v1/campaigns"))
+            .bearer_auth(token.to_owned())
+            .send();
+        async move { request.await.unwrap().status().as_u16() }
+    };
+    assert_eq!(ok(&issued.secret).await, 200);
+    let id = issued.id.to_string();
+    let revoked = token_cli(&api.test, &["revoke", "--id", &id]).await;
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    assert_eq!(ok(&issued.secret).await, 401, "refused at once");
+    let listed = token_cli(&api.test, &["list", "--organization", &organization]).await;
+    let table = String::from_utf8(listed.stdout).unwrap();
+    assert!(
+        table
+            .lines()
+            .any(|line| line.starts_with(&id) && line.contains("revoked")),
+        "{table}"
+    );
+    let again = token_cli(&api.test, &["revoke", "--id", &id]).await;
+    assert!(
+        !again.status.success(),
+        "a revoked token cannot be revoked again"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no live token"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
