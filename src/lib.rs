@@ -18,6 +18,7 @@
 //! - [`simulators`]: a synthetic Plivo caller and a fake OpenAI Realtime server.
 //! - [`transfer`]: when a human must take over, and who.
 //! - [`dialer`]: the campaign dialer (claims, pacing, calling windows, retries).
+//! - [`outcome`]: what a call decided (callback times), pure.
 //! - [`startup`]: building and running the application.
 //! - [`demo`]: `voice-gateway demo`, the whole job offline with simulated callers.
 //!
@@ -35,6 +36,7 @@ pub mod domain;
 pub mod http;
 pub mod lifecycle;
 pub mod metrics;
+pub mod outcome;
 pub mod phone;
 pub mod plivo;
 pub mod simulators;
