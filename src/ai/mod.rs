@@ -47,6 +47,8 @@ pub enum ProviderCommand {
     },
     /// The result of a tool call.
     ToolResult { call_id: String, output: Value },
+    /// Stop the response being generated, if any (nothing of it was played yet).
+    CancelResponse,
     /// Let the agent speak again (after tool results).
     Continue,
     /// Have the agent say this now, in its own voice (a callback offer when no human is free).

@@ -348,6 +348,12 @@ impl VoiceProvider for OpenAiRealtime {
                     }
                     Ok(())
                 }
+                ProviderCommand::CancelResponse => {
+                    if self.reconnect_needed {
+                        return Ok(());
+                    }
+                    self.send_json(&json!({"type": "response.cancel"})).await
+                }
                 ProviderCommand::ToolResult { call_id, output } => {
                     self.send_json(&json!({
                         "type": "conversation.item.create",

@@ -1,6 +1,10 @@
 //! The agent's instructions and greeting, built from the lead, the campaign and the project.
 
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde_json::Value;
+
+use crate::dialer::window::CallingWindow;
 
 /// Everything the agent knows about the call before it starts, loaded once per call.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -24,6 +28,47 @@ pub struct CallContext {
     pub max_call_duration_secs: u32,
     /// The local pipeline's script, `campaigns.settings.script` (`null` when unset).
     pub script: Value,
+    /// Where and when the lead may be called back.
+    pub schedule: CallSchedule,
+    /// Set when this call is a callback the lead asked for.
+    pub callback: Option<CallbackNote>,
+}
+
+/// The lead's clock and the campaign's calling window, for callbacks the lead asks for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallSchedule {
+    pub lead_timezone: Option<String>,
+    pub campaign_timezone: String,
+    pub organization_timezone: String,
+    /// `None`: no window is known, any time will do.
+    pub window: Option<CallingWindow>,
+}
+
+impl CallSchedule {
+    /// The lead's timezone, else the campaign's, else the organization's, else UTC; an
+    /// unknown name is skipped.
+    pub fn zone(&self) -> Tz {
+        [
+            self.lead_timezone.as_deref(),
+            Some(self.campaign_timezone.as_str()),
+            Some(self.organization_timezone.as_str()),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(|name| name.trim().parse::<Tz>().ok())
+        .unwrap_or(Tz::UTC)
+    }
+}
+
+/// Why this call is happening: the lead asked for it in an earlier call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallbackNote {
+    /// When the lead asked.
+    pub requested_at: DateTime<Utc>,
+    /// What they said ("tomorrow at 11").
+    pub phrase: Option<String>,
+    /// Why: the earlier call's notes or summary.
+    pub note: Option<String>,
 }
 
 impl CallContext {
@@ -91,6 +136,24 @@ impl CallContext {
                 text.push_str(&format!("- {topic}: {answer}\n"));
             }
         }
+        if let Some(callback) = &self.callback {
+            let asked = callback
+                .requested_at
+                .with_timezone(&self.schedule.zone())
+                .format("%A %-d %B");
+            text.push_str(&format!(
+                "\nThis call is a callback that {lead} asked for on {asked}",
+                lead = self.lead_name
+            ));
+            if let Some(phrase) = &callback.phrase {
+                text.push_str(&format!(" (\"{phrase}\")"));
+            }
+            text.push('.');
+            if let Some(note) = &callback.note {
+                text.push_str(&format!(" From that call: {note}"));
+            }
+            text.push_str(" Remind them that they asked you to call back now.\n");
+        }
         if let Some(extra) = &self.agent_instructions {
             text.push_str("\nCampaign notes:\n");
             text.push_str(extra);
@@ -99,7 +162,9 @@ impl CallContext {
         text.push_str(
             "\nTools: when the caller wants a person or is interested and agrees, say a short hand-off \
              line and call transfer_to_human. When the conversation is over, say goodbye and call end_call. \
-             If the caller asks to be called later, call schedule_callback. Before ending, call \
+             If the caller asks to be called later, call schedule_callback with their words and confirm the time \
+             it gives back. If the caller asks not to be called again, call opt_out, confirm politely and end \
+             the call. Before ending, call \
              record_outcome with the caller's interest level. If a voicemail greeting answers, leave a \
              one-sentence message and call end_call with voicemail true.",
         );
@@ -155,6 +220,42 @@ mod tests {
         ] {
             assert!(text.contains(expected), "missing {expected:?} in {text}");
         }
+    }
+
+    #[test]
+    fn a_callback_call_says_who_asked_when_and_why() {
+        let mut callback = context();
+        callback.schedule.lead_timezone = Some("Asia/Kolkata".into());
+        callback.callback = Some(CallbackNote {
+            requested_at: "2026-12-07T20:00:00Z".parse().unwrap(),
+            phrase: Some("tomorrow at 11".into()),
+            note: Some("Wants the two-bedroom price list.".into()),
+        });
+        let text = callback.instructions();
+        for expected in [
+            "callback that Priya Sharma asked for on Tuesday 8 December",
+            "(\"tomorrow at 11\")",
+            "Wants the two-bedroom price list.",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in {text}");
+        }
+        assert!(!context().instructions().contains("callback that"));
+    }
+
+    #[test]
+    fn the_zone_falls_back_from_lead_to_campaign_to_organization() {
+        let mut schedule = CallSchedule {
+            lead_timezone: Some("Mars/Olympus".into()),
+            campaign_timezone: "".into(),
+            organization_timezone: "America/New_York".into(),
+            window: None,
+        };
+        assert_eq!(schedule.zone(), Tz::America__New_York);
+        schedule.campaign_timezone = "Asia/Kolkata".into();
+        assert_eq!(schedule.zone(), Tz::Asia__Kolkata);
+        schedule.lead_timezone = Some("Europe/Paris".into());
+        assert_eq!(schedule.zone(), Tz::Europe__Paris);
+        assert_eq!(CallSchedule::default().zone(), Tz::UTC);
     }
 
     #[test]

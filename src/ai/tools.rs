@@ -23,6 +23,10 @@ pub enum ToolRequest {
         interest_level: InterestLevel,
         notes: Option<String>,
     },
+    /// The caller asked never to be called again.
+    OptOut {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -99,6 +103,11 @@ pub fn parse(name: &str, arguments: &str) -> Result<ToolRequest, ToolError> {
                 notes: text("notes").map(str::to_owned),
             })
         }
+        "opt_out" => Ok(ToolRequest::OptOut {
+            reason: text("reason")
+                .unwrap_or("the caller asked not to be called again")
+                .to_owned(),
+        }),
         other => Err(ToolError::Unknown(other.to_owned())),
     }
 }
@@ -135,11 +144,21 @@ pub fn declarations() -> Value {
         {
             "type": "function",
             "name": "schedule_callback",
-            "description": "Schedule a call back at the time the caller asked for.",
+            "description": "Schedule a call back at the time the caller asked for. The result says the time as the caller should hear it (`say`): confirm it in those words. If the result is not ok, ask the caller again for a day and time.",
             "parameters": {
                 "type": "object",
-                "properties": {"when": {"type": "string", "description": "When to call back, as ISO 8601 with offset if known, else the caller's words."}},
+                "properties": {"when": {"type": "string", "description": "When to call back: the caller's own words (\"tomorrow at 11\", \"Friday evening\"), or ISO 8601 with offset."}},
                 "required": ["when"]
+            }
+        },
+        {
+            "type": "function",
+            "name": "opt_out",
+            "description": "The caller asked not to be called again (\"remove me from your list\", \"stop calling me\", \"do not call me again\"). Their number is removed from every campaign at once. Then confirm politely that they will not be called again, say goodbye and end the call.",
+            "parameters": {
+                "type": "object",
+                "properties": {"reason": {"type": "string", "description": "What the caller said, in a few words."}},
+                "required": []
             }
         },
         {
@@ -217,6 +236,22 @@ mod tests {
     }
 
     #[test]
+    fn opt_out_parses_with_or_without_a_reason() {
+        assert_eq!(
+            parse("opt_out", r#"{"reason":"stop calling me"}"#),
+            Ok(ToolRequest::OptOut {
+                reason: "stop calling me".into()
+            })
+        );
+        assert_eq!(
+            parse("opt_out", ""),
+            Ok(ToolRequest::OptOut {
+                reason: "the caller asked not to be called again".into()
+            })
+        );
+    }
+
+    #[test]
     fn bad_calls_are_errors_not_panics() {
         assert_eq!(
             parse("launch_rocket", "{}"),
@@ -250,6 +285,7 @@ mod tests {
                 "transfer_to_human",
                 "end_call",
                 "schedule_callback",
+                "opt_out",
                 "record_outcome"
             ]
         );

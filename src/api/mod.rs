@@ -9,6 +9,7 @@
 //! Errors are `{"error": {"code", "message", "field"?, "details"?}}` ([`error::ApiError`]).
 
 pub mod auth;
+mod callbacks;
 mod calls;
 mod campaigns;
 pub mod error;
@@ -249,6 +250,43 @@ fn table() -> Vec<Entry> {
             None,
             (200, Some("Campaign")),
             campaigns::cancel,
+        ),
+        // Callbacks.
+        entry(
+            M::GET,
+            "/campaigns/{campaign_id}/callbacks",
+            "listCallbacks",
+            "Callbacks leads asked for that are still waiting, soonest first",
+            "callbacks",
+            Some(S::CampaignsRead),
+            PAGE,
+            None,
+            (200, Some("CallbackList")),
+            callbacks::list,
+        ),
+        entry(
+            M::PATCH,
+            "/campaigns/{campaign_id}/callbacks/{callback_id}",
+            "rescheduleCallback",
+            "Move a waiting callback (the dialer still keeps to the calling window)",
+            "callbacks",
+            Some(S::CampaignsWrite),
+            NONE,
+            Some("CallbackReschedule"),
+            (200, Some("Callback")),
+            callbacks::reschedule,
+        ),
+        entry(
+            M::POST,
+            "/campaigns/{campaign_id}/callbacks/{callback_id}/cancel",
+            "cancelCallback",
+            "Cancel a waiting callback",
+            "callbacks",
+            Some(S::CampaignsWrite),
+            NONE,
+            None,
+            (200, Some("Callback")),
+            callbacks::cancel,
         ),
         // Leads.
         entry(

@@ -299,8 +299,17 @@ fn schemas() -> Value {
             "outcomes": {"type": "object", "additionalProperties": {"type": "integer"},
                          "description": "enrolled leads by call_status"},
             "attempts_pending": {"type": "integer"}, "attempts_in_flight": {"type": "integer"},
+            "callbacks_pending": {"type": "integer", "description": "callbacks leads asked for, still waiting"},
             "attempts": {"type": "object", "additionalProperties": {"type": "integer"}},
         }), &["total_calls", "transferred_calls", "conversion_rate", "live_calls", "outcomes", "attempts_pending", "attempts_in_flight"]),
+        "Callback": object(json!({
+            "id": uuid, "campaign_id": uuid, "lead_id": uuid, "lead_name": text,
+            "phone_number": nullable_text, "status": text, "due_at": time,
+            "requested_at": {"type": ["string", "null"], "format": "date-time"},
+            "requested_in_call": nullable_text, "phrase": nullable_text, "note": nullable_text,
+        }), &["id", "campaign_id", "lead_id", "status", "due_at"]),
+        "CallbackList": list_of("callbacks", "Callback"),
+        "CallbackReschedule": object(json!({"due_at": time}), &["due_at"]),
         "LeadInput": object(json!({
             "name": text, "phone": {"type": "string", "description": "normalised to E.164"},
             "email": text, "timezone": text, "notes": text, "metadata": {"type": "object"},

@@ -32,7 +32,7 @@ use crate::{
     audio::{AudioFormat, Encoding, l16, mulaw, resample::Resampler},
     db::{
         Database,
-        calls::{CallEnd, CallEvent, CallStart},
+        calls::{CallEnd, CallEvent, CallStart, CallbackRequest},
         transfers::{NewTransfer, TransferSetup},
     },
     domain::{CallOutcome, EndReason, EventKind},
@@ -120,6 +120,11 @@ enum CallWrite {
     Resume,
     Event(CallEvent),
     Transfer(NewTransfer),
+    /// The caller opted out: their number joins the organization's do-not-call list.
+    OptOut {
+        lead_id: uuid::Uuid,
+        reason: String,
+    },
     Close(CallEnd),
     /// Answered once every write before it is applied.
     Barrier(tokio::sync::oneshot::Sender<()>),
@@ -136,6 +141,7 @@ struct Bridge<S> {
     transfer_defaults: TransferDefaults,
     /// A transfer was decided: its row must be written before the stream closes.
     transfer_written: bool,
+    lead_id: uuid::Uuid,
 }
 
 /// The parts of a transfer record that come from the call, not the decision.
@@ -169,6 +175,7 @@ where
             out: String::with_capacity(1024),
             transfer_defaults: TransferDefaults::default(),
             transfer_written: false,
+            lead_id: claims.lead_id,
         };
         let started_at = Utc::now();
         let Some(start) = bridge.wait_for_start(runtime.timing.start_timeout).await else {
@@ -277,7 +284,7 @@ where
             assigned: setup.assigned,
             wall_start: Utc::now(),
         };
-        let outcome = bridge
+        let mut outcome = bridge
             .converse(
                 &runtime,
                 &start,
@@ -291,7 +298,6 @@ where
         metrics::counter!(crate::metrics::CALLS_ENDED, "reason" => outcome.end.end_reason.as_str())
             .increment(1);
         tracing::info!(reason = %outcome.end.end_reason, "call ended");
-        bridge.write(CallWrite::Close(outcome.end));
         if bridge.transfer_written {
             // Plivo fetches `/plivo/after-stream` as soon as the socket closes: the transfer's
             // row must be there first.
@@ -322,7 +328,10 @@ where
                 }
             }
         }
+        // The caller is released first; what follows (the summary) never holds the line.
         bridge.close_socket().await;
+        outcome.end.summary = outcome.summary(runtime.timing.summary_timeout).await;
+        bridge.write(CallWrite::Close(outcome.end));
         bridge.flush_writes().await;
     }
 
@@ -378,6 +387,7 @@ where
                 final_playout_limit: runtime.timing.final_playout_limit,
                 transfer,
                 first_event_seq,
+                schedule: context.schedule.clone(),
             },
             clock.now(),
         );
@@ -478,17 +488,9 @@ where
         }
 
         let end_reason = session.end_reason().unwrap_or(EndReason::InternalError);
-        // A real summary from the provider when it is still there and the call had speech.
-        if summary.is_none()
-            && !transcript_words.is_empty()
-            && let Some(provider) = provider.as_mut()
-        {
-            summary = request_summary(provider.as_mut(), runtime.timing.summary_timeout).await;
-        }
+        let ended_at = Utc::now();
         let stats = session.stats().clone();
-        let summary = summary
-            .filter(|text| !text.trim().is_empty())
-            .or_else(|| extractive_summary(&context, &transcript_words, &stats, end_reason));
+        let fallback_summary = extractive_summary(&context, &transcript_words, &stats, end_reason);
         // The agent heard a voicemail greeting: the lead was not reached.
         let outcome = if end_reason == EndReason::Voicemail {
             CallOutcome::Voicemail
@@ -512,6 +514,7 @@ where
             "interest_level": stats.interest_level,
             "outcome_notes": stats.outcome_notes,
             "callback": stats.callback,
+            "opted_out": stats.opted_out,
             "provider_usage": stats.usage,
         });
         metrics::counter!(crate::metrics::UNDERRUNS).increment(u64::from(stats.underruns));
@@ -521,14 +524,23 @@ where
         }
         Conversation {
             end: CallEnd {
-                ended_at: Utc::now(),
+                ended_at,
                 end_reason,
                 outcome,
                 duration_secs: None,
-                summary,
+                summary: None,
                 recording_url: None,
                 metadata,
+                callback: stats.callback.as_ref().map(|callback| CallbackRequest {
+                    due_at: callback.at,
+                    phrase: callback.phrase.clone(),
+                    note: stats.outcome_notes.clone(),
+                }),
             },
+            // A real summary is asked for only when the call had speech.
+            provider: provider.filter(|_| !transcript_words.is_empty()),
+            summary,
+            fallback_summary,
         }
     }
 
@@ -712,6 +724,11 @@ where
                         strategy: defaults.strategy.to_owned(),
                     }));
                 }
+                Action::OptOut { reason } => {
+                    tracing::info!("the caller opted out; suppressing the number");
+                    let lead_id = self.lead_id;
+                    self.write(CallWrite::OptOut { lead_id, reason });
+                }
                 Action::End(_) => {}
             }
         }
@@ -827,7 +844,14 @@ struct Signals {
 }
 
 struct Conversation {
+    /// The close, without its summary.
     end: CallEnd,
+    /// The provider, kept after the call only to write the summary.
+    provider: Option<Box<dyn VoiceProvider>>,
+    /// A summary the provider sent during the call.
+    summary: Option<String>,
+    /// The deterministic summary, when the provider gives none.
+    fallback_summary: Option<String>,
 }
 
 struct Counters {
@@ -892,6 +916,22 @@ fn send_failure(
         Ok(Ok(())) => None,
         Ok(Err(error)) => Some(error.to_string()),
         Err(_) => Some("the provider stalled".to_owned()),
+    }
+}
+
+impl Conversation {
+    /// The call's summary: the provider's (asked for now, after the caller was released, within
+    /// `timeout`), else the deterministic one. The provider connection closes after it.
+    async fn summary(&mut self, timeout: Duration) -> Option<String> {
+        if self.summary.is_none()
+            && let Some(mut provider) = self.provider.take()
+        {
+            self.summary = request_summary(provider.as_mut(), timeout).await;
+        }
+        self.summary
+            .take()
+            .filter(|text| !text.trim().is_empty())
+            .or_else(|| self.fallback_summary.take())
     }
 }
 
@@ -961,8 +1001,11 @@ pub fn extractive_summary(
     if let Some(level) = &stats.interest_level {
         summary.push_str(&format!(" Interest: {level}."));
     }
-    if let Some(when) = &stats.callback {
-        summary.push_str(&format!(" Callback requested for {when}."));
+    if let Some(callback) = &stats.callback {
+        summary.push_str(&format!(" Callback requested for {}.", callback.spoken));
+    }
+    if stats.opted_out {
+        summary.push_str(" The caller asked not to be called again.");
     }
     summary.push_str(&format!(
         " The call ended: {}.",
@@ -1039,6 +1082,10 @@ async fn write_loop(db: Database, call_sid: String, mut writes: mpsc::Receiver<C
                 CallWrite::Transfer(transfer) => db.create_transfer(transfer).await.map(|_| ()),
                 CallWrite::Barrier(_) => Ok(()),
                 CallWrite::Event(event) => db.append_call_event(&call_sid, event).await.map(|_| ()),
+                CallWrite::OptOut { lead_id, reason } => db
+                    .suppress_from_call(*lead_id, &call_sid, reason)
+                    .await
+                    .map(|_| ()),
                 CallWrite::Close(end) => db.close_call(&call_sid, end).await.map(|_| ()),
             };
             match result {
@@ -1067,6 +1114,7 @@ fn write_kind(write: &CallWrite) -> &'static str {
         CallWrite::Resume => "resume",
         CallWrite::Event(_) => "event",
         CallWrite::Transfer(_) => "transfer",
+        CallWrite::OptOut { .. } => "opt_out",
         CallWrite::Close(_) => "close",
         CallWrite::Barrier(_) => "barrier",
     }

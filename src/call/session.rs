@@ -18,12 +18,23 @@ use chrono::{DateTime, Utc};
 use crate::{
     ai::{
         ProviderCommand, ProviderEvent, ResponseStatus,
+        prompt::CallSchedule,
         tools::{self, ToolRequest},
     },
     audio::{AudioFormat, FRAME_MS, framing::silence_byte},
+    dialer::window::CallingWindow,
     domain::{EndReason, EventKind},
+    outcome::callback_time::{self, CallbackError},
     transfer::policy::{self, Decision, Target, TransferRules, Trigger},
 };
+
+/// How long after the estimated end of playout the session waits for Plivo's `playedStream`
+/// of the last line before it takes the line as heard anyway.
+const PLAYED_GRACE: Duration = Duration::from_millis(500);
+/// What Plivo says before dialling when the agent did not announce the transfer itself.
+pub const HANDOFF_LINE: &str = "Let me connect you with a colleague now. Please hold.";
+/// The checkpoint after the apology a provider failure plays.
+const APOLOGY_CHECKPOINT: &str = "apology";
 
 /// Rules of one call.
 #[derive(Debug, Clone)]
@@ -44,6 +55,8 @@ pub struct SessionConfig {
     pub transfer: TransferConfig,
     /// The `seq` of the first event (a resumed stream continues its call's numbering).
     pub first_event_seq: i32,
+    /// The lead's clock and the campaign's window, for callbacks the caller asks for.
+    pub schedule: CallSchedule,
 }
 
 /// The campaign's transfer rules and targets, and the wall-clock time the session started (the
@@ -94,6 +107,8 @@ pub enum Action {
     Record(RecordedEvent),
     /// Store this transfer before the stream closes (the call then ends as `transferred`).
     Transfer(TransferPlan),
+    /// The caller asked never to be called again: suppress their number now.
+    OptOut { reason: String },
     /// End the call with this reason: close both sides.
     End(EndReason),
 }
@@ -165,11 +180,26 @@ pub struct SessionStats {
     /// The outcome the agent recorded (`record_outcome`), if any.
     pub interest_level: Option<String>,
     pub outcome_notes: Option<String>,
-    pub callback: Option<String>,
+    /// The callback the caller asked for, resolved.
+    pub callback: Option<ScheduledCallback>,
+    /// The caller asked never to be called again.
+    pub opted_out: bool,
     /// Turns the agent said it could not answer.
     pub unanswered_turns: u32,
     /// Provider usage per completed response, summed as JSON objects.
     pub usage: Vec<Value>,
+}
+
+/// A callback the caller asked for, resolved to an instant inside the calling window.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ScheduledCallback {
+    pub at: DateTime<Utc>,
+    /// What the caller (or the model) said.
+    pub phrase: String,
+    /// The time as the caller heard it.
+    pub spoken: String,
+    /// The asked time was outside the window and was moved to its next opening.
+    pub moved: bool,
 }
 
 /// The item being played (or last played) to the caller.
@@ -197,6 +227,11 @@ pub struct CallSession {
     outgoing: VecDeque<u8>,
     /// Checkpoints, by the stream position (bytes) after which they are sent.
     markers: VecDeque<(u64, String)>,
+    /// Checkpoints sent whose `playedStream` has not come back, with their positions.
+    sent_markers: VecDeque<(u64, String)>,
+    /// The stream position up to which the caller has nothing left to hear: Plivo played it
+    /// (its checkpoint came back) or it was cleared.
+    heard_position: u64,
     queued_position: u64,
     sent_position: u64,
     /// When what has been sent so far finishes playing.
@@ -234,6 +269,8 @@ impl CallSession {
             frame_bytes,
             outgoing: VecDeque::with_capacity(frame_bytes * 64),
             markers: VecDeque::new(),
+            sent_markers: VecDeque::new(),
+            heard_position: 0,
             queued_position: 0,
             sent_position: 0,
             playout_end: None,
@@ -301,6 +338,9 @@ impl CallSession {
                 self.outgoing.extend(apology);
                 self.pad_to_frame();
                 self.queued_position = self.sent_position + self.outgoing.len() as u64;
+                // Its checkpoint tells when the caller has heard it, so the call ends then.
+                self.markers
+                    .push_back((self.queued_position, APOLOGY_CHECKPOINT.to_owned()));
                 self.playback = None;
                 self.end_after_playout(EndReason::ProviderError, now);
             }
@@ -326,7 +366,8 @@ impl CallSession {
         if let Some((position, _)) = self.markers.front()
             && *position <= self.sent_position
         {
-            let (_, name) = self.markers.pop_front().expect("checked");
+            let (position, name) = self.markers.pop_front().expect("checked");
+            self.sent_markers.push_back((position, name.clone()));
             return Some(Transmit::Checkpoint(name));
         }
         if self.outgoing.len() < self.frame_bytes {
@@ -414,7 +455,7 @@ impl CallSession {
             Some((_, limit)) => {
                 deadline = deadline
                     .min(limit)
-                    .min(self.playout_end.unwrap_or(now).max(now))
+                    .min(self.heard_by_estimate(now).max(now))
             }
             None => deadline = deadline.min(self.last_activity + self.config.silence_timeout),
         }
@@ -648,15 +689,21 @@ impl CallSession {
                     }
                 }
                 Ok(ToolRequest::ScheduleCallback { when }) => {
+                    // The agent speaks again either way: to confirm the time, or to ask again.
                     continue_after = true;
-                    self.stats.callback = Some(when.clone());
+                    self.schedule_callback(when, now)
+                }
+                Ok(ToolRequest::OptOut { reason }) => {
+                    continue_after = true;
+                    self.stats.opted_out = true;
                     self.record(
-                        EventKind::CallbackScheduled,
+                        EventKind::Outcome,
                         now,
-                        Some(when.clone()),
-                        json!({"when": when}),
+                        Some(reason.clone()),
+                        json!({"opt_out": true, "reason": reason}),
                     );
-                    json!({"ok": true, "scheduled_for": when})
+                    self.actions.push_back(Action::OptOut { reason });
+                    json!({"ok": true, "suppressed": true})
                 }
                 Ok(ToolRequest::RecordOutcome {
                     interest_level,
@@ -698,9 +745,64 @@ impl CallSession {
     }
 
     fn on_played(&mut self, name: &str, now: Instant) {
+        if let Some(index) = self
+            .sent_markers
+            .iter()
+            .position(|(_, marker)| marker == name)
+        {
+            let (position, _) = self.sent_markers[index];
+            self.heard_position = self.heard_position.max(position);
+            // Plivo plays in order: the checkpoints before this one have played too.
+            self.sent_markers.drain(..=index);
+        }
         if let Some(finished) = self.finished_items.remove(name) {
             self.record_agent_speech(finished, None, now);
         }
+    }
+
+    /// Resolves the caller's words into a callback inside the calling window, or says why not
+    /// (the tool's output).
+    fn schedule_callback(&mut self, when: String, now: Instant) -> Value {
+        let schedule = &self.config.schedule;
+        let window = schedule
+            .window
+            .clone()
+            .unwrap_or_else(CallingWindow::always);
+        match callback_time::schedule(&when, self.wall(now), schedule.zone(), &window) {
+            Ok(callback) => {
+                let at = callback.at.to_rfc3339();
+                self.record(
+                    EventKind::CallbackScheduled,
+                    now,
+                    Some(callback.spoken.clone()),
+                    json!({"when": when, "at": at, "requested": callback.requested.to_rfc3339(), "moved": callback.moved}),
+                );
+                self.stats.callback = Some(ScheduledCallback {
+                    at: callback.at,
+                    phrase: when,
+                    spoken: callback.spoken.clone(),
+                    moved: callback.moved,
+                });
+                json!({"ok": true, "scheduled_for": at, "say": callback.spoken, "moved": callback.moved})
+            }
+            Err(error) => {
+                let ask_again = matches!(error, CallbackError::Unreadable(_));
+                self.record(
+                    EventKind::Note,
+                    now,
+                    Some(format!("no callback: {error}")),
+                    json!({"when": when, "ask_again": ask_again}),
+                );
+                json!({"ok": false, "error": error.to_string(), "ask_again": ask_again})
+            }
+        }
+    }
+
+    /// The wall-clock time of `now`.
+    fn wall(&self, now: Instant) -> DateTime<Utc> {
+        self.config.transfer.wall_start
+            + chrono::Duration::from_std(now.saturating_duration_since(self.started_at))
+                .unwrap_or_default()
     }
 
     // === transfer ===
@@ -713,9 +815,7 @@ impl CallSession {
             // tool): the same transfer again, nothing new to decide or record.
             return None;
         }
-        let wall_now = self.config.transfer.wall_start
-            + chrono::Duration::from_std(now.saturating_duration_since(self.started_at))
-                .unwrap_or_default();
+        let wall_now = self.wall(now);
         let transfer = &self.config.transfer;
         let decision = policy::decide(
             &transfer.rules,
@@ -761,7 +861,10 @@ impl CallSession {
                 // otherwise Plivo says one before dialling.
                 let handoff_line = match &trigger {
                     Trigger::Tool { .. } | Trigger::AgentAnnounced { .. } => None,
-                    _ => Some("Let me connect you with a colleague now. Please hold.".to_owned()),
+                    _ => {
+                        self.cut_agent_for_handoff(now);
+                        Some(HANDOFF_LINE.to_owned())
+                    }
                 };
                 self.actions.push_back(Action::Transfer(TransferPlan {
                     trigger: trigger.kind().to_owned(),
@@ -824,12 +927,7 @@ impl CallSession {
         if self.ending.is_some() || !self.agent_audible(now) {
             return;
         }
-        let current = self
-            .playback
-            .as_ref()
-            .or_else(|| self.latest_finished_item())
-            .cloned();
-        let Some(current) = current else {
+        let Some(current) = self.current_item() else {
             return;
         };
         if current.is_greeting {
@@ -843,9 +941,31 @@ impl CallSession {
             }
         }
         self.stats.barge_ins += 1;
+        let (heard_ms, sent_ms, cancelled_response) = self.cut_agent(&current, now);
+        self.record(
+            EventKind::BargeIn,
+            now,
+            None,
+            json!({"item_id": current.item_id, "heard_ms": heard_ms, "sent_ms": sent_ms, "cancelled_response": cancelled_response}),
+        );
+        self.settle_cut_item(current, heard_ms, sent_ms, now);
+    }
+
+    /// The item playing now, or the last one still in Plivo's buffer.
+    fn current_item(&self) -> Option<Playback> {
+        self.playback
+            .as_ref()
+            .or_else(|| self.latest_finished_item())
+            .cloned()
+    }
+
+    /// Stops the agent mid-item: clears what the caller would still hear, truncates the item
+    /// to what was heard, cancels its response if it still runs, and drops its late audio.
+    /// Returns the milliseconds heard and sent, and whether the response was cancelled.
+    fn cut_agent(&mut self, current: &Playback, now: Instant) -> (u64, u64, bool) {
         // 1. Stop what the caller hears, at once.
         self.actions.push_back(Action::ClearPlivo);
-        let heard_ms = self.heard_ms(&current, now);
+        let heard_ms = self.heard_ms(current, now);
         let sent_ms = self.config.format.bytes_to_ms(current.sent_bytes as usize);
         self.drop_queued_audio(now);
         // 2. Truncate the item to what was heard; 3. cancel the response if it still runs.
@@ -861,21 +981,51 @@ impl CallSession {
         if current.is_greeting {
             self.greeting_done = true;
         }
-        let item_id = current.item_id.clone();
-        self.finished_items.remove(&item_id);
+        self.finished_items.remove(&current.item_id);
         self.playback = None;
-        self.record(
-            EventKind::BargeIn,
-            now,
-            None,
-            json!({"item_id": item_id, "heard_ms": heard_ms, "sent_ms": sent_ms, "cancelled_response": cancel_response}),
-        );
-        match current.transcript {
-            Some(_) => self.record_agent_speech(current, Some((heard_ms, sent_ms)), now),
+        (heard_ms, sent_ms, cancel_response)
+    }
+
+    /// Records a cut item's words as heard, now or when its transcript arrives.
+    fn settle_cut_item(&mut self, item: Playback, heard_ms: u64, sent_ms: u64, now: Instant) {
+        match item.transcript {
+            Some(_) => self.record_agent_speech(item, Some((heard_ms, sent_ms)), now),
             None => {
                 self.interrupted_items
-                    .insert(current.item_id.clone(), (current, heard_ms, sent_ms));
+                    .insert(item.item_id.clone(), (item, heard_ms, sent_ms));
             }
+        }
+    }
+
+    /// A transfer the caller asked for goes ahead at once: whatever the agent is saying or
+    /// about to say is cut (Plivo says the short hand-off line instead), so the caller never
+    /// waits through a reply that ignores the request.
+    fn cut_agent_for_handoff(&mut self, now: Instant) {
+        let mut cut = json!(null);
+        if self.agent_audible(now)
+            && let Some(current) = self.current_item()
+        {
+            let (heard_ms, sent_ms, _) = self.cut_agent(&current, now);
+            cut = json!({"item_id": current.item_id, "heard_ms": heard_ms, "sent_ms": sent_ms});
+            self.settle_cut_item(current, heard_ms, sent_ms, now);
+        }
+        let mut cancelled = json!(null);
+        if let Some(response) = self.active_response.take()
+            && self.cancelled_responses.insert(response.clone())
+        {
+            // A reply still being written (no audio yet): stop it, so the provider is idle
+            // for the post-call summary and nothing more is generated.
+            self.actions
+                .push_back(Action::Provider(ProviderCommand::CancelResponse));
+            cancelled = json!(response);
+        }
+        if !cut.is_null() || !cancelled.is_null() {
+            self.record(
+                EventKind::Note,
+                now,
+                Some("the agent's reply was cut for the hand-off".to_owned()),
+                json!({"cut_item": cut, "cancelled_response": cancelled}),
+            );
         }
     }
 
@@ -906,8 +1056,29 @@ impl CallSession {
     fn drop_queued_audio(&mut self, now: Instant) {
         self.outgoing.clear();
         self.markers.clear();
+        self.sent_markers.clear();
         self.queued_position = self.sent_position;
+        self.heard_position = self.sent_position;
         self.playout_end = Some(now);
+    }
+
+    /// When the caller will have heard everything sent, by our own estimate: the end of
+    /// playout, plus a margin while a checkpoint that Plivo should confirm is outstanding.
+    fn heard_by_estimate(&self, now: Instant) -> Instant {
+        let end = self.playout_end.unwrap_or(now);
+        if self.sent_markers.is_empty() && self.markers.is_empty() {
+            end
+        } else {
+            end + PLAYED_GRACE
+        }
+    }
+
+    /// Everything queued was sent, and the caller has heard it: Plivo confirmed the last
+    /// checkpoint, or (when a confirmation is lost) the estimate says so.
+    fn played_out(&self, now: Instant) -> bool {
+        self.outgoing.len() < self.frame_bytes
+            && (self.heard_position >= self.sent_position && self.markers.is_empty()
+                || now >= self.heard_by_estimate(now))
     }
 
     fn pad_to_frame(&mut self) -> usize {
@@ -968,9 +1139,7 @@ impl CallSession {
         }
         match self.ending {
             Some((_, limit)) => {
-                let played_out = self.outgoing.len() < self.frame_bytes
-                    && self.playout_end.is_none_or(|end| end <= now);
-                if played_out || now >= limit {
+                if self.played_out(now) || now >= limit {
                     self.finish(now);
                 }
             }

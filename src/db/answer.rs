@@ -4,7 +4,10 @@
 use uuid::Uuid;
 
 use super::{Database, DbError};
-use crate::ai::prompt::CallContext;
+use crate::{
+    ai::prompt::{CallContext, CallSchedule, CallbackNote},
+    dialer::window::CallingWindow,
+};
 
 /// The lead and campaign a call belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,11 +82,24 @@ impl Database {
                       c.agent_name, c.agent_instructions, c.agent_greeting, c.agent_voice, c.language,
                       c.turn_detection, p.name AS "project_name?", p.description AS "project_description?",
                       p.facts AS "project_facts?", c.silence_timeout_seconds, c.max_call_duration_seconds,
-                      c.settings -> 'script' AS "script?"
+                      c.settings -> 'script' AS "script?",
+                      l.timezone AS lead_timezone, c.timezone AS campaign_timezone,
+                      o.timezone AS organization_timezone, c.calling_window_start,
+                      c.calling_window_end, c.calling_days, c.starts_on, c.ends_on,
+                      cb.callback_requested_at AS "callback_requested_at?",
+                      cb.callback_phrase AS "callback_phrase?", cb.callback_note AS "callback_note?"
                FROM leads l
                JOIN campaigns c ON c.id = $2 AND c.organization_id = l.organization_id
                JOIN organizations o ON o.id = l.organization_id
                LEFT JOIN projects p ON p.id = coalesce(c.project_id, l.project_id)
+               -- This call is a callback when the lead's attempt in flight is one.
+               LEFT JOIN LATERAL (
+                   SELECT a.callback_requested_at, a.callback_phrase, a.callback_note
+                   FROM dial_attempts a
+                   WHERE a.lead_id = l.id AND a.campaign_id = c.id AND a.is_callback
+                     AND a.status IN ('dialing', 'ringing', 'in_progress')
+                   LIMIT 1
+               ) cb ON TRUE
                WHERE l.id = $1"#,
             lead_id,
             campaign_id
@@ -106,6 +122,27 @@ impl Database {
             silence_timeout_secs: row.silence_timeout_seconds.max(1) as u32,
             max_call_duration_secs: row.max_call_duration_seconds.max(1) as u32,
             script: row.script.unwrap_or_default(),
+            schedule: CallSchedule {
+                lead_timezone: row.lead_timezone,
+                campaign_timezone: row.campaign_timezone,
+                organization_timezone: row.organization_timezone,
+                window: Some(CallingWindow {
+                    start: row.calling_window_start,
+                    end: row.calling_window_end,
+                    days: row
+                        .calling_days
+                        .iter()
+                        .filter_map(|day| u32::try_from(*day).ok())
+                        .collect(),
+                    starts_on: row.starts_on,
+                    ends_on: row.ends_on,
+                }),
+            },
+            callback: row.callback_requested_at.map(|requested_at| CallbackNote {
+                requested_at,
+                phrase: row.callback_phrase,
+                note: row.callback_note,
+            }),
         }))
     }
 

@@ -62,7 +62,33 @@ pub struct CallEnd {
     pub recording_url: Option<String>,
     /// Merged into `call_logs.metadata` (latency figures, provider usage...).
     pub metadata: Value,
+    /// A callback the caller asked for: a dial attempt inserted with the close.
+    pub callback: Option<CallbackRequest>,
 }
+
+/// A callback the lead asked for in the call, resolved inside the campaign's calling window.
+#[derive(Debug, Clone)]
+pub struct CallbackRequest {
+    pub due_at: DateTime<Utc>,
+    /// What was said ("tomorrow at 11").
+    pub phrase: String,
+    /// Why, for the callback call's agent (else the call's summary is used).
+    pub note: Option<String>,
+}
+
+/// The parts of a callback attempt.
+struct NewCallback<'a> {
+    organization_id: Uuid,
+    campaign_id: Uuid,
+    lead_id: Uuid,
+    call_sid: &'a str,
+    requested_at: DateTime<Utc>,
+    callback: &'a CallbackRequest,
+    note: Option<&'a str>,
+}
+
+/// At most this many callbacks wait for one lead; a newer request supersedes the oldest.
+pub const MAX_PENDING_CALLBACKS: i64 = 3;
 
 /// A call that ended before its media stream started (no answer, busy, failed, machine).
 #[derive(Debug, Clone)]
@@ -259,7 +285,8 @@ impl Database {
                                       WHEN cl.call_status = 'voicemail' THEN 'voicemail'
                                       ELSE $8 END
                WHERE cl.call_sid = $1 AND cl.ended_at IS NULL
-               RETURNING cl.id, cl.lead_id, cl.transferred, cl.call_status"#,
+               RETURNING cl.id, cl.lead_id, cl.campaign_id, cl.organization_id, cl.transferred,
+                         cl.call_status"#,
             call_sid,
             end.ended_at,
             end.end_reason.as_str(),
@@ -291,8 +318,75 @@ impl Database {
         )
         .execute(&mut *tx)
         .await?;
+        if let Some(callback) = &end.callback {
+            let note = callback.note.as_deref().or(end.summary.as_deref());
+            self.insert_callback(
+                &mut tx,
+                NewCallback {
+                    organization_id: call.organization_id,
+                    campaign_id: call.campaign_id,
+                    lead_id: call.lead_id,
+                    call_sid,
+                    requested_at: end.ended_at,
+                    callback,
+                    note,
+                },
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(Applied::Now)
+    }
+
+    /// Inserts a callback attempt (the lead's next attempt number; a concurrent insert of the
+    /// same number is retried with the next) and cancels the lead's oldest pending callbacks
+    /// beyond [`MAX_PENDING_CALLBACKS`].
+    async fn insert_callback(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        new: NewCallback<'_>,
+    ) -> Result<Uuid, DbError> {
+        for _ in 0..5 {
+            let inserted = sqlx::query_scalar!(
+                r#"INSERT INTO dial_attempts (organization_id, campaign_id, lead_id, attempt_number,
+                                              status, due_at, is_callback, callback_call_sid,
+                                              callback_requested_at, callback_phrase, callback_note)
+                   SELECT $1, $2, $3, coalesce(max(attempt_number), 0) + 1, 'scheduled', $4, TRUE,
+                          $5, $6, $7, $8
+                   FROM dial_attempts WHERE campaign_id = $2 AND lead_id = $3
+                   ON CONFLICT (campaign_id, lead_id, attempt_number) DO NOTHING
+                   RETURNING id"#,
+                new.organization_id,
+                new.campaign_id,
+                new.lead_id,
+                new.callback.due_at,
+                new.call_sid,
+                new.requested_at,
+                new.callback.phrase,
+                new.note,
+            )
+            .fetch_optional(&mut **tx)
+            .await?;
+            let Some(id) = inserted else {
+                continue;
+            };
+            sqlx::query!(
+                r#"UPDATE dial_attempts SET status = 'canceled', ended_at = now(),
+                          error = 'superseded by a newer callback'
+                   WHERE id IN (SELECT id FROM dial_attempts
+                                WHERE lead_id = $1 AND is_callback AND status = 'scheduled'
+                                ORDER BY created_at DESC, callback_requested_at DESC
+                                OFFSET $2)"#,
+                new.lead_id,
+                MAX_PENDING_CALLBACKS,
+            )
+            .execute(&mut **tx)
+            .await?;
+            return Ok(id);
+        }
+        Err(DbError::Contention(
+            "the lead's attempts kept changing while a callback was numbered",
+        ))
     }
 
     /// Records a call that ended before its stream started, from Plivo's callbacks. A call that

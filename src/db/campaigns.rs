@@ -80,6 +80,8 @@ pub struct CampaignStats {
     pub attempts_pending: i64,
     /// Attempts being dialed or talking (`dialing`, `ringing`, `in_progress`).
     pub attempts_in_flight: i64,
+    /// Callbacks leads asked for, still waiting (part of `attempts_pending`).
+    pub callbacks_pending: i64,
     /// Every attempt by status.
     pub attempts: BTreeMap<String, i64>,
 }
@@ -448,6 +450,13 @@ impl Database {
         .into_iter()
         .map(|row| (row.status, row.count))
         .collect();
+        let callbacks_pending = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM dial_attempts
+               WHERE campaign_id = $1 AND is_callback AND status = 'scheduled'"#,
+            id,
+        )
+        .fetch_one(&self.pool)
+        .await?;
         let outcomes: BTreeMap<String, i64> = sqlx::query!(
             r#"SELECT l.call_status, count(*) AS "count!" FROM leads l
                WHERE l.id IN (SELECT lead_id FROM dial_attempts WHERE campaign_id = $1)
@@ -468,6 +477,7 @@ impl Database {
             leads: outcomes.values().sum(),
             attempts_pending: count("scheduled"),
             attempts_in_flight: count("dialing") + count("ringing") + count("in_progress"),
+            callbacks_pending,
             outcomes,
             attempts,
         }))

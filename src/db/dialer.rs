@@ -430,7 +430,9 @@ impl Database {
         .await?;
         let lead = sqlx::query!(
             r#"SELECT count(*) FILTER (WHERE status = 'failed' AND id <> $3) AS "earlier_failures!",
-                      max(attempt_number) AS "last_number!"
+                      max(attempt_number) AS "last_number!",
+                      -- Callbacks the lead asked for do not use up the retry budget.
+                      count(*) FILTER (WHERE NOT is_callback) AS "budget_used!"
                FROM dial_attempts WHERE lead_id = $1 AND campaign_id = $2"#,
             ended.lead_id,
             ended.campaign_id,
@@ -445,7 +447,7 @@ impl Database {
             campaign_status: campaign.status.clone(),
             policy: Finished {
                 class: end.class,
-                attempt_number: ended.attempt_number,
+                attempt_number: i32::try_from(lead.budget_used).unwrap_or(i32::MAX).max(1),
                 is_test: ended.is_test,
                 earlier_failures: lead.earlier_failures,
                 max_attempts: campaign.max_attempts,

@@ -7,6 +7,7 @@
 
 pub mod answer;
 pub mod call_queries;
+pub mod callbacks;
 pub mod calls;
 pub mod campaigns;
 pub mod dialer;
@@ -55,6 +56,9 @@ pub enum DbError {
     },
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
+    /// Concurrent writers kept winning a race; trying again later will succeed.
+    #[error("contention: {0}")]
+    Contention(&'static str),
 }
 
 impl DbError {
@@ -62,7 +66,7 @@ impl DbError {
     /// busy), as opposed to a request that will fail again.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Connect { .. } => true,
+            Self::Connect { .. } | Self::Contention(_) => true,
             Self::Sqlx(error) => {
                 matches!(
                     error,

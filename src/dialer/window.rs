@@ -76,6 +76,17 @@ pub fn resolve_zone(lead: Option<&str>, campaign: &str) -> ResolvedZone {
 }
 
 impl CallingWindow {
+    /// Every day, all day: for a call whose campaign has no window to honour.
+    pub fn always() -> Self {
+        Self {
+            start: NaiveTime::MIN,
+            end: NaiveTime::from_hms_milli_opt(23, 59, 59, 999).expect("a valid time"),
+            days: (1..=7).collect(),
+            starts_on: None,
+            ends_on: None,
+        }
+    }
+
     /// Whether `now` is inside the window in `tz`.
     pub fn is_open(&self, tz: Tz, now: DateTime<Utc>) -> bool {
         let local = now.with_timezone(&tz).naive_local();

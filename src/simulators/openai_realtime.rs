@@ -63,6 +63,12 @@ pub struct FakeRealtimeConfig {
     pub reply_ms: u64,
     /// Delay between the caller's end of speech and the first audio of the reply.
     pub think_time: Duration,
+    /// How long after the end of the caller's turn its transcript arrives (a real model
+    /// transcribes apart from the reply, which often starts first).
+    pub transcript_delay: Duration,
+    /// How long a text-only response (the summary) takes to be written, as a real model's
+    /// seconds do.
+    pub text_time: Duration,
     /// Audio is generated this many times faster than real time.
     pub generation_speed: u32,
     /// Size of each audio delta.
@@ -84,6 +90,8 @@ impl Default for FakeRealtimeConfig {
             greeting_ms: 1200,
             reply_ms: 1000,
             think_time: Duration::from_millis(100),
+            text_time: Duration::from_millis(1500),
+            transcript_delay: Duration::ZERO,
             generation_speed: 4,
             delta_ms: 100,
             turns: Vec::new(),
@@ -382,7 +390,7 @@ impl Connection {
             "response.create" => {
                 let text_only = event["response"]["output_modalities"] == json!(["text"]);
                 if text_only {
-                    self.respond_text().await;
+                    self.respond_text();
                 } else if !self.greeted {
                     self.greeted = true;
                     let greeting = self.shared.config.greeting.clone();
@@ -506,10 +514,17 @@ impl Connection {
         let Some(turn) = turn else {
             return;
         };
-        let _ = self
-            .outbox
-            .send(json!({"type": "conversation.item.input_audio_transcription.completed", "item_id": user_item, "content_index": 0, "transcript": turn.caller_says}))
-            .await;
+        let transcript = json!({"type": "conversation.item.input_audio_transcription.completed", "item_id": user_item, "content_index": 0, "transcript": turn.caller_says});
+        let delay = self.shared.config.transcript_delay;
+        if delay.is_zero() {
+            let _ = self.outbox.send(transcript).await;
+        } else {
+            let outbox = self.outbox.clone();
+            self.shared.tasks.spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = outbox.send(transcript).await;
+            });
+        }
         let think = self.shared.config.think_time;
         let ms = self.shared.config.reply_ms;
         self.respond(turn.agent_says, ms, turn.tool, think, Vec::new());
@@ -598,17 +613,25 @@ impl Connection {
         });
     }
 
-    async fn respond_text(&mut self) {
+    /// Writes a text-only response in its own task: created at once, the text after
+    /// `text_time`.
+    fn respond_text(&mut self) {
         self.responses += 1;
         let response_id = format!("resp_{}_{}", self.index, self.responses);
-        let summary = "The caller talked with the agent about the offer; the call ended normally.";
-        for event in [
-            json!({"type": "response.created", "response": {"id": response_id, "status": "in_progress"}}),
-            json!({"type": "response.output_text.done", "response_id": response_id, "item_id": "item_summary", "text": summary}),
-            json!({"type": "response.done", "response": {"id": response_id, "status": "completed", "usage": {"total_tokens": 50}}}),
-        ] {
-            let _ = self.outbox.send(event).await;
-        }
+        let outbox = self.outbox.clone();
+        let delay = self.shared.config.text_time;
+        self.shared.tasks.spawn(async move {
+            let summary =
+                "The caller talked with the agent about the offer; the call ended normally.";
+            let _ = outbox.send(json!({"type": "response.created", "response": {"id": response_id, "status": "in_progress"}})).await;
+            tokio::time::sleep(delay).await;
+            for event in [
+                json!({"type": "response.output_text.done", "response_id": response_id, "item_id": "item_summary", "text": summary}),
+                json!({"type": "response.done", "response": {"id": response_id, "status": "completed", "usage": {"total_tokens": 50}}}),
+            ] {
+                let _ = outbox.send(event).await;
+            }
+        });
     }
 }
 

@@ -81,6 +81,10 @@ pub struct CallReport {
     pub playback_gaps: u32,
     pub malformed: u32,
     pub closed_by_gateway: bool,
+    /// When the gateway's close was seen.
+    pub closed_at: Option<Duration>,
+    /// Every `playedStream` sent: when, and the checkpoint's name.
+    pub played: Vec<(Duration, String)>,
     pub duration: Duration,
     /// The agent's audio as received, when [`CallerConfig::keep_agent_audio`] is set.
     pub agent_audio: Vec<u8>,
@@ -314,8 +318,10 @@ pub async fn run_stream(
                     sequence += 1;
                     out.clear();
                     stream::write_event(&mut out, sequence, &stream_id, &SimulatedEvent::PlayedStream(&name));
+                    report.played.push((now.duration_since(opened), name.clone()));
                     if socket.send(Message::text(out.clone())).await.is_err() {
                         report.closed_by_gateway = true;
+                        report.closed_at = Some(opened.elapsed());
                         break 'call;
                     }
                 }
@@ -338,6 +344,7 @@ pub async fn run_stream(
                 stream::write_media(&mut out, sequence, &stream_id, timestamp, chunk, audio);
                 if socket.send(Message::text(out.clone())).await.is_err() {
                     report.closed_by_gateway = true;
+                        report.closed_at = Some(opened.elapsed());
                     break 'call;
                 }
                 if speech_pending && (speaking_until.is_some() || saying.is_some()) {
@@ -351,6 +358,7 @@ pub async fn run_stream(
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
                         report.closed_by_gateway = true;
+                        report.closed_at = Some(opened.elapsed());
                         break 'call;
                     }
                     Some(Ok(_)) => continue,

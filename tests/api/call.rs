@@ -174,7 +174,7 @@ async fn a_whole_call_from_answer_to_call_log() {
             .unwrap()
             .contains("Lead 0 of Acme Homes")
     );
-    assert_eq!(session["tools"].as_array().unwrap().len(), 4);
+    assert_eq!(session["tools"].as_array().unwrap().len(), 5);
     assert!(
         fixture.fake.log(|log| log.appended_frames) > 50,
         "caller audio reached the provider"
@@ -246,6 +246,61 @@ async fn a_whole_call_from_answer_to_call_log() {
     assert_eq!(
         (status.as_str(), call_status.as_str(), total_calls),
         ("contacted", "called", 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caller_is_released_when_the_goodbye_has_played_and_the_summary_follows() {
+    // A model takes seconds to write text: the summary must not hold the line.
+    let mut fake = conversation(vec![turn(
+        "No thanks, that is all, goodbye",
+        "Thank you for your time, goodbye.",
+        Some(("end_call", json!({"reason": "caller is done"}))),
+    )]);
+    fake.text_time = Duration::from_millis(1500);
+    let fixture = Fixture::start(fake, 1, &[]).await;
+    let script = [
+        Step::WaitForAgentAudio,
+        Step::WaitForAgentSilence(Duration::from_millis(300)),
+        Step::Speak(Duration::from_millis(500)),
+        Step::WaitForClose,
+    ];
+    let report = fixture.call(0, "CA-release", &script).await;
+    let closed_at = report.closed_at.expect("the gateway closed the stream");
+    // The goodbye is the last checkpoint the caller confirmed.
+    let (played_at, name) = report
+        .played
+        .last()
+        .expect("a playedStream was sent")
+        .clone();
+    assert_eq!(
+        report.checkpoints.last(),
+        Some(&name),
+        "the goodbye's checkpoint: {:?}",
+        report.checkpoints
+    );
+    let release = closed_at.saturating_sub(played_at);
+    assert!(
+        closed_at >= played_at && release <= Duration::from_millis(300),
+        "closed {release:?} after the goodbye's playedStream (played at {played_at:?}, closed at {closed_at:?})"
+    );
+    assert_eq!(
+        fixture
+            .fake
+            .events_of("response.create")
+            .iter()
+            .filter(|event| event["response"]["output_modalities"] == json!(["text"]))
+            .count(),
+        1,
+        "the summary was asked for"
+    );
+    let (test, _, _) = fixture.finish().await;
+    let row = call_row(&test, "CA-release").await;
+    assert_eq!(row.end_reason.as_deref(), Some("agent_ended"));
+    assert_eq!(
+        row.conversation_summary.as_deref(),
+        Some("The caller talked with the agent about the offer; the call ended normally."),
+        "the provider's summary, written after the caller was released"
     );
 }
 

@@ -35,6 +35,7 @@ fn end(reason: EndReason) -> CallEnd {
         summary: Some("The caller wants a two-bedroom flat.".to_owned()),
         recording_url: None,
         metadata: json!({"latency": {"first_audio_ms": 420}}),
+        callback: None,
     }
 }
 

@@ -28,7 +28,7 @@ const CALLER_ID: &str = "+14155550100";
 /// Generous: the machine is small and the suite runs tests in parallel.
 const WAIT: Duration = Duration::from_secs(120);
 
-fn utc(text: &str) -> DateTime<Utc> {
+pub(crate) fn utc(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
         .unwrap()
         .with_timezone(&Utc)
@@ -208,7 +208,12 @@ fn target(gateways: &[&Application]) -> CallbackTarget {
 }
 
 /// A dialer driven by the test, pass by pass, on a manual clock.
-fn manual_dialer(db: &Database, fake: &FakePlivoApi, cps: u32, clock: &ManualClock) -> Dialer {
+pub(crate) fn manual_dialer(
+    db: &Database,
+    fake: &FakePlivoApi,
+    cps: u32,
+    clock: &ManualClock,
+) -> Dialer {
     manual_dialer_with(db, fake, clock, &[("VG_DIALER_CPS", &cps.to_string())])
 }
 
@@ -244,7 +249,11 @@ fn hangups_delivered(state: &FakeState) -> usize {
         .count()
 }
 
-async fn wait(fake: &FakePlivoApi, what: &str, done: impl Fn(&FakeState) -> bool) -> FakeState {
+pub(crate) async fn wait(
+    fake: &FakePlivoApi,
+    what: &str,
+    done: impl Fn(&FakeState) -> bool,
+) -> FakeState {
     match fake.wait_for(WAIT, done).await {
         Ok(state) => state,
         Err(state) => panic!(

@@ -2,6 +2,7 @@
 //! per test. Nothing here mocks the database.
 
 mod call;
+mod callbacks;
 mod calls;
 mod campaign_api;
 mod dialer;

@@ -314,6 +314,59 @@ async fn a_caller_asking_for_a_person_is_transferred_even_without_the_tool() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_asked_for_while_the_agent_replies_hands_off_without_silence() {
+    // A real model's transcript of the caller arrives after its reply has begun: the request
+    // for a person is read while the agent is talking about something else.
+    let mut fake = conversation(vec![turn(
+        "Can I please speak to a real person?",
+        "Sure, but first let me tell you about our lakeside flats and their parking.",
+        None,
+    )]);
+    fake.reply_ms = 4000;
+    fake.transcript_delay = Duration::from_millis(700);
+    fake.text_time = Duration::from_millis(1500);
+    let fixture = Fixture::start(fake, 1, &[]).await;
+    seed_targets(&fixture).await;
+    let script = [
+        Step::WaitForAgentAudio,
+        Step::WaitForAgentSilence(Duration::from_millis(300)),
+        Step::Speak(Duration::from_millis(500)),
+        Step::WaitForClose,
+    ];
+    let report = fixture.call(0, "CA-cut", &script).await;
+    let closed_at = report.closed_at.expect("the gateway closed the stream");
+    let spoke_until = *report.speech_ends.last().unwrap();
+    // The reply had begun, and was cleared when the transfer was decided.
+    assert!(
+        report
+            .first_frame_after(spoke_until)
+            .is_some_and(|at| at < closed_at),
+        "the agent's reply had started"
+    );
+    let cleared_at = *report
+        .clears
+        .last()
+        .expect("the reply was cleared for the hand-off");
+    assert!(cleared_at > spoke_until);
+    let silence = closed_at.saturating_sub(cleared_at.max(spoke_until));
+    assert!(
+        silence <= Duration::from_secs(1),
+        "{silence:?} of silence before the hand-off"
+    );
+    assert!(
+        fixture.fake.events_of("response.cancel").len() == 1,
+        "the reply was cancelled"
+    );
+    let (test, _, _) = fixture.finish().await;
+    let transfer = test.db.transfer_for_call("CA-cut").await.unwrap().unwrap();
+    assert_eq!(
+        transfer.handoff_line.as_deref(),
+        Some(voice_gateway::call::session::HANDOFF_LINE),
+        "Plivo says the short line before dialling"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tool_and_an_agent_announcement_both_transfer_without_a_second_hand_off_line() {
     for (call_sid, reply, tool) in [
         (

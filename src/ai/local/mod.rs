@@ -393,7 +393,8 @@ impl VoiceProvider for LocalProvider {
         if let ProviderCommand::Interrupt {
             cancel_response: true,
             ..
-        } = &command
+        }
+        | ProviderCommand::CancelResponse = &command
         {
             self.interrupts.fetch_add(1, Ordering::SeqCst);
         }
@@ -544,7 +545,7 @@ impl Conversation {
     async fn obey(&mut self, command: ProviderCommand) -> Result<(), TurnError> {
         match command {
             // The running response already saw the interrupt counter move.
-            ProviderCommand::Interrupt { .. } => Ok(()),
+            ProviderCommand::Interrupt { .. } | ProviderCommand::CancelResponse => Ok(()),
             ProviderCommand::ToolResult { call_id, output } => {
                 let name = call_id.rsplit(':').next().unwrap_or_default().to_owned();
                 self.dialogue.on_tool_result(&name, &output);

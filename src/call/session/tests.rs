@@ -16,6 +16,7 @@ fn config() -> SessionConfig {
         final_playout_limit: Duration::from_secs(5),
         transfer: TransferConfig::default(),
         first_event_seq: 0,
+        schedule: CallSchedule::default(),
     }
 }
 
@@ -342,11 +343,16 @@ fn end_call_waits_for_the_goodbye_to_play() {
         usage: None,
     });
     assert!(!harness.session.is_ended());
-    harness.advance(Duration::from_millis(700));
-    assert!(!harness.session.is_ended(), "still playing");
-    harness.advance(Duration::from_millis(500));
-    assert!(harness.session.is_ended());
+    harness.advance(Duration::from_millis(1000));
+    assert!(
+        !harness.session.is_ended(),
+        "sent, but Plivo has not confirmed it played"
+    );
     assert_eq!(harness.sent_frames.len(), 50, "the whole goodbye was sent");
+    assert_eq!(harness.checkpoints, ["i1"]);
+    // Plivo's playedStream releases the caller at once.
+    harness.input(Input::Played { name: "i1".into() });
+    assert!(harness.session.is_ended());
     assert!(
         harness
             .actions
@@ -539,4 +545,282 @@ fn a_qualified_caller_is_transferred_when_the_campaign_says_so() {
         "no reply: the call is leaving"
     );
     assert_eq!(session.end_reason(), Some(EndReason::Transferred));
+}
+
+#[test]
+fn a_lost_played_stream_ends_the_call_on_the_estimate_plus_a_margin() {
+    let mut harness = Harness::new();
+    harness.provider(ProviderEvent::ResponseStarted {
+        response_id: "r1".into(),
+    });
+    harness.audio("r1", "i1", 160 * 25); // 0.5 s goodbye
+    harness.provider(ProviderEvent::AudioDone {
+        response_id: "r1".into(),
+        item_id: "i1".into(),
+    });
+    harness.provider(ProviderEvent::ToolCall {
+        response_id: "r1".into(),
+        call_id: "c".into(),
+        name: "end_call".into(),
+        arguments: "{}".into(),
+    });
+    harness.provider(ProviderEvent::ResponseDone {
+        response_id: "r1".into(),
+        status: ResponseStatus::Completed,
+        usage: None,
+    });
+    // Playout ends at 0.5 s; the checkpoint never comes back.
+    harness.advance(Duration::from_millis(950));
+    assert!(!harness.session.is_ended(), "waiting for playedStream");
+    harness.advance(Duration::from_millis(100));
+    assert!(harness.session.is_ended(), "the margin is 500 ms");
+}
+
+#[test]
+fn an_end_with_everything_already_heard_is_immediate() {
+    let mut harness = Harness::new();
+    greeting(&mut harness, 160 * 10);
+    harness.provider(ProviderEvent::AudioDone {
+        response_id: "r0".into(),
+        item_id: "i0".into(),
+    });
+    harness.provider(ProviderEvent::ResponseDone {
+        response_id: "r0".into(),
+        status: ResponseStatus::Completed,
+        usage: None,
+    });
+    harness.advance(Duration::from_millis(250));
+    harness.input(Input::Played { name: "i0".into() });
+    harness.provider(ProviderEvent::ResponseStarted {
+        response_id: "r1".into(),
+    });
+    harness.provider(ProviderEvent::ToolCall {
+        response_id: "r1".into(),
+        call_id: "c".into(),
+        name: "end_call".into(),
+        arguments: "{}".into(),
+    });
+    harness.provider(ProviderEvent::ResponseDone {
+        response_id: "r1".into(),
+        status: ResponseStatus::Completed,
+        usage: None,
+    });
+    assert!(harness.session.is_ended(), "nothing left to hear");
+}
+
+#[test]
+fn a_person_asked_for_mid_reply_cuts_the_reply_and_hands_off_at_once() {
+    let mut config = config();
+    config.transfer = TransferConfig {
+        rules: TransferRules::default(),
+        targets: vec![Target {
+            id: uuid::Uuid::nil(),
+            name: "Ana".into(),
+            department: "sales".into(),
+            phone_number: "+14155550201".into(),
+            priority: 1,
+            timezone: "UTC".into(),
+            working_days: vec![1, 2, 3, 4, 5, 6, 7],
+            hours: None,
+            active: true,
+        }],
+        assigned: None,
+        wall_start: chrono::Utc::now(),
+    };
+    let mut harness = Harness::new();
+    harness.session = CallSession::new(config, harness.now);
+    harness.provider(ProviderEvent::ResponseStarted {
+        response_id: "r1".into(),
+    });
+    harness.audio("r1", "i1", 160 * 150); // a 3 s reply, still streaming
+    harness.advance(Duration::from_millis(600));
+    harness.take_actions();
+    harness.provider(ProviderEvent::CallerTranscript {
+        item_id: "u1".into(),
+        text: "Can I please speak to a real person?".into(),
+    });
+    let actions = harness.take_actions();
+    assert!(actions.contains(&Action::ClearPlivo), "{actions:?}");
+    assert!(
+        actions.iter().any(|action| matches!(
+            action,
+            Action::Provider(ProviderCommand::Interrupt {
+                cancel_response: true,
+                ..
+            })
+        )),
+        "the reply is truncated and cancelled: {actions:?}"
+    );
+    let plan = actions
+        .iter()
+        .find_map(|action| match action {
+            Action::Transfer(plan) => Some(plan.clone()),
+            _ => None,
+        })
+        .expect("a transfer");
+    assert_eq!(plan.handoff_line.as_deref(), Some(HANDOFF_LINE));
+    assert!(
+        harness.session.is_ended(),
+        "nothing left to play: the hand-off starts now"
+    );
+    assert_eq!(actions.last(), Some(&Action::End(EndReason::Transferred)));
+    // Late audio of the cut reply goes nowhere.
+    let frames = harness.sent_frames.len();
+    harness.audio("r1", "i1", 160 * 10);
+    harness.advance(Duration::from_millis(200));
+    assert_eq!(harness.sent_frames.len(), frames);
+}
+
+#[test]
+fn a_person_asked_for_while_the_reply_is_being_written_cancels_it() {
+    let mut config = config();
+    config.transfer.rules = TransferRules::default();
+    config.transfer.targets = vec![Target {
+        id: uuid::Uuid::nil(),
+        name: "Ana".into(),
+        department: "sales".into(),
+        phone_number: "+14155550201".into(),
+        priority: 1,
+        timezone: "UTC".into(),
+        working_days: vec![1, 2, 3, 4, 5, 6, 7],
+        hours: None,
+        active: true,
+    }];
+    let mut harness = Harness::new();
+    harness.session = CallSession::new(config, harness.now);
+    harness.provider(ProviderEvent::ResponseStarted {
+        response_id: "r1".into(),
+    });
+    harness.provider(ProviderEvent::CallerTranscript {
+        item_id: "u1".into(),
+        text: "I want to talk to a real person".into(),
+    });
+    let actions = harness.take_actions();
+    assert!(
+        actions.contains(&Action::Provider(ProviderCommand::CancelResponse)),
+        "{actions:?}"
+    );
+    assert!(harness.session.is_ended());
+}
+
+/// Runs one completed response that calls `tool` with `arguments`; returns the actions.
+fn call_tool(harness: &mut Harness, response: &str, tool: &str, arguments: &str) -> Vec<Action> {
+    harness.provider(ProviderEvent::ResponseStarted {
+        response_id: response.into(),
+    });
+    harness.provider(ProviderEvent::ToolCall {
+        response_id: response.into(),
+        call_id: format!("call-{response}"),
+        name: tool.into(),
+        arguments: arguments.into(),
+    });
+    harness.provider(ProviderEvent::ResponseDone {
+        response_id: response.into(),
+        status: ResponseStatus::Completed,
+        usage: None,
+    });
+    harness.take_actions()
+}
+
+fn tool_output(actions: &[Action]) -> Value {
+    actions
+        .iter()
+        .find_map(|action| match action {
+            Action::Provider(ProviderCommand::ToolResult { output, .. }) => Some(output.clone()),
+            _ => None,
+        })
+        .expect("a tool result")
+}
+
+#[test]
+fn a_callback_time_is_resolved_said_back_and_kept() {
+    let mut config = config();
+    // Monday 7 December 2026, 10:00 in New York.
+    config.transfer.wall_start = "2026-12-07T15:00:00Z".parse().unwrap();
+    config.schedule = CallSchedule {
+        lead_timezone: Some("America/New_York".into()),
+        campaign_timezone: "UTC".into(),
+        organization_timezone: "UTC".into(),
+        window: Some(CallingWindow {
+            start: chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap(),
+            end: chrono::NaiveTime::from_hms_opt(18, 0, 0).unwrap(),
+            days: vec![1, 2, 3, 4, 5],
+            starts_on: None,
+            ends_on: None,
+        }),
+    };
+    let mut harness = Harness::new();
+    harness.session = CallSession::new(config, harness.now);
+
+    // Unreadable: ask again, keep nothing.
+    let actions = call_tool(
+        &mut harness,
+        "r1",
+        "schedule_callback",
+        r#"{"when":"whenever"}"#,
+    );
+    let output = tool_output(&actions);
+    assert_eq!(output["ok"], false);
+    assert_eq!(output["ask_again"], true);
+    assert!(actions.contains(&Action::Provider(ProviderCommand::Continue)));
+    assert_eq!(harness.session.stats().callback, None);
+
+    // Readable: tomorrow 11:00 New York (16:00 UTC), said back in words.
+    let actions = call_tool(
+        &mut harness,
+        "r2",
+        "schedule_callback",
+        r#"{"when":"tomorrow at 11"}"#,
+    );
+    let output = tool_output(&actions);
+    assert_eq!(output["ok"], true, "{output}");
+    assert_eq!(output["scheduled_for"], "2026-12-08T16:00:00+00:00");
+    assert_eq!(output["say"], "tomorrow at 11 am, your time");
+    assert!(actions.contains(&Action::Provider(ProviderCommand::Continue)));
+    let callback = harness.session.stats().callback.clone().unwrap();
+    assert_eq!(
+        callback.at,
+        "2026-12-08T16:00:00Z".parse::<DateTime<Utc>>().unwrap()
+    );
+    assert_eq!(callback.phrase, "tomorrow at 11");
+    assert!(!callback.moved);
+
+    // Outside the window (21:00): the next opening, Wednesday 09:00, said as such.
+    let actions = call_tool(
+        &mut harness,
+        "r3",
+        "schedule_callback",
+        r#"{"when":"tomorrow at 9 pm"}"#,
+    );
+    let output = tool_output(&actions);
+    assert_eq!(output["ok"], true, "{output}");
+    assert_eq!(output["moved"], true);
+    assert_eq!(output["scheduled_for"], "2026-12-09T14:00:00+00:00");
+}
+
+#[test]
+fn an_opt_out_is_suppressed_at_once_and_the_agent_confirms() {
+    let mut harness = Harness::new();
+    let actions = call_tool(
+        &mut harness,
+        "r1",
+        "opt_out",
+        r#"{"reason":"stop calling me"}"#,
+    );
+    assert!(
+        actions.contains(&Action::OptOut {
+            reason: "stop calling me".into()
+        }),
+        "{actions:?}"
+    );
+    assert_eq!(
+        tool_output(&actions),
+        json!({"ok": true, "suppressed": true})
+    );
+    assert!(
+        actions.contains(&Action::Provider(ProviderCommand::Continue)),
+        "the agent confirms and says goodbye"
+    );
+    assert!(harness.session.stats().opted_out);
+    assert!(!harness.session.is_ended(), "the agent still says goodbye");
 }
