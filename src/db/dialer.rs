@@ -1,6 +1,7 @@
 //! The dialer's statements: claiming due attempts (one transaction per organization, under
-//! its lock), the account's pacing row, an attempt's placement and end (with its retry), the
-//! recovery of attempts nobody heard back about, and completing campaigns.
+//! its lock), the account's pacing row, an attempt's placement and end (with its retry), a
+//! machine's voicemail, the recovery of attempts nobody heard back about, and completing
+//! campaigns.
 //!
 //! A claim is serialised per organization by locking the organization's row, so the count of
 //! calls in flight and the claim cannot interleave with another gateway's; the campaigns it
@@ -18,6 +19,7 @@ use crate::{
     dialer::{
         plan::{CampaignSlot, Candidate, Placement, Unplaceable},
         retry::{AttemptClass, Finished},
+        voicemail::Messages,
         window::CallingWindow,
     },
     domain::{Direction, EndReason},
@@ -62,6 +64,18 @@ pub struct AttemptEnd {
     pub call_sid: Option<String>,
     pub hangup_cause: Option<String>,
     pub error: Option<String>,
+}
+
+/// A machine's attempt, with what its voicemail needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoicemailAttempt {
+    /// The attempt's status (`voicemail` once a machine ended it).
+    pub status: String,
+    pub call_sid: Option<String>,
+    pub lead_name: String,
+    /// The campaign's language (`en`, `en-GB`…).
+    pub language: String,
+    pub messages: Messages,
 }
 
 /// An attempt in flight for too long.
@@ -486,13 +500,18 @@ impl Database {
     /// A machine answered: the call's log and the lead end as `voicemail`. A call that never
     /// reached the stream gets its (closed) row now; one that did keeps its row, marked so
     /// that its close (see `close_call`) keeps `voicemail` as status and end reason.
+    ///
+    /// `metadata` is merged under the row's own keys (a key already there wins), and must
+    /// carry `voicemail_left`: its presence is what makes a report the first. Returns whether
+    /// this report is the first, so the caller acts on the call (leaves the message or hangs
+    /// up) once; a repeated report, or a call a human took, returns false.
     pub async fn record_voicemail(
         &self,
         call_sid: &str,
         lead_id: Uuid,
         campaign_id: Uuid,
         metadata: &serde_json::Value,
-    ) -> Result<(), DbError> {
+    ) -> Result<bool, DbError> {
         let unreached = UnreachedCall {
             call_sid: call_sid.to_owned(),
             campaign_id,
@@ -503,19 +522,23 @@ impl Database {
             metadata: metadata.clone(),
         };
         match self.record_unreached_call(&unreached).await? {
-            (_, super::calls::Applied::Now) => Ok(()),
+            (_, super::calls::Applied::Now) => Ok(true),
             (call_log_id, super::calls::Applied::Already) => {
                 let mut tx = self.pool.begin().await?;
-                sqlx::query!(
-                    r#"UPDATE call_logs
+                let decided = sqlx::query_scalar!(
+                    r#"WITH before AS (
+                           SELECT id, (metadata -> 'voicemail_left') IS NOT NULL AS decided
+                           FROM call_logs WHERE id = $1 AND NOT transferred FOR UPDATE)
+                       UPDATE call_logs cl
                        SET call_status = 'voicemail',
-                           end_reason = CASE WHEN ended_at IS NULL THEN NULL ELSE 'voicemail' END,
-                           metadata = coalesce(metadata, '{}'::jsonb) || $2
-                       WHERE id = $1 AND NOT transferred"#,
+                           end_reason = CASE WHEN cl.ended_at IS NULL THEN NULL ELSE 'voicemail' END,
+                           metadata = $2 || coalesce(cl.metadata, '{}'::jsonb)
+                       FROM before WHERE cl.id = before.id
+                       RETURNING before.decided AS "decided!""#,
                     call_log_id,
                     metadata
                 )
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
                 sqlx::query!(
                     r#"UPDATE leads SET call_status = 'voicemail'
@@ -526,9 +549,81 @@ impl Database {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(decided == Some(false))
             }
         }
+    }
+
+    /// A machine's attempt (matched on all three ids) with what its voicemail needs: the
+    /// lead's name, the campaign's language and the candidate messages. `None`: no such
+    /// attempt.
+    pub async fn voicemail_for_attempt(
+        &self,
+        attempt_id: Uuid,
+        lead_id: Uuid,
+        campaign_id: Uuid,
+    ) -> Result<Option<VoicemailAttempt>, DbError> {
+        let row = sqlx::query!(
+            r#"SELECT a.status, a.call_sid, l.name AS lead_name, c.language,
+                      CASE WHEN jsonb_typeof(c.settings #> '{script,voicemail_message}') = 'string'
+                           THEN c.settings #>> '{script,voicemail_message}' END AS script_message,
+                      CASE WHEN jsonb_typeof(c.settings -> 'voicemail_message') = 'string'
+                           THEN c.settings ->> 'voicemail_message' END AS campaign_message,
+                      CASE WHEN jsonb_typeof(o.settings -> 'voicemail_message') = 'string'
+                           THEN o.settings ->> 'voicemail_message' END AS organization_message
+               FROM dial_attempts a
+               JOIN campaigns c ON c.id = a.campaign_id
+               JOIN organizations o ON o.id = c.organization_id
+               JOIN leads l ON l.id = a.lead_id
+               WHERE a.id = $1 AND a.lead_id = $2 AND a.campaign_id = $3"#,
+            attempt_id,
+            lead_id,
+            campaign_id
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| VoicemailAttempt {
+            status: row.status,
+            call_sid: row.call_sid,
+            lead_name: row.lead_name,
+            language: row.language,
+            messages: Messages {
+                script: row.script_message,
+                campaign: row.campaign_message,
+                organization: row.organization_message,
+            },
+        }))
+    }
+
+    /// Plivo fetched the voicemail document: the call log says the message was left (once:
+    /// a repeated fetch changes nothing). Returns whether this fetch recorded it.
+    pub async fn record_voicemail_left(&self, call_sid: &str) -> Result<bool, DbError> {
+        let result = sqlx::query!(
+            r#"UPDATE call_logs
+               SET metadata = coalesce(metadata, '{}'::jsonb)
+                              || jsonb_build_object('voicemail_left', true, 'voicemail_left_at', now())
+               WHERE call_sid = $1 AND call_status = 'voicemail'
+                 AND (metadata -> 'voicemail_left') IS DISTINCT FROM 'true'::jsonb"#,
+            call_sid
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Moving a machine's call to its message failed: why, on the call log (`voicemail_left`
+    /// stays as it is).
+    pub async fn record_voicemail_error(&self, call_sid: &str, error: &str) -> Result<(), DbError> {
+        sqlx::query!(
+            r#"UPDATE call_logs
+               SET metadata = coalesce(metadata, '{}'::jsonb) || jsonb_build_object('voicemail_error', $2::text)
+               WHERE call_sid = $1"#,
+            call_sid,
+            error
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Attempts in flight whose last news is older than their campaign's ring timeout plus

@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/plivo/answer", get(plivo::answer).post(plivo::answer))
         .route("/plivo/hangup", post(plivo::hangup))
         .route("/plivo/machine-detection", post(plivo::machine_detection))
+        .route("/plivo/voicemail", post(plivo::voicemail))
         .route("/plivo/stream-status", post(plivo::stream_status))
         .route(
             "/plivo/after-stream",

@@ -399,7 +399,8 @@ fn uuid_param(webhook: &Webhook, key: &str) -> Option<Uuid> {
 }
 
 /// `POST /plivo/machine-detection`: Plivo's asynchronous answering-machine detection. A
-/// machine ends the attempt, the call log and the lead as `voicemail`, and the call is hung up.
+/// machine ends the attempt, the call log and the lead as `voicemail`; the call moves to its
+/// voicemail message (`/plivo/voicemail`), or is hung up when there is none.
 pub async fn machine_detection(
     State(state): State<AppState>,
     method: HttpMethod,
@@ -436,11 +437,57 @@ pub async fn machine_detection(
         campaign_id,
         call_sid,
     };
-    match dialer::callbacks::on_machine(&state.db, state.runtime.plivo.as_ref(), &machine).await {
+    let public = public_base(&state);
+    match dialer::callbacks::on_machine(&state.db, state.runtime.plivo.as_ref(), &public, &machine)
+        .await
+    {
         Ok(()) => (StatusCode::OK, "ok").into_response(),
         Err(error) => {
             tracing::error!(%call_sid, %error, "machine detection not recorded");
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}
+
+/// `POST /plivo/voicemail`: the document a machine's call was moved to: wait for the beep,
+/// speak the message, hang up. Anything else (unknown attempt, not a machine, no message, no
+/// database) is a plain `<Hangup/>`: a machine is no one to apologise to.
+pub async fn voicemail(
+    State(state): State<AppState>,
+    method: HttpMethod,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let webhook = match verify_webhook(&state, &method, &uri, &headers, &body) {
+        Ok(webhook) => webhook,
+        Err(refused) => return refused.into_response(),
+    };
+    let (Some(attempt_id), Some(lead_id), Some(campaign_id)) = (
+        uuid_param(&webhook, "attempt_id"),
+        uuid_param(&webhook, "lead_id"),
+        uuid_param(&webhook, "campaign_id"),
+    ) else {
+        tracing::warn!(call_sid = ?webhook.get("CallUUID"), "voicemail without its ids");
+        return xml_response(xml::hangup());
+    };
+    let fetch = dialer::callbacks::VoicemailFetch {
+        attempt_id,
+        lead_id,
+        campaign_id,
+        call_sid: webhook.get("CallUUID"),
+    };
+    match dialer::callbacks::on_voicemail_fetch(&state.db, &fetch).await {
+        Ok(Some(message)) => xml_response(xml::voicemail(&xml::Voicemail {
+            message: &message.text,
+            voice: dialer::voicemail::VOICE,
+            language: message.language,
+            beep_wait_secs: dialer::voicemail::BEEP_WAIT_SECS,
+        })),
+        Ok(None) => xml_response(xml::hangup()),
+        Err(error) => {
+            tracing::error!(%attempt_id, %error, "voicemail not served: database unavailable");
+            xml_response(xml::hangup())
         }
     }
 }

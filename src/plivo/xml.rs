@@ -100,6 +100,74 @@ pub fn speak(text: &str) -> String {
     )])
 }
 
+/// The document a machine's call is moved to: wait for the beep, leave the message, hang up.
+///
+/// Plivo documents `beep` on `<Wait>` as "used to detect a voicemail machine, so an application
+/// can leave voicemail messages", and as used only when `silence` and `minSilence` are not set:
+/// the two modes exclude each other, so the wait is on the beep alone (which sounds when the
+/// greeting ends), for at most `beep_wait_secs` (`length`, an integer > 0), after which the
+/// message is spoken anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Voicemail<'a> {
+    /// The message, already personalised.
+    pub message: &'a str,
+    /// `WOMAN` or `MAN`.
+    pub voice: &'a str,
+    /// One of `<Speak>`'s language codes, e.g. `en-US` (see [`speak_language`]).
+    pub language: &'a str,
+    pub beep_wait_secs: u32,
+}
+
+/// Renders the voicemail document.
+pub fn voicemail(voicemail: &Voicemail<'_>) -> String {
+    document(&[
+        format!(
+            r#"<Wait length="{}" beep="true"/>"#,
+            voicemail.beep_wait_secs.max(1)
+        ),
+        format!(
+            r#"<Speak voice="{}" language="{}">{}</Speak>"#,
+            escape(voicemail.voice),
+            escape(voicemail.language),
+            escape(voicemail.message),
+        ),
+        HANGUP.to_owned(),
+    ])
+}
+
+/// `<Speak>`'s languages that have a `WOMAN` voice, as Plivo documents them.
+const SPEAK_LANGUAGES: &[&str] = &[
+    "da-DK", "nl-NL", "en-AU", "en-GB", "en-US", "fr-FR", "fr-CA", "de-DE", "it-IT", "pl-PL",
+    "pt-BR", "ru-RU", "es-ES", "es-US", "sv-SE",
+];
+
+/// The `<Speak>` language for a campaign's language (`en`, `en-GB`, `es`…): the documented code
+/// itself when it is one, else the usual region for the bare language, else `en-US`.
+pub fn speak_language(code: &str) -> &'static str {
+    let code = code.trim().replace('_', "-");
+    if let Some(known) = SPEAK_LANGUAGES
+        .iter()
+        .copied()
+        .find(|known| known.eq_ignore_ascii_case(&code))
+    {
+        return known;
+    }
+    let primary = code.split('-').next().unwrap_or("").to_ascii_lowercase();
+    match primary.as_str() {
+        "da" => "da-DK",
+        "nl" => "nl-NL",
+        "fr" => "fr-FR",
+        "de" => "de-DE",
+        "it" => "it-IT",
+        "pl" => "pl-PL",
+        "pt" => "pt-BR",
+        "ru" => "ru-RU",
+        "es" => "es-US",
+        "sv" => "sv-SE",
+        _ => "en-US",
+    }
+}
+
 /// Just hang up.
 pub fn hangup() -> String {
     document(&[HANGUP.to_owned()])
@@ -355,6 +423,114 @@ mod tests {
     fn output_is_deterministic() {
         assert_eq!(stream_answer(&answer()), stream_answer(&answer()));
         assert_eq!(hangup(), hangup());
+    }
+
+    /// `<Wait>`'s documented attributes: `length` (s, integer > 0), `silence` (bool),
+    /// `minSilence` (ms, integer > 0), `beep` (bool, only without silence detection).
+    const WAIT_ATTRIBUTES: &[&str] = &["length", "silence", "minSilence", "beep"];
+    /// `<Speak>`'s documented attributes and voices.
+    const SPEAK_ATTRIBUTES: &[&str] = &["voice", "language", "loop"];
+
+    fn voicemail_message(message: &str) -> String {
+        voicemail(&Voicemail {
+            message,
+            voice: "WOMAN",
+            language: "en-US",
+            beep_wait_secs: 30,
+        })
+    }
+
+    #[test]
+    fn voicemail_exact() {
+        assert_eq!(
+            voicemail_message("Hi Priya, please call us back."),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+             <Response>\n\
+             <Wait length=\"30\" beep=\"true\"/>\n\
+             <Speak voice=\"WOMAN\" language=\"en-US\">Hi Priya, please call us back.</Speak>\n\
+             <Hangup/>\n\
+             </Response>\n"
+        );
+    }
+
+    #[test]
+    fn voicemail_uses_documented_elements_and_values_only() {
+        let message = r#"Hi "Priya" & <family>, it's Maya. Call 555-0100!"#;
+        let xml = voicemail_message(message);
+        let doc = roxmltree::Document::parse(&xml).expect("well-formed");
+        let children = response_children(&doc);
+        let names: Vec<&str> = children.iter().map(|n| n.tag_name().name()).collect();
+        assert_eq!(names, ["Wait", "Speak", "Hangup"]);
+
+        let wait = children[0];
+        for (name, _) in attributes(&wait) {
+            assert!(WAIT_ATTRIBUTES.contains(&name), "undocumented Wait@{name}");
+        }
+        let length: u32 = wait.attribute("length").unwrap().parse().unwrap();
+        assert!(length >= 1, "length is an integer > 0");
+        assert_eq!(wait.attribute("beep"), Some("true"));
+        // Plivo uses `beep` only when silence detection is off: setting both would ignore it.
+        assert_eq!(wait.attribute("silence"), None);
+        assert_eq!(wait.attribute("minSilence"), None);
+        assert!(!wait.has_children());
+
+        let speak = children[1];
+        for (name, _) in attributes(&speak) {
+            assert!(
+                SPEAK_ATTRIBUTES.contains(&name),
+                "undocumented Speak@{name}"
+            );
+        }
+        assert!(["WOMAN", "MAN"].contains(&speak.attribute("voice").unwrap()));
+        assert!(SPEAK_LANGUAGES.contains(&speak.attribute("language").unwrap()));
+        assert_eq!(
+            speak.text(),
+            Some(message),
+            "escaped, and read back unchanged"
+        );
+
+        let hangup = children[2];
+        assert!(hangup.attributes().next().is_none());
+        assert!(!hangup.has_children());
+    }
+
+    #[test]
+    fn voicemail_waits_at_least_a_second_and_survives_hostile_text() {
+        let xml = voicemail(&Voicemail {
+            message: "</Speak><Hangup/><Wait length=\"0\"/>",
+            voice: "WOMAN",
+            language: "en-US",
+            beep_wait_secs: 0,
+        });
+        let doc = roxmltree::Document::parse(&xml).expect("well-formed");
+        let children = response_children(&doc);
+        assert_eq!(children.len(), 3);
+        assert_eq!(children[0].attribute("length"), Some("1"));
+        assert_eq!(
+            children[1].text(),
+            Some("</Speak><Hangup/><Wait length=\"0\"/>")
+        );
+    }
+
+    #[test]
+    fn speak_language_maps_campaign_languages_to_documented_codes() {
+        assert_eq!(speak_language("en"), "en-US");
+        assert_eq!(speak_language("en-GB"), "en-GB");
+        assert_eq!(speak_language("en_gb"), "en-GB");
+        assert_eq!(speak_language("EN-au"), "en-AU");
+        assert_eq!(speak_language("es"), "es-US");
+        assert_eq!(speak_language("es-ES"), "es-ES");
+        assert_eq!(speak_language("fr-CA"), "fr-CA");
+        assert_eq!(speak_language("fr-BE"), "fr-FR");
+        assert_eq!(speak_language("de"), "de-DE");
+        assert_eq!(speak_language("pt"), "pt-BR");
+        assert_eq!(speak_language("xx"), "en-US");
+        assert_eq!(speak_language(""), "en-US");
+        for code in [
+            "en", "es", "fr", "de", "it", "nl", "pl", "pt", "ru", "sv", "da", "zz",
+        ] {
+            assert!(SPEAK_LANGUAGES.contains(&speak_language(code)), "{code}");
+        }
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! destination, a scripted outcome (answered and held, no answer, busy, failed, invalid number,
 //! a machine). It counts the calls live at once (from the request's arrival to the moment the
 //! hangup callback is sent), and a test waits on its state changes rather than sleeping.
-//! `DELETE …/Call/{uuid}/` hangs a live call up (204), `POST …/Call/{uuid}/` (transfer) 202.
+//! `DELETE …/Call/{uuid}/` hangs a live call up (204), `POST …/Call/{uuid}/` (transfer) 202:
+//! the transfer is recorded, and a machine's call follows it as Plivo does (it fetches the
+//! `aleg_url`, signed, and ends when the document hangs up).
 
 use std::{
     collections::HashMap,
@@ -34,6 +36,8 @@ use crate::plivo::signature;
 const RING_TIME: Duration = Duration::from_millis(20);
 /// A machine's call waits this long at most for the gateway to hang it up.
 const MACHINE_HOLD_LIMIT: Duration = Duration::from_secs(10);
+/// Transfers queued for one live call before more are dropped (a call follows one at a time).
+const TRANSFER_QUEUE: usize = 4;
 /// Callback deliveries refused by the gateway (5xx, connection) are retried this often, as
 /// Plivo retries.
 const CALLBACK_ATTEMPTS: u32 = 3;
@@ -111,10 +115,21 @@ pub struct PlacedCall {
 #[derive(Debug, Clone)]
 pub struct DeliveredCallback {
     pub call_uuid: String,
-    /// `answer`, `machine` or `hangup`.
+    /// `answer`, `machine`, `transfer` (the fetch of a transfer's `aleg_url`) or `hangup`.
     pub kind: &'static str,
     /// The gateway's final HTTP status (0: unreachable).
     pub status: u16,
+    /// The document the gateway answered a `transfer` fetch with.
+    pub document: Option<String>,
+}
+
+/// A transfer the API was asked for (`POST …/Call/{uuid}/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestedTransfer {
+    pub call_uuid: String,
+    pub legs: Option<String>,
+    pub aleg_url: Option<String>,
+    pub aleg_method: Option<String>,
 }
 
 /// Everything the fake has seen, for assertions.
@@ -126,6 +141,7 @@ pub struct FakeState {
     pub callbacks: Vec<DeliveredCallback>,
     /// CallUUIDs the API was asked to hang up.
     pub hangups: Vec<String>,
+    pub transfers: Vec<RequestedTransfer>,
 }
 
 /// A running fake.
@@ -134,6 +150,14 @@ pub struct FakePlivoApi {
     shared: Shared,
     stop: CancellationToken,
     tasks: TaskTracker,
+}
+
+/// How the API reaches a live call's player.
+struct LiveCall {
+    /// Cancelled when the API is asked to hang the call up.
+    hang_up: CancellationToken,
+    /// The `aleg_url` of each transfer.
+    transfers: tokio::sync::mpsc::Sender<String>,
 }
 
 #[derive(Clone)]
@@ -145,8 +169,8 @@ struct Shared {
     state: Arc<StdMutex<FakeState>>,
     /// Bumped on every change of `state`.
     changed: watch::Sender<u64>,
-    /// Live calls by CallUUID: cancelled when the API is asked to hang one up.
-    live_calls: Arc<StdMutex<HashMap<String, CancellationToken>>>,
+    /// Live calls by CallUUID, told when the API hangs one up or transfers it.
+    live_calls: Arc<StdMutex<HashMap<String, LiveCall>>>,
     http: reqwest::Client,
     tasks: TaskTracker,
     stop: CancellationToken,
@@ -314,16 +338,46 @@ async fn handle(
         (Method::POST, ["v1", "Account", _, "Call"]) => make_call(&shared, body_value, received_at),
         (Method::DELETE, ["v1", "Account", _, "Call", call_uuid]) => {
             let call_uuid = (*call_uuid).to_owned();
-            if let Some(token) = shared
+            if let Some(call) = shared
                 .live_calls
                 .lock()
                 .expect("fake live calls lock")
                 .get(&call_uuid)
             {
-                token.cancel();
+                call.hang_up.cancel();
             }
             shared.update(|state| state.hangups.push(call_uuid));
             StatusCode::NO_CONTENT.into_response()
+        }
+        (Method::POST, ["v1", "Account", _, "Call", call_uuid]) => {
+            let field = |name: &str| {
+                body_value
+                    .get(name)
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
+            let transfer = RequestedTransfer {
+                call_uuid: (*call_uuid).to_owned(),
+                legs: field("legs"),
+                aleg_url: field("aleg_url"),
+                aleg_method: field("aleg_method"),
+            };
+            if let (Some(call), Some(url)) = (
+                shared
+                    .live_calls
+                    .lock()
+                    .expect("fake live calls lock")
+                    .get(*call_uuid),
+                transfer.aleg_url.clone(),
+            ) {
+                let _ = call.transfers.try_send(url);
+            }
+            shared.update(|state| state.transfers.push(transfer));
+            (
+                StatusCode::ACCEPTED,
+                axum::Json(json!({"message": "call transferred", "api_id": "fake-api-id"})),
+            )
+                .into_response()
         }
         (Method::DELETE, _) => StatusCode::NO_CONTENT.into_response(),
         _ => (
@@ -379,11 +433,18 @@ fn make_call(shared: &Shared, body: Value, received_at: Instant) -> Response {
         .clone();
     if let (Some(call), Some(target)) = (placed, target) {
         let hang_up = CancellationToken::new();
+        let (transfer_sender, transfers) = tokio::sync::mpsc::channel(TRANSFER_QUEUE);
         shared
             .live_calls
             .lock()
             .expect("fake live calls lock")
-            .insert(call.call_uuid.clone(), hang_up.clone());
+            .insert(
+                call.call_uuid.clone(),
+                LiveCall {
+                    hang_up: hang_up.clone(),
+                    transfers: transfer_sender,
+                },
+            );
         let player = CallPlayer {
             shared: shared.clone(),
             target,
@@ -392,6 +453,7 @@ fn make_call(shared: &Shared, body: Value, received_at: Instant) -> Response {
             hangup_url: field("hangup_url"),
             machine_url: field("machine_detection_url"),
             hang_up,
+            transfers,
         };
         let stop = shared.stop.clone();
         shared.tasks.spawn(async move {
@@ -422,10 +484,12 @@ struct CallPlayer {
     machine_url: Option<String>,
     /// Cancelled when the API is asked to hang the call up.
     hang_up: CancellationToken,
+    /// The `aleg_url`s the call is transferred to.
+    transfers: tokio::sync::mpsc::Receiver<String>,
 }
 
 impl CallPlayer {
-    async fn play(self) {
+    async fn play(mut self) {
         tokio::time::sleep(RING_TIME).await;
         let (status, cause, code, duration) = match self.call.outcome {
             Outcome::Answer { hold } => {
@@ -453,9 +517,22 @@ impl CallPlayer {
                     form.push(("RequestUUID".to_owned(), self.call.request_uuid.clone()));
                     self.post("machine", url, form).await;
                 }
-                tokio::select! {
-                    _ = tokio::time::sleep(MACHINE_HOLD_LIMIT) => {}
-                    _ = self.hang_up.cancelled() => {}
+                // Held until the gateway hangs up, or moves the call to a document that does.
+                let limit = tokio::time::sleep(MACHINE_HOLD_LIMIT);
+                tokio::pin!(limit);
+                loop {
+                    tokio::select! {
+                        _ = &mut limit => break,
+                        _ = self.hang_up.cancelled() => break,
+                        Some(url) = self.transfers.recv() => {
+                            let document = self
+                                .post("transfer", &url, self.common("in-progress"))
+                                .await;
+                            if document.is_some_and(|xml| xml.contains("<Hangup")) {
+                                break;
+                            }
+                        }
+                    }
                 }
                 ("completed", "Normal Hangup", "4000", 3)
             }
@@ -510,9 +587,15 @@ impl CallPlayer {
     }
 
     /// POSTs a signed form to the gateway serving `public_url`, retrying as Plivo does.
-    async fn post(&self, kind: &'static str, public_url: &str, form: Vec<(String, String)>) {
+    /// Returns the body of a `transfer` fetch (the document).
+    async fn post(
+        &self,
+        kind: &'static str,
+        public_url: &str,
+        form: Vec<(String, String)>,
+    ) -> Option<String> {
         let Ok(url) = url::Url::parse(public_url) else {
-            return;
+            return None;
         };
         let path_and_query = match url.query() {
             Some(query) => format!("{}?{query}", url.path()),
@@ -520,6 +603,7 @@ impl CallPlayer {
         };
         let gateways = &self.target.gateways;
         let mut status = 0;
+        let mut document = None;
         for attempt in 0..CALLBACK_ATTEMPTS {
             let gateway = &gateways[(self.call.index + attempt as usize) % gateways.len()];
             let nonce = crate::config::random_hex(10);
@@ -539,8 +623,19 @@ impl CallPlayer {
                 .form(&form)
                 .send()
                 .await;
-            status = sent.map(|r| r.status().as_u16()).unwrap_or(0);
+            let response = match sent {
+                Ok(response) => response,
+                Err(_) => {
+                    status = 0;
+                    tokio::time::sleep(CALLBACK_RETRY_DELAY).await;
+                    continue;
+                }
+            };
+            status = response.status().as_u16();
             if (200..500).contains(&status) {
+                if kind == "transfer" {
+                    document = response.text().await.ok();
+                }
                 break;
             }
             tokio::time::sleep(CALLBACK_RETRY_DELAY).await;
@@ -551,7 +646,9 @@ impl CallPlayer {
                 call_uuid,
                 kind,
                 status,
+                document: document.clone(),
             })
         });
+        document
     }
 }

@@ -22,9 +22,9 @@ use voice_gateway::{
 
 use crate::helpers::{TestDb, settings_for};
 
-const AUTH_ID: &str = "MADIALER";
-const AUTH_TOKEN: &str = "dialer-test-token";
-const CALLER_ID: &str = "+14155550100";
+pub(crate) const AUTH_ID: &str = "MADIALER";
+pub(crate) const AUTH_TOKEN: &str = "dialer-test-token";
+pub(crate) const CALLER_ID: &str = "+14155550100";
 /// Generous: the machine is small and the suite runs tests in parallel.
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -152,13 +152,13 @@ async fn campaign_status(pool: &PgPool, id: Uuid) -> (String, Option<DateTime<Ut
 }
 
 /// A gateway running in this process, with the dialer on (or off) and its own clock.
-struct Gateway {
-    address: std::net::SocketAddr,
+pub(crate) struct Gateway {
+    pub(crate) address: std::net::SocketAddr,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-async fn build_gateway(
+pub(crate) async fn build_gateway(
     url: &str,
     name: &str,
     fake: &FakePlivoApi,
@@ -177,7 +177,7 @@ async fn build_gateway(
         .expect("build the gateway")
 }
 
-fn run(application: Application) -> Gateway {
+pub(crate) fn run(application: Application) -> Gateway {
     let address = application.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(application.run_until_stopped(async move {
@@ -191,13 +191,13 @@ fn run(application: Application) -> Gateway {
 }
 
 impl Gateway {
-    async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         let _ = self.stop.send(());
         self.task.await.unwrap().expect("a clean shutdown");
     }
 }
 
-fn target(gateways: &[&Application]) -> CallbackTarget {
+pub(crate) fn target(gateways: &[&Application]) -> CallbackTarget {
     CallbackTarget {
         auth_token: AUTH_TOKEN.to_owned(),
         gateways: gateways
@@ -241,7 +241,7 @@ fn manual_dialer_with(
     )
 }
 
-fn hangups_delivered(state: &FakeState) -> usize {
+pub(crate) fn hangups_delivered(state: &FakeState) -> usize {
     state
         .callbacks
         .iter()

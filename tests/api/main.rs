@@ -14,4 +14,5 @@ mod schema;
 mod serve;
 mod servers;
 mod transfer;
+mod voicemail;
 mod webhooks;
