@@ -35,6 +35,7 @@ pub mod domain;
 pub mod http;
 pub mod lifecycle;
 pub mod metrics;
+pub mod outcome;
 pub mod phone;
 pub mod plivo;
 pub mod simulators;

@@ -1,0 +1,3 @@
+//! What a call decided: callback times, lead status rules, the post-call analysis schema; pure.
+
+pub mod analysis;
