@@ -1,3 +1,4 @@
 //! What a call decided: callback times, lead status rules, the post-call analysis schema; pure.
 
 pub mod analysis;
+pub mod lead_status;
