@@ -60,6 +60,8 @@ pub const DIALER_ATTEMPTS_ENDED: &str = "vg_dialer_attempts_ended_total";
 pub const DIALER_RECOVERED: &str = "vg_dialer_attempts_recovered_total";
 /// Counter: campaigns the dialer completed.
 pub const DIALER_CAMPAIGNS_COMPLETED: &str = "vg_dialer_campaigns_completed_total";
+/// Counter: model analyses refused by the schema (the deterministic one was kept).
+pub const ANALYSES_REFUSED: &str = "vg_analyses_refused_total";
 /// Gauge: CPU seconds (user + system) this process has used (the Prometheus standard name).
 pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
 /// Gauge: this process's resident memory in bytes (the Prometheus standard name).
@@ -109,6 +111,10 @@ fn describe() {
         "attempts failed by the recovery after no callback"
     );
     metrics::describe_counter!(DIALER_CAMPAIGNS_COMPLETED, "campaigns the dialer completed");
+    metrics::describe_counter!(
+        ANALYSES_REFUSED,
+        "model analyses refused by the schema; the deterministic analysis was kept"
+    );
     metrics::describe_counter!(DB_WRITE_RETRIES, "call writes retried");
     metrics::describe_counter!(DB_WRITE_FAILURES, "call writes given up");
     metrics::describe_counter!(STREAM_STATUS, "stream status callbacks, by event");

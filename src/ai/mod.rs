@@ -55,6 +55,9 @@ pub enum ProviderCommand {
     Say(String),
     /// Ask for a short text-only summary of the call; answered by [`ProviderEvent::Summary`].
     RequestSummary,
+    /// Ask for the post-call analysis ([`crate::outcome::analysis::instructions`]) as a
+    /// text-only answer; answered by [`ProviderEvent::Analysis`].
+    RequestAnalysis,
 }
 
 /// How a response ended.
@@ -116,6 +119,11 @@ pub enum ProviderEvent {
     },
     /// The text summary asked for with [`ProviderCommand::RequestSummary`].
     Summary { text: String },
+    /// The raw answer to [`ProviderCommand::RequestAnalysis`], unchecked: the gateway reads it
+    /// with [`crate::outcome::analysis::parse_model_answer`]. Empty when the provider has no
+    /// model to ask (the local pipeline): the gateway then uses
+    /// [`crate::outcome::analysis::deterministic`].
+    Analysis { text: String },
     /// A recoverable error (logged, the call goes on).
     Warning { message: String },
 }

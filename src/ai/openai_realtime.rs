@@ -10,6 +10,12 @@
 //!
 //! A session that expires on a long call (`session_expired`) is reopened, and the conversation
 //! so far is replayed into the new session as items.
+//!
+//! After the call, the summary and the analysis are out-of-band, text-only responses
+//! (`conversation: "none"`: they read the conversation but add nothing to it), each naming its
+//! purpose in `metadata.purpose`; the server echoes the metadata in `response.created`, which
+//! ties the text that follows to its request. A server that does not echo it is answered in the
+//! order asked.
 
 use std::{borrow::Cow, collections::VecDeque, time::Duration};
 
@@ -70,7 +76,10 @@ pub struct OpenAiRealtime {
     audio: MediaConverter,
     /// The conversation so far, replayed into a new session if this one expires.
     history: Vec<(Role, String)>,
-    summary_pending: bool,
+    /// Text responses asked for and not yet started, in order.
+    text_requests: VecDeque<TextPurpose>,
+    /// Text responses started: response id and purpose.
+    text_responses: Vec<(String, TextPurpose)>,
     reconnect_needed: bool,
     /// The reopen under way. Kept here, not in `next_event`'s future, because the session
     /// cancels `next_event` whenever another branch of its loop fires: a reopen must survive that.
@@ -80,6 +89,56 @@ pub struct OpenAiRealtime {
 }
 
 type Reopening = std::pin::Pin<Box<dyn Future<Output = Result<Socket, ProviderError>> + Send>>;
+
+/// What an out-of-band text response was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextPurpose {
+    Summary,
+    Analysis,
+}
+
+impl TextPurpose {
+    /// Its `metadata.purpose`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Summary => "summary",
+            Self::Analysis => "analysis",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Summary, Self::Analysis]
+            .into_iter()
+            .find(|purpose| purpose.as_str() == text)
+    }
+
+    fn instructions(self) -> Cow<'static, str> {
+        match self {
+            Self::Summary => Cow::Borrowed(SUMMARY_INSTRUCTIONS),
+            Self::Analysis => Cow::Owned(crate::outcome::analysis::instructions()),
+        }
+    }
+
+    fn answer(self, text: String) -> ProviderEvent {
+        match self {
+            Self::Summary => ProviderEvent::Summary { text },
+            Self::Analysis => ProviderEvent::Analysis { text },
+        }
+    }
+}
+
+/// The out-of-band, text-only `response.create` for `purpose`.
+pub fn text_request(purpose: TextPurpose) -> Value {
+    json!({
+        "type": "response.create",
+        "response": {
+            "conversation": "none",
+            "output_modalities": ["text"],
+            "instructions": purpose.instructions(),
+            "metadata": {"purpose": purpose.as_str()},
+        },
+    })
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -125,7 +184,8 @@ impl OpenAiRealtime {
             pending: VecDeque::new(),
             audio,
             history: Vec::new(),
-            summary_pending: false,
+            text_requests: VecDeque::new(),
+            text_responses: Vec::new(),
             reconnect_needed: false,
             reopening: None,
             queued: Vec::new(),
@@ -197,12 +257,20 @@ impl OpenAiRealtime {
         let owned = |value: Option<String>| value.unwrap_or_default();
         match event.kind.as_ref() {
             "response.created" => {
-                let response_id = event
-                    .response
-                    .as_ref()
+                let response = event.response.as_ref();
+                let response_id = response
                     .and_then(|r| r["id"].as_str())
                     .unwrap_or_default()
                     .to_owned();
+                if let Some(purpose) = response
+                    .and_then(|r| r["metadata"]["purpose"].as_str())
+                    .and_then(TextPurpose::parse)
+                {
+                    if let Some(index) = self.text_requests.iter().position(|p| *p == purpose) {
+                        self.text_requests.remove(index);
+                    }
+                    self.text_responses.push((response_id.clone(), purpose));
+                }
                 self.pending
                     .push_back(ProviderEvent::ResponseStarted { response_id });
             }
@@ -244,11 +312,18 @@ impl OpenAiRealtime {
                     text,
                 });
             }
-            "response.output_text.done" | "response.text.done" if self.summary_pending => {
-                self.summary_pending = false;
-                self.pending.push_back(ProviderEvent::Summary {
-                    text: owned(event.text),
-                });
+            "response.output_text.done" | "response.text.done" => {
+                let started = self
+                    .text_responses
+                    .iter()
+                    .position(|(id, _)| Some(id.as_str()) == event.response_id.as_deref());
+                let purpose = match started {
+                    Some(index) => Some(self.text_responses.swap_remove(index).1),
+                    None => self.text_requests.pop_front(),
+                };
+                if let Some(purpose) = purpose {
+                    self.pending.push_back(purpose.answer(owned(event.text)));
+                }
             }
             "input_audio_buffer.speech_started" => {
                 self.pending.push_back(ProviderEvent::CallerSpeechStarted)
@@ -370,12 +445,12 @@ impl VoiceProvider for OpenAiRealtime {
                     .await
                 }
                 ProviderCommand::RequestSummary => {
-                    self.summary_pending = true;
-                    self.send_json(&json!({
-                        "type": "response.create",
-                        "response": {"output_modalities": ["text"], "instructions": SUMMARY_INSTRUCTIONS},
-                    }))
-                    .await
+                    self.text_requests.push_back(TextPurpose::Summary);
+                    self.send_json(&text_request(TextPurpose::Summary)).await
+                }
+                ProviderCommand::RequestAnalysis => {
+                    self.text_requests.push_back(TextPurpose::Analysis);
+                    self.send_json(&text_request(TextPurpose::Analysis)).await
                 }
             }
         })
@@ -662,4 +737,161 @@ struct ServerEvent<'a> {
     arguments: Option<String>,
     response: Option<Value>,
     error: Option<Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::analysis::{self, Source};
+    use crate::simulators::openai_realtime::{FakeRealtimeConfig, FakeRealtimeServer};
+
+    async fn connect(server: &FakeRealtimeServer) -> OpenAiRealtime {
+        let config = OpenAiConfig {
+            url: Url::parse(&server.url()).unwrap(),
+            model: "gpt-realtime".to_owned(),
+            api_key: SecretString::from("sk-test"),
+            carrier_format: AudioFormat::MULAW_8K,
+            instructions: "Be brief.".to_owned(),
+            greeting: "Hello.".to_owned(),
+            voice: None,
+            language: "en-IN".to_owned(),
+            turn_detection: "server_vad".to_owned(),
+            handshake_timeout: Duration::from_secs(5),
+        };
+        OpenAiRealtime::connect(config).await.unwrap()
+    }
+
+    /// The summary and the analysis, in whichever order they come.
+    async fn answers(provider: &mut OpenAiRealtime) -> (String, String) {
+        let (mut summary, mut analysis) = (None, None);
+        while summary.is_none() || analysis.is_none() {
+            let event = tokio::time::timeout(Duration::from_secs(5), provider.next_event())
+                .await
+                .expect("the answers in time")
+                .unwrap();
+            match event {
+                ProviderEvent::Summary { text } => summary = Some(text),
+                ProviderEvent::Analysis { text } => analysis = Some(text),
+                _ => {}
+            }
+        }
+        (summary.unwrap(), analysis.unwrap())
+    }
+
+    fn text_answers(provider: &mut OpenAiRealtime) -> Vec<ProviderEvent> {
+        provider
+            .pending
+            .drain(..)
+            .filter(|event| {
+                matches!(
+                    event,
+                    ProviderEvent::Summary { .. } | ProviderEvent::Analysis { .. }
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_analysis_is_a_second_out_of_band_text_response_told_apart_by_its_metadata() {
+        let server = FakeRealtimeServer::start(FakeRealtimeConfig::default())
+            .await
+            .unwrap();
+        let mut provider = connect(&server).await;
+        // Both asked before either is read: each answer still finds its request.
+        provider
+            .send(ProviderCommand::RequestSummary)
+            .await
+            .unwrap();
+        provider
+            .send(ProviderCommand::RequestAnalysis)
+            .await
+            .unwrap();
+        let (summary, answer) = answers(&mut provider).await;
+        assert!(summary.contains("the call ended normally"), "{summary}");
+        let analysis = analysis::parse_model_answer(&answer).unwrap();
+        assert_eq!(analysis.source, Source::Model);
+
+        let requests: Vec<Value> = server
+            .events_of("response.create")
+            .into_iter()
+            .filter(|event| event["response"]["output_modalities"] == json!(["text"]))
+            .collect();
+        assert_eq!(requests.len(), 2);
+        for (request, purpose) in requests.iter().zip(["summary", "analysis"]) {
+            assert_eq!(request["response"]["conversation"], "none");
+            assert_eq!(request["response"]["metadata"]["purpose"], purpose);
+        }
+        assert_eq!(
+            requests[1]["response"]["instructions"],
+            analysis::instructions()
+        );
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn text_answers_follow_the_echoed_metadata_else_the_order_asked() {
+        let server = FakeRealtimeServer::start(FakeRealtimeConfig::default())
+            .await
+            .unwrap();
+        let mut provider = connect(&server).await;
+        let feed = |provider: &mut OpenAiRealtime, event: Value| {
+            provider.handle_server_event(&event.to_string()).unwrap();
+        };
+
+        // A server that echoes no metadata: answers in the order asked.
+        provider
+            .text_requests
+            .extend([TextPurpose::Summary, TextPurpose::Analysis]);
+        feed(
+            &mut provider,
+            json!({"type": "response.output_text.done", "response_id": "r1", "text": "first"}),
+        );
+        feed(
+            &mut provider,
+            json!({"type": "response.output_text.done", "response_id": "r2", "text": "second"}),
+        );
+        assert_eq!(
+            text_answers(&mut provider),
+            [
+                ProviderEvent::Summary {
+                    text: "first".into()
+                },
+                ProviderEvent::Analysis {
+                    text: "second".into()
+                },
+            ]
+        );
+
+        // Echoed metadata wins over the order: the analysis started first.
+        provider
+            .text_requests
+            .extend([TextPurpose::Summary, TextPurpose::Analysis]);
+        feed(
+            &mut provider,
+            json!({"type": "response.created", "response": {"id": "r3", "metadata": {"purpose": "analysis"}}}),
+        );
+        feed(
+            &mut provider,
+            json!({"type": "response.output_text.done", "response_id": "r3", "text": "A"}),
+        );
+        feed(
+            &mut provider,
+            json!({"type": "response.output_text.done", "response_id": "r4", "text": "S"}),
+        );
+        assert_eq!(
+            text_answers(&mut provider),
+            [
+                ProviderEvent::Analysis { text: "A".into() },
+                ProviderEvent::Summary { text: "S".into() },
+            ]
+        );
+
+        // Text nobody asked for is dropped.
+        feed(
+            &mut provider,
+            json!({"type": "response.output_text.done", "response_id": "r5", "text": "?"}),
+        );
+        assert_eq!(text_answers(&mut provider), []);
+        server.stop().await;
+    }
 }

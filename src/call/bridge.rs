@@ -36,6 +36,10 @@ use crate::{
         transfers::{NewTransfer, TransferSetup},
     },
     domain::{CallOutcome, EndReason, EventKind},
+    outcome::{
+        analysis::{self, Analysis, DeterministicInput, Interest, Transfer as AnalysisTransfer},
+        lead_status::CallFacts,
+    },
     plivo::stream::{self, InboundEvent},
     transfer::policy::{Fallback, TransferRules},
 };
@@ -330,7 +334,7 @@ where
         }
         // The caller is released first; what follows (the summary) never holds the line.
         bridge.close_socket().await;
-        outcome.end.summary = outcome.summary(runtime.timing.summary_timeout).await;
+        outcome.finish(runtime.timing.summary_timeout).await;
         bridge.write(CallWrite::Close(outcome.end));
         bridge.flush_writes().await;
     }
@@ -491,6 +495,25 @@ where
         let ended_at = Utc::now();
         let stats = session.stats().clone();
         let fallback_summary = extractive_summary(&context, &transcript_words, &stats, end_reason);
+        let recorded_interest = stats.interest_level.as_deref().and_then(Interest::parse);
+        let caller_turns: Vec<&str> = transcript_words
+            .iter()
+            .filter(|(kind, _)| *kind == EventKind::CallerSpeech)
+            .map(|(_, text)| text.as_str())
+            .collect();
+        let deterministic = analysis::deterministic(&DeterministicInput {
+            caller_turns: &caller_turns,
+            interest: recorded_interest,
+            transfer: if end_reason == EndReason::Transferred {
+                AnalysisTransfer::Decided
+            } else {
+                AnalysisTransfer::None
+            },
+            opted_out: stats.opted_out,
+            callback_requested: stats.callback.is_some(),
+            callback_at: stats.callback.as_ref().map(|callback| callback.at),
+            end_reason,
+        });
         // The agent heard a voicemail greeting: the lead was not reached.
         let outcome = if end_reason == EndReason::Voicemail {
             CallOutcome::Voicemail
@@ -536,11 +559,19 @@ where
                     phrase: callback.phrase.clone(),
                     note: stats.outcome_notes.clone(),
                 }),
+                lead_facts: CallFacts {
+                    interest: recorded_interest,
+                    opted_out: stats.opted_out,
+                    not_interested: recorded_interest == Some(Interest::None),
+                    ..CallFacts::default()
+                },
+                analysis: None,
             },
             // A real summary is asked for only when the call had speech.
             provider: provider.filter(|_| !transcript_words.is_empty()),
             summary,
             fallback_summary,
+            deterministic,
         }
     }
 
@@ -852,6 +883,8 @@ struct Conversation {
     summary: Option<String>,
     /// The deterministic summary, when the provider gives none.
     fallback_summary: Option<String>,
+    /// The deterministic analysis, when the provider gives none (or an invalid one).
+    deterministic: Analysis,
 }
 
 struct Counters {
@@ -920,33 +953,82 @@ fn send_failure(
 }
 
 impl Conversation {
-    /// The call's summary: the provider's (asked for now, after the caller was released, within
-    /// `timeout`), else the deterministic one. The provider connection closes after it.
-    async fn summary(&mut self, timeout: Duration) -> Option<String> {
-        if self.summary.is_none()
-            && let Some(mut provider) = self.provider.take()
-        {
-            self.summary = request_summary(provider.as_mut(), timeout).await;
+    /// The post-call work, after the caller was released: the provider's summary and analysis
+    /// (asked for together, within `timeout`), else the deterministic ones. The provider
+    /// connection closes after it. Fills the close's summary, `metadata.analysis` and the
+    /// lead's facts.
+    async fn finish(&mut self, timeout: Duration) {
+        let (mut summary, mut answer) = (self.summary.take(), None);
+        if let Some(mut provider) = self.provider.take() {
+            (summary, answer) = request_texts(provider.as_mut(), summary, timeout).await;
         }
-        self.summary
-            .take()
+        self.end.summary = summary
             .filter(|text| !text.trim().is_empty())
-            .or_else(|| self.fallback_summary.take())
+            .or_else(|| self.fallback_summary.take());
+        let analysis = match answer.filter(|text| !text.trim().is_empty()) {
+            None => self.deterministic.clone(),
+            Some(text) => match analysis::parse_model_answer(&text) {
+                Ok(analysis) => analysis,
+                Err(error) => {
+                    tracing::warn!(%error, "the model's analysis is not valid; the deterministic one is kept");
+                    metrics::counter!(crate::metrics::ANALYSES_REFUSED).increment(1);
+                    self.deterministic.clone()
+                }
+            },
+        };
+        let value = serde_json::to_value(&analysis).unwrap_or_default();
+        self.end.metadata["analysis"] = value.clone();
+        self.end.analysis = Some(value);
+        let said_not_interested = analysis
+            .objections
+            .iter()
+            .any(|objection| objection == "not interested");
+        // The interest the agent recorded during the call wins over the analysis after it.
+        self.end.lead_facts.interest = self.end.lead_facts.interest.or(Some(analysis.interest));
+        self.end.lead_facts.not_interested |=
+            said_not_interested || analysis.interest == Interest::None;
     }
 }
 
-async fn request_summary(provider: &mut dyn VoiceProvider, timeout: Duration) -> Option<String> {
+/// Asks the provider for what is still missing of the summary and the analysis, at once, and
+/// collects both answers until `timeout`.
+async fn request_texts(
+    provider: &mut dyn VoiceProvider,
+    mut summary: Option<String>,
+    timeout: Duration,
+) -> (Option<String>, Option<String>) {
+    let mut analysis = None;
     let wait = async {
-        provider.send(ProviderCommand::RequestSummary).await.ok()?;
-        loop {
+        if summary.is_none()
+            && provider
+                .send(ProviderCommand::RequestSummary)
+                .await
+                .is_err()
+        {
+            return;
+        }
+        if provider
+            .send(ProviderCommand::RequestAnalysis)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        while summary.is_none() || analysis.is_none() {
             match provider.next_event().await {
-                Ok(ProviderEvent::Summary { text }) => return Some(text),
+                Ok(ProviderEvent::Summary { text }) => summary = Some(text),
+                Ok(ProviderEvent::Analysis { text }) => analysis = Some(text),
                 Ok(_) => {}
-                Err(_) => return None,
+                Err(_) => return,
             }
         }
     };
-    tokio::time::timeout(timeout, wait).await.ok().flatten()
+    if tokio::time::timeout(timeout, wait).await.is_err() {
+        tracing::info!(
+            "the provider's summary or analysis took too long; the deterministic ones are used"
+        );
+    }
+    (summary, analysis)
 }
 
 /// Two sentences for the human about to take the call: the caller's last words.

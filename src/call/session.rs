@@ -574,7 +574,9 @@ impl CallSession {
                 status,
                 usage,
             } => self.on_response_done(response_id, status, usage, now),
-            ProviderEvent::Summary { .. } | ProviderEvent::Warning { .. } => {}
+            ProviderEvent::Summary { .. }
+            | ProviderEvent::Analysis { .. }
+            | ProviderEvent::Warning { .. } => {}
         }
     }
 

@@ -12,7 +12,10 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{Database, DbError};
-use crate::domain::{CallOutcome, Direction, EndReason, EventKind};
+use crate::{
+    domain::{CallOutcome, Direction, EndReason, EventKind},
+    outcome::lead_status::{CallFacts, LeadStatus, next_status},
+};
 
 /// A call whose media stream has started.
 #[derive(Debug, Clone)]
@@ -64,6 +67,10 @@ pub struct CallEnd {
     pub metadata: Value,
     /// A callback the caller asked for: a dial attempt inserted with the close.
     pub callback: Option<CallbackRequest>,
+    /// What the call says about the lead (whether it reached them is the close's to decide).
+    pub lead_facts: CallFacts,
+    /// The call's analysis (`call_logs.metadata.analysis`), kept as the lead's latest.
+    pub analysis: Option<Value>,
 }
 
 /// A callback the lead asked for in the call, resolved inside the campaign's calling window.
@@ -237,10 +244,15 @@ impl Database {
                 None => Err(DbError::UnknownCall(call_sid.to_owned())),
             };
         };
+        let facts = CallFacts {
+            reached: true,
+            transfer_accepted: true,
+            ..CallFacts::default()
+        };
+        self.move_lead(&mut tx, call.lead_id, &facts).await?;
         sqlx::query!(
             r#"UPDATE leads SET transferred_to_human = TRUE,
-                   call_status = CASE WHEN call_log_id = $2 THEN 'transferred' ELSE call_status END,
-                   status = CASE WHEN status = 'new' THEN 'contacted' ELSE status END
+                   call_status = CASE WHEN call_log_id = $2 THEN 'transferred' ELSE call_status END
                WHERE id = $1"#,
             call.lead_id,
             call.id,
@@ -306,15 +318,26 @@ impl Database {
             };
         };
         let reached = matches!(call.call_status.as_str(), "called" | "transferred");
+        let facts = CallFacts {
+            reached,
+            transfer_accepted: call.transferred,
+            ..end.lead_facts
+        };
+        self.move_lead(&mut tx, call.lead_id, &facts).await?;
         sqlx::query!(
             r#"UPDATE leads
                SET call_status = CASE WHEN call_log_id = $2 THEN $3 ELSE call_status END,
-                   status = CASE WHEN status = 'new' AND $4 THEN 'contacted' ELSE status END
+                   metadata = CASE WHEN $4::jsonb IS NULL THEN metadata
+                                   ELSE coalesce(metadata, '{}'::jsonb)
+                                        || jsonb_build_object('latest_analysis', $4::jsonb,
+                                                              'latest_call_sid', $5::text)
+                              END
                WHERE id = $1"#,
             call.lead_id,
             call.id,
             call.call_status,
-            reached,
+            end.analysis,
+            call_sid,
         )
         .execute(&mut *tx)
         .await?;
@@ -336,6 +359,33 @@ impl Database {
         }
         tx.commit().await?;
         Ok(Applied::Now)
+    }
+
+    /// Moves `leads.status` by the rules of [`next_status`], under the lead's row lock.
+    async fn move_lead(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        lead_id: Uuid,
+        facts: &CallFacts,
+    ) -> Result<(), DbError> {
+        let current =
+            sqlx::query_scalar!("SELECT status FROM leads WHERE id = $1 FOR UPDATE", lead_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+        let Some(current) = current.as_deref().and_then(LeadStatus::parse) else {
+            return Ok(());
+        };
+        let next = next_status(current, facts);
+        if next != current {
+            sqlx::query!(
+                "UPDATE leads SET status = $2 WHERE id = $1",
+                lead_id,
+                next.as_str()
+            )
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
     }
 
     /// Inserts a callback attempt (the lead's next attempt number; a concurrent insert of the

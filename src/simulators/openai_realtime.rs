@@ -4,7 +4,8 @@
 //! `session.update`, a spoken greeting on the first `response.create`, server VAD on the
 //! caller's μ-law (energy per frame), the caller's transcript, scripted replies with audio,
 //! transcripts and tool calls, `response.cancel`, `conversation.item.truncate` (refusing an
-//! `audio_end_ms` beyond the item's audio, as the real API does), text-only summaries, and
+//! `audio_end_ms` beyond the item's audio, as the real API does), text-only summaries and
+//! post-call analyses (told apart by the request's `metadata.purpose`, echoed back), and
 //! failure modes (never ready, dropping the connection, expiring the session). Everything the
 //! gateway sends is recorded for assertions.
 
@@ -81,6 +82,9 @@ pub struct FakeRealtimeConfig {
     pub speech_threshold: f32,
     /// Quiet frames that end the caller's turn.
     pub end_of_turn_frames: u32,
+    /// The text answering a post-call analysis request (`metadata.purpose` `analysis`): by
+    /// default a valid version-1 analysis; a test can make it anything.
+    pub analysis: String,
 }
 
 impl Default for FakeRealtimeConfig {
@@ -99,6 +103,15 @@ impl Default for FakeRealtimeConfig {
             mode: FakeMode::Normal,
             speech_threshold: 0.05,
             end_of_turn_frames: 15,
+            analysis: json!({
+                "version": crate::outcome::analysis::ANALYSIS_VERSION,
+                "sentiment": 0.4,
+                "interest": "medium",
+                "objections": ["wants to see the site first"],
+                "next_step": "follow_up",
+                "callback_at": null,
+            })
+            .to_string(),
         }
     }
 }
@@ -390,7 +403,7 @@ impl Connection {
             "response.create" => {
                 let text_only = event["response"]["output_modalities"] == json!(["text"]);
                 if text_only {
-                    self.respond_text();
+                    self.respond_text(&event["response"]["metadata"]);
                 } else if !self.greeted {
                     self.greeted = true;
                     let greeting = self.shared.config.greeting.clone();
@@ -613,21 +626,30 @@ impl Connection {
         });
     }
 
-    /// Writes a text-only response in its own task: created at once, the text after
-    /// `text_time`.
-    fn respond_text(&mut self) {
+    /// A text-only response in its own task: the analysis when `metadata.purpose` asks for
+    /// it, else the summary; created at once, the text after `text_time`, as a real model
+    /// takes seconds to write. The metadata is echoed, as the real API does.
+    fn respond_text(&mut self, metadata: &Value) {
         self.responses += 1;
         let response_id = format!("resp_{}_{}", self.index, self.responses);
+        let (item_id, text) = if metadata["purpose"] == "analysis" {
+            ("item_analysis", self.shared.config.analysis.clone())
+        } else {
+            (
+                "item_summary",
+                "The caller talked with the agent about the offer; the call ended normally."
+                    .to_owned(),
+            )
+        };
+        let metadata = metadata.clone();
         let outbox = self.outbox.clone();
         let delay = self.shared.config.text_time;
         self.shared.tasks.spawn(async move {
-            let summary =
-                "The caller talked with the agent about the offer; the call ended normally.";
-            let _ = outbox.send(json!({"type": "response.created", "response": {"id": response_id, "status": "in_progress"}})).await;
+            let _ = outbox.send(json!({"type": "response.created", "response": {"id": response_id, "status": "in_progress", "metadata": metadata}})).await;
             tokio::time::sleep(delay).await;
             for event in [
-                json!({"type": "response.output_text.done", "response_id": response_id, "item_id": "item_summary", "text": summary}),
-                json!({"type": "response.done", "response": {"id": response_id, "status": "completed", "usage": {"total_tokens": 50}}}),
+                json!({"type": "response.output_text.done", "response_id": response_id, "item_id": item_id, "text": text}),
+                json!({"type": "response.done", "response": {"id": response_id, "status": "completed", "metadata": metadata, "usage": {"total_tokens": 50}}}),
             ] {
                 let _ = outbox.send(event).await;
             }

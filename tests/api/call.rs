@@ -245,7 +245,8 @@ async fn a_whole_call_from_answer_to_call_log() {
     .unwrap();
     assert_eq!(
         (status.as_str(), call_status.as_str(), total_calls),
-        ("contacted", "called", 1)
+        ("qualified", "called", 1),
+        "the agent recorded high interest"
     );
 }
 
@@ -284,15 +285,17 @@ async fn the_caller_is_released_when_the_goodbye_has_played_and_the_summary_foll
         closed_at >= played_at && release <= Duration::from_millis(300),
         "closed {release:?} after the goodbye's playedStream (played at {played_at:?}, closed at {closed_at:?})"
     );
+    let purposes: Vec<Value> = fixture
+        .fake
+        .events_of("response.create")
+        .iter()
+        .filter(|event| event["response"]["output_modalities"] == json!(["text"]))
+        .map(|event| event["response"]["metadata"]["purpose"].clone())
+        .collect();
     assert_eq!(
-        fixture
-            .fake
-            .events_of("response.create")
-            .iter()
-            .filter(|event| event["response"]["output_modalities"] == json!(["text"]))
-            .count(),
-        1,
-        "the summary was asked for"
+        purposes,
+        [json!("summary"), json!("analysis")],
+        "the summary and the analysis were asked for, together"
     );
     let (test, _, _) = fixture.finish().await;
     let row = call_row(&test, "CA-release").await;
@@ -302,6 +305,51 @@ async fn the_caller_is_released_when_the_goodbye_has_played_and_the_summary_foll
         Some("The caller talked with the agent about the offer; the call ended normally."),
         "the provider's summary, written after the caller was released"
     );
+    let analysis = &row.metadata.unwrap()["analysis"];
+    assert_eq!(analysis["source"], "model", "{analysis}");
+    assert_eq!(analysis["version"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analysis_that_is_not_json_falls_back_and_the_lead_still_moves_on() {
+    let mut fake = conversation(vec![turn(
+        "No, I am not interested, it is too expensive",
+        "I understand, goodbye.",
+        Some(("end_call", json!({"reason": "not interested"}))),
+    )]);
+    fake.analysis = "Sure! The caller seemed unhappy.".to_owned();
+    fake.text_time = Duration::from_millis(200);
+    let fixture = Fixture::start(fake, 1, &[]).await;
+    let script = [
+        Step::WaitForAgentAudio,
+        Step::WaitForAgentSilence(Duration::from_millis(300)),
+        Step::Speak(Duration::from_millis(500)),
+        Step::WaitForClose,
+    ];
+    fixture.call(0, "CA-bad-analysis", &script).await;
+    let (test, org, _) = fixture.finish().await;
+    let row = call_row(&test, "CA-bad-analysis").await;
+    assert_eq!(
+        row.end_reason.as_deref(),
+        Some("agent_ended"),
+        "the close was written"
+    );
+    let analysis = row.metadata.unwrap()["analysis"].clone();
+    assert_eq!(analysis["source"], "deterministic", "{analysis}");
+    assert_eq!(analysis["interest"], "none");
+    assert_eq!(
+        analysis["objections"],
+        json!(["not interested", "too expensive"])
+    );
+    assert!(analysis["sentiment"].as_f64().unwrap() < 0.0, "{analysis}");
+    let (status, metadata): (String, Value) =
+        sqlx::query_as("SELECT status, metadata FROM leads WHERE id = $1")
+            .bind(org.lead_ids[0])
+            .fetch_one(test.pool())
+            .await
+            .unwrap();
+    assert_eq!(status, "lost", "not interested");
+    assert_eq!(metadata["latest_analysis"], analysis);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

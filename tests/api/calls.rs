@@ -36,6 +36,8 @@ fn end(reason: EndReason) -> CallEnd {
         recording_url: None,
         metadata: json!({"latency": {"first_audio_ms": 420}}),
         callback: None,
+        lead_facts: Default::default(),
+        analysis: None,
     }
 }
 
@@ -228,8 +230,8 @@ async fn a_transferred_call_counts_once_whatever_the_order() {
         let (status, call_status, transferred, _) = lead_state(db, org.lead_ids[lead]).await;
         assert_eq!(
             (status.as_str(), call_status.as_str(), transferred),
-            ("contacted", "transferred", true),
-            "{call_sid}"
+            ("qualified", "transferred", true),
+            "{call_sid}: a human took the call"
         );
     }
 }

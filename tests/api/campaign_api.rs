@@ -838,6 +838,7 @@ async fn campaign_statistics_count_calls_outcomes_and_attempts() {
         json!({
             "total_calls": 3,
             "transferred_calls": 1,
+            "callbacks_pending": 0,
             "conversion_rate": 33.33,
             "live_calls": 1,
             "leads": 4,

@@ -173,7 +173,7 @@ async fn a_caller_who_asks_for_a_callback_gets_one_scheduled() {
         result
             .transcript
             .iter()
-            .any(|(kind, text)| kind == "callback_scheduled" && text.contains("tomorrow evening")),
+            .any(|(kind, text)| kind == "callback_scheduled" && text.ends_with(", your time")),
         "{:?}",
         result.transcript
     );

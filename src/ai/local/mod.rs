@@ -563,6 +563,14 @@ impl Conversation {
                 let text = self.dialogue.summary();
                 self.emit(ProviderEvent::Summary { text }).await
             }
+            // No model to ask: an empty answer sends the gateway to its deterministic analysis,
+            // which knows everything the dialogue does (turns, tools, the end).
+            ProviderCommand::RequestAnalysis => {
+                self.emit(ProviderEvent::Analysis {
+                    text: String::new(),
+                })
+                .await
+            }
         }
     }
 
