@@ -15,6 +15,7 @@ pub mod leads;
 pub mod organization;
 pub mod seed;
 pub mod servers;
+pub mod suppression;
 pub mod tokens;
 pub mod transfers;
 
@@ -53,6 +54,14 @@ pub enum DbError {
         lead_id: uuid::Uuid,
         campaign_id: uuid::Uuid,
     },
+    #[error("lead {lead_id} cannot be put on the do-not-call list: {why}")]
+    NotSuppressible {
+        lead_id: uuid::Uuid,
+        why: &'static str,
+    },
+    /// Another transaction changed the same row between our statements; retrying is safe.
+    #[error("{0} changed concurrently; retry")]
+    ConcurrentChange(&'static str),
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
 }
@@ -62,7 +71,7 @@ impl DbError {
     /// busy), as opposed to a request that will fail again.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Connect { .. } => true,
+            Self::Connect { .. } | Self::ConcurrentChange(_) => true,
             Self::Sqlx(error) => {
                 matches!(
                     error,
