@@ -23,7 +23,7 @@ use voice_gateway::{
 use crate::helpers::{TestDb, settings_for};
 
 const AUTH_ID: &str = "MADIALER";
-const AUTH_TOKEN: &str = "dialer-test-token";
+pub(crate) const AUTH_TOKEN: &str = "dialer-test-token";
 const CALLER_ID: &str = "+14155550100";
 /// Generous: the machine is small and the suite runs tests in parallel.
 const WAIT: Duration = Duration::from_secs(120);
@@ -35,13 +35,13 @@ fn utc(text: &str) -> DateTime<Utc> {
 }
 
 /// An organization (caller ID, concurrency limit) and one campaign.
-struct Campaign {
-    org: Uuid,
-    id: Uuid,
+pub(crate) struct Campaign {
+    pub(crate) org: Uuid,
+    pub(crate) id: Uuid,
 }
 
 /// Inserts an organization and a campaign; `columns` sets campaign columns by SQL.
-async fn seed_campaign(pool: &PgPool, org_limit: i32, columns: &str) -> Campaign {
+pub(crate) async fn seed_campaign(pool: &PgPool, org_limit: i32, columns: &str) -> Campaign {
     let org: Uuid = sqlx::query_scalar(
         "INSERT INTO organizations (name, caller_id, max_concurrent_calls) VALUES ('Dialer Co', $1, $2) RETURNING id",
     )
@@ -54,7 +54,7 @@ async fn seed_campaign(pool: &PgPool, org_limit: i32, columns: &str) -> Campaign
     Campaign { org, id }
 }
 
-async fn add_campaign(pool: &PgPool, org: Uuid, columns: &str) -> Uuid {
+pub(crate) async fn add_campaign(pool: &PgPool, org: Uuid, columns: &str) -> Uuid {
     let id: Uuid = sqlx::query_scalar(
         "INSERT INTO campaigns (organization_id, name, status) VALUES ($1, 'Dial test', 'running') RETURNING id",
     )
@@ -76,7 +76,7 @@ async fn add_campaign(pool: &PgPool, org: Uuid, columns: &str) -> Uuid {
 
 /// `count` leads with phones `+1415{prefix}NNNNNN`, each enrolled (attempt 1 scheduled, due
 /// at `due`), in creation order.
-async fn enroll(
+pub(crate) async fn enroll(
     pool: &PgPool,
     campaign: &Campaign,
     prefix: u32,
@@ -101,7 +101,12 @@ async fn enroll(
     leads
 }
 
-async fn schedule(pool: &PgPool, campaign: &Campaign, lead_id: Uuid, due: DateTime<Utc>) -> Uuid {
+pub(crate) async fn schedule(
+    pool: &PgPool,
+    campaign: &Campaign,
+    lead_id: Uuid,
+    due: DateTime<Utc>,
+) -> Uuid {
     sqlx::query_scalar(
         "INSERT INTO dial_attempts (organization_id, campaign_id, lead_id, attempt_number, status, due_at)
          VALUES ($1, $2, $3, 1, 'scheduled', $4) RETURNING id",
@@ -117,21 +122,21 @@ async fn schedule(pool: &PgPool, campaign: &Campaign, lead_id: Uuid, due: DateTi
 
 /// An attempt as the tests read it back.
 #[derive(Debug, Clone, sqlx::FromRow)]
-struct Attempt {
-    id: Uuid,
-    lead_id: Uuid,
-    attempt_number: i32,
-    status: String,
-    due_at: DateTime<Utc>,
-    ended_at: Option<DateTime<Utc>>,
-    claimed_by: Option<String>,
-    request_uuid: Option<String>,
-    call_sid: Option<String>,
-    hangup_cause: Option<String>,
-    error: Option<String>,
+pub(crate) struct Attempt {
+    pub(crate) id: Uuid,
+    pub(crate) lead_id: Uuid,
+    pub(crate) attempt_number: i32,
+    pub(crate) status: String,
+    pub(crate) due_at: DateTime<Utc>,
+    pub(crate) ended_at: Option<DateTime<Utc>>,
+    pub(crate) claimed_by: Option<String>,
+    pub(crate) request_uuid: Option<String>,
+    pub(crate) call_sid: Option<String>,
+    pub(crate) hangup_cause: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
-async fn attempts(pool: &PgPool, campaign_id: Uuid) -> Vec<Attempt> {
+pub(crate) async fn attempts(pool: &PgPool, campaign_id: Uuid) -> Vec<Attempt> {
     sqlx::query_as(
         "SELECT id, lead_id, attempt_number, status, due_at, ended_at, claimed_by, request_uuid,
                 call_sid, hangup_cause, error
@@ -152,13 +157,13 @@ async fn campaign_status(pool: &PgPool, id: Uuid) -> (String, Option<DateTime<Ut
 }
 
 /// A gateway running in this process, with the dialer on (or off) and its own clock.
-struct Gateway {
+pub(crate) struct Gateway {
     address: std::net::SocketAddr,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-async fn build_gateway(
+pub(crate) async fn build_gateway(
     url: &str,
     name: &str,
     fake: &FakePlivoApi,
@@ -177,7 +182,7 @@ async fn build_gateway(
         .expect("build the gateway")
 }
 
-fn run(application: Application) -> Gateway {
+pub(crate) fn run(application: Application) -> Gateway {
     let address = application.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(application.run_until_stopped(async move {
@@ -191,13 +196,13 @@ fn run(application: Application) -> Gateway {
 }
 
 impl Gateway {
-    async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         let _ = self.stop.send(());
         self.task.await.unwrap().expect("a clean shutdown");
     }
 }
 
-fn target(gateways: &[&Application]) -> CallbackTarget {
+pub(crate) fn target(gateways: &[&Application]) -> CallbackTarget {
     CallbackTarget {
         auth_token: AUTH_TOKEN.to_owned(),
         gateways: gateways
@@ -208,7 +213,12 @@ fn target(gateways: &[&Application]) -> CallbackTarget {
 }
 
 /// A dialer driven by the test, pass by pass, on a manual clock.
-fn manual_dialer(db: &Database, fake: &FakePlivoApi, cps: u32, clock: &ManualClock) -> Dialer {
+pub(crate) fn manual_dialer(
+    db: &Database,
+    fake: &FakePlivoApi,
+    cps: u32,
+    clock: &ManualClock,
+) -> Dialer {
     manual_dialer_with(db, fake, clock, &[("VG_DIALER_CPS", &cps.to_string())])
 }
 
@@ -236,7 +246,7 @@ fn manual_dialer_with(
     )
 }
 
-fn hangups_delivered(state: &FakeState) -> usize {
+pub(crate) fn hangups_delivered(state: &FakeState) -> usize {
     state
         .callbacks
         .iter()
@@ -244,7 +254,11 @@ fn hangups_delivered(state: &FakeState) -> usize {
         .count()
 }
 
-async fn wait(fake: &FakePlivoApi, what: &str, done: impl Fn(&FakeState) -> bool) -> FakeState {
+pub(crate) async fn wait(
+    fake: &FakePlivoApi,
+    what: &str,
+    done: impl Fn(&FakeState) -> bool,
+) -> FakeState {
     match fake.wait_for(WAIT, done).await {
         Ok(state) => state,
         Err(state) => panic!(

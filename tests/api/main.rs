@@ -5,6 +5,7 @@ mod call;
 mod calls;
 mod campaign_api;
 mod dialer;
+mod do_not_call;
 mod embedded;
 mod helpers;
 mod local;
