@@ -14,33 +14,32 @@
 //!   bad ones reported.
 //! - A number already enrolled in the campaign (or earlier in the file) is skipped and
 //!   reported as a duplicate.
-//! - At most [`MAX_CONCURRENT_IMPORTS`] run at once (429 beyond); an upload idle for
-//!   [`IMPORT_IDLE_TIMEOUT`] is abandoned (408), so a stalled client cannot hold a transaction.
+//! - A number on the organization's do-not-call list is stored as a lead but not enrolled,
+//!   and reported (`suppressed`, `suppressed_lines`); likewise one lead (`"enrolled": false,
+//!   "suppressed": true`). A test call of such a lead is 409 `do_not_call`.
+//! - At most [`csv_upload::MAX_CONCURRENT_IMPORTS`] imports of any kind run at once (429
+//!   beyond); an upload idle for [`csv_upload::IMPORT_IDLE_TIMEOUT`] is abandoned (408), so a
+//!   stalled client cannot hold a transaction.
 //! - Numbers without `+`/`00` use `?default_country_code=` or the organization's
 //!   `settings.default_country_code`; without either they are invalid rows.
 
-use std::{
-    collections::BTreeMap,
-    io,
-    time::{Duration, Instant},
-};
+use std::time::Instant;
 
 use axum::{
     Extension, Json,
     body::Body,
     extract::{Path, State},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     response::IntoResponse,
 };
-use csv_async::{AsyncReaderBuilder, ErrorKind, StringRecord};
-use futures_util::TryStreamExt;
+use csv_async::StringRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use super::{
     auth::Auth,
+    csv_upload::{self, Columns as CsvColumns, CsvUpload, MAX_REPORTED_ERRORS, RowError},
     error::ApiError,
     input::{ApiJson, ApiQuery, Page},
 };
@@ -52,18 +51,8 @@ use crate::{
 
 /// Rows per `INSERT`: large enough to amortise the round trip, small enough to bound memory.
 pub const IMPORT_BATCH_ROWS: usize = 1000;
-/// Bad rows listed in an answer; the count covers them all.
-pub const MAX_REPORTED_ERRORS: usize = 1000;
-/// The largest file accepted.
-pub const MAX_IMPORT_BYTES: u64 = 512 * 1024 * 1024;
-/// Imports running at once in this process; each holds a pooled connection in a transaction
-/// for as long as its upload lasts, so more are refused (429) rather than starving the pool.
-pub const MAX_CONCURRENT_IMPORTS: usize = 4;
-/// An upload that sends nothing for this long is abandoned (its transaction rolled back).
-pub const IMPORT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-static IMPORT_SLOTS: Semaphore = Semaphore::const_new(MAX_CONCURRENT_IMPORTS);
-/// Longest name, notes or metadata value kept from a row.
-const MAX_FIELD_CHARS: usize = 2000;
+/// Longest name, notes or metadata value (or do-not-call reason) kept from a row.
+pub(super) const MAX_FIELD_CHARS: usize = 2000;
 
 /// A lead as a client writes it.
 #[derive(Debug, Deserialize)]
@@ -88,22 +77,18 @@ pub struct ImportQuery {
     skip_invalid: Option<bool>,
 }
 
-/// A refused row of an import.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct RowError {
-    /// The file's line (the header is line 1).
-    pub line: u64,
-    pub field: &'static str,
-    pub code: &'static str,
-    pub message: String,
-}
-
 /// What an import did.
 #[derive(Debug, Serialize)]
 pub struct ImportReport {
     /// Data rows read (the header excluded).
     pub rows: u64,
+    /// Leads stored: `enrolled` of them in the campaign, `suppressed` not.
     pub imported: u64,
+    pub enrolled: u64,
+    /// Stored but not enrolled: the number is on the do-not-call list.
+    pub suppressed: u64,
+    /// Lines of the suppressed, up to [`MAX_REPORTED_ERRORS`].
+    pub suppressed_lines: Vec<u64>,
     pub duplicates: u64,
     /// Lines of the duplicates, up to [`MAX_REPORTED_ERRORS`].
     pub duplicate_lines: Vec<u64>,
@@ -172,7 +157,7 @@ fn validate(
 }
 
 /// The default country code: the request's, else the organization's.
-async fn country_code(
+pub(super) async fn country_code(
     state: &AppState,
     organization_id: Uuid,
     requested: Option<&str>,
@@ -212,6 +197,10 @@ fn refusal(refusal: LeadRefusal) -> ApiError {
             "test_call_pending",
             "a test call of this lead is already waiting to be placed",
         ),
+        LeadRefusal::DoNotCall => ApiError::conflict(
+            "do_not_call",
+            "the lead's phone number is on the organization's do-not-call list",
+        ),
     }
 }
 
@@ -248,17 +237,20 @@ pub async fn create(
     .map_err(|(field, code, message)| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_field(field)
     })?;
-    let lead_id = state
+    let created = state
         .db
         .create_lead(auth.organization_id, campaign_id, &lead)
         .await?
         .map_err(refusal)?;
     let lead = state
         .db
-        .lead(auth.organization_id, lead_id)
+        .lead(auth.organization_id, created.lead_id)
         .await?
         .ok_or_else(|| ApiError::not_found("lead"))?;
-    Ok((StatusCode::CREATED, Json(lead)))
+    let mut body = serde_json::to_value(lead).map_err(|error| ApiError::internal(&error))?;
+    body["enrolled"] = json!(!created.suppressed);
+    body["suppressed"] = json!(created.suppressed);
+    Ok((StatusCode::CREATED, Json(body)))
 }
 
 /// `GET /leads/{id}`: a lead and its dial attempts.
@@ -331,43 +323,15 @@ struct Columns {
 }
 
 impl Columns {
-    fn from_header(header: &StringRecord) -> Result<Self, ApiError> {
-        let mut positions = BTreeMap::new();
-        for (index, raw) in header.iter().enumerate() {
-            let name = raw
-                .trim_start_matches('\u{feff}')
-                .trim()
-                .to_ascii_lowercase();
-            if name.is_empty() {
-                continue;
-            }
-            if positions.insert(name.clone(), index).is_some() {
-                return Err(malformed(1, format!("the column {name:?} appears twice")));
-            }
-        }
-        let required = |name: &'static str| {
-            positions.get(name).copied().ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "missing_column",
-                    format!("the header has no {name:?} column"),
-                )
-                .with_field(name)
-            })
-        };
-        let (name, phone) = (required("name")?, required("phone")?);
-        let known = ["name", "phone", "email", "timezone", "notes"];
+    fn from_header(columns: &CsvColumns) -> Result<Self, ApiError> {
+        let (name, phone) = (columns.required("name")?, columns.required("phone")?);
         Ok(Self {
             name,
             phone,
-            email: positions.get("email").copied(),
-            timezone: positions.get("timezone").copied(),
-            notes: positions.get("notes").copied(),
-            extra: positions
-                .iter()
-                .filter(|(name, _)| !known.contains(&name.as_str()))
-                .map(|(name, index)| (*index, name.clone()))
-                .collect(),
+            email: columns.optional("email"),
+            timezone: columns.optional("timezone"),
+            notes: columns.optional("notes"),
+            extra: columns.others(&["name", "phone", "email", "timezone", "notes"]),
         })
     }
 
@@ -395,59 +359,6 @@ impl Columns {
     }
 }
 
-fn malformed(line: u64, message: String) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "malformed_csv",
-        format!("line {line}: {message}; nothing was imported"),
-    )
-    .with_details(json!({"line": line}))
-}
-
-/// The body grew past [`MAX_IMPORT_BYTES`].
-#[derive(Debug, thiserror::Error)]
-#[error("the file is larger than {MAX_IMPORT_BYTES} bytes")]
-struct TooLarge;
-
-fn csv_error(error: csv_async::Error) -> ApiError {
-    let line = error
-        .position()
-        .map(|position| position.line())
-        .unwrap_or(0);
-    match error.kind() {
-        ErrorKind::Io(io_error) => {
-            if io_error
-                .get_ref()
-                .is_some_and(|inner| inner.is::<TooLarge>())
-            {
-                return ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    TooLarge.to_string(),
-                );
-            }
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "body_unreadable",
-                format!("reading the upload failed: {io_error}; nothing was imported"),
-            )
-        }
-        ErrorKind::Utf8 { pos, .. } => malformed(
-            pos.as_ref().map_or(line, |position| position.line()),
-            "the file is not UTF-8".to_owned(),
-        ),
-        ErrorKind::UnequalLengths {
-            pos,
-            expected_len,
-            len,
-        } => malformed(
-            pos.as_ref().map_or(line, |position| position.line()),
-            format!("{len} fields where the header has {expected_len}"),
-        ),
-        _ => malformed(line, error.to_string()),
-    }
-}
-
 /// `POST /campaigns/{id}/leads/import`: see the module's documentation.
 pub async fn import(
     State(state): State<AppState>,
@@ -458,27 +369,7 @@ pub async fn import(
     body: Body,
 ) -> Result<Json<ImportReport>, ApiError> {
     let started = Instant::now();
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default();
-    if !["text/csv", "application/csv", "text/plain"]
-        .iter()
-        .any(|accepted| content_type.trim_start().starts_with(accepted))
-    {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the file as Content-Type: text/csv",
-        ));
-    }
-    let Ok(_slot) = IMPORT_SLOTS.try_acquire() else {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_imports",
-            format!("{MAX_CONCURRENT_IMPORTS} imports are running; retry when one is done"),
-        ));
-    };
+    let mut upload = CsvUpload::open(&headers, body)?;
     let skip_invalid = query.skip_invalid.unwrap_or(false);
     let country = country_code(
         &state,
@@ -494,62 +385,25 @@ pub async fn import(
         ImportStart::Ready(import) => import,
         ImportStart::Refused(why) => return Err(refusal(why)),
     };
-
-    // The body as a byte stream, never collected: the CSV reader pulls from it as it parses.
-    let mut received = 0u64;
-    let stream = body
-        .into_data_stream()
-        .map_err(io::Error::other)
-        .and_then(move |chunk| {
-            received += chunk.len() as u64;
-            let result = if received > MAX_IMPORT_BYTES {
-                Err(io::Error::other(TooLarge))
-            } else {
-                Ok(chunk)
-            };
-            std::future::ready(result)
-        });
-    let mut reader = AsyncReaderBuilder::new()
-        .has_headers(true)
-        .flexible(false)
-        .create_reader(tokio_util::io::StreamReader::new(stream));
-    let stalled = || {
-        ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "upload_stalled",
-            format!("nothing arrived for {IMPORT_IDLE_TIMEOUT:?}; nothing was imported"),
-        )
-    };
-    let header = tokio::time::timeout(IMPORT_IDLE_TIMEOUT, reader.headers())
-        .await
-        .map_err(|_| stalled())?
-        .map_err(csv_error)?
-        .clone();
-    if header.is_empty() {
-        return Err(malformed(1, "the file is empty".to_owned()));
-    }
-    let columns = Columns::from_header(&header)?;
+    let columns = Columns::from_header(&upload.columns().await?)?;
 
     let mut record = StringRecord::new();
     let mut batch = LeadBatch::default();
     let mut report = ImportReport {
         rows: 0,
         imported: 0,
+        enrolled: 0,
+        suppressed: 0,
+        suppressed_lines: Vec::new(),
         duplicates: 0,
         duplicate_lines: Vec::new(),
         invalid: 0,
         errors: Vec::new(),
         elapsed_ms: 0,
     };
-    while tokio::time::timeout(IMPORT_IDLE_TIMEOUT, reader.read_record(&mut record))
-        .await
-        .map_err(|_| stalled())?
-        .map_err(csv_error)?
-    {
+    while upload.next_record(&mut record).await? {
         report.rows += 1;
-        let line = record
-            .position()
-            .map_or(report.rows + 1, |position| position.line());
+        let line = csv_upload::line_of(&record, report.rows);
         match validate(columns.raw(&record), country.as_ref()) {
             Ok(lead) => {
                 // Once a row is refused without skip_invalid, the rest is only checked.
@@ -575,15 +429,11 @@ pub async fn import(
     }
     if report.invalid > 0 && !skip_invalid {
         drop(import); // Rolls back.
-        let message = format!(
-            "{} invalid rows; nothing was imported (fix them, or send ?skip_invalid=true)",
-            report.invalid
-        );
-        return Err(
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_rows", message).with_details(
-                json!({"rows": report.rows, "invalid": report.invalid, "errors": report.errors}),
-            ),
-        );
+        return Err(csv_upload::invalid_rows(
+            report.rows,
+            report.invalid,
+            &report.errors,
+        ));
     }
     if !batch.is_empty() {
         flush(&mut import, &mut batch, &mut report).await?;
@@ -594,6 +444,7 @@ pub async fn import(
         %campaign_id,
         rows = report.rows,
         imported = report.imported,
+        suppressed = report.suppressed,
         duplicates = report.duplicates,
         invalid = report.invalid,
         elapsed_ms = report.elapsed_ms,
@@ -608,13 +459,20 @@ async fn flush(
     batch: &mut LeadBatch,
     report: &mut ImportReport,
 ) -> Result<(), ApiError> {
-    let duplicates = import.insert(batch).await?;
-    report.imported += (batch.len() - duplicates.len()) as u64;
-    report.duplicates += duplicates.len() as u64;
-    let room = MAX_REPORTED_ERRORS.saturating_sub(report.duplicate_lines.len());
-    report
-        .duplicate_lines
-        .extend(duplicates.into_iter().take(room));
+    let outcome = import.insert(batch).await?;
+    let stored = (batch.len() - outcome.duplicates.len()) as u64;
+    report.imported += stored;
+    report.enrolled += stored - outcome.suppressed.len() as u64;
+    report.duplicates += outcome.duplicates.len() as u64;
+    report.suppressed += outcome.suppressed.len() as u64;
+    keep_lines(&mut report.duplicate_lines, outcome.duplicates);
+    keep_lines(&mut report.suppressed_lines, outcome.suppressed);
     batch.clear();
     Ok(())
+}
+
+/// Appends lines to a reported list, up to [`MAX_REPORTED_ERRORS`].
+pub(super) fn keep_lines(kept: &mut Vec<u64>, lines: Vec<u64>) {
+    let room = MAX_REPORTED_ERRORS.saturating_sub(kept.len());
+    kept.extend(lines.into_iter().take(room));
 }

@@ -12,6 +12,8 @@ pub mod auth;
 mod callbacks;
 mod calls;
 mod campaigns;
+mod csv_upload;
+mod do_not_call;
 pub mod error;
 pub mod hangup;
 mod input;
@@ -81,6 +83,20 @@ const IMPORT: &[(&str, &str, &str)] = &[
         "boolean",
         "import the valid rows and report the bad ones (default: refuse the file if any row is bad)",
     ),
+];
+const DO_NOT_CALL_LIST: &[(&str, &str, &str)] = &[
+    (
+        "phone",
+        "string",
+        "only this number (normalised like the others; exact)",
+    ),
+    (
+        "default_country_code",
+        "string",
+        "calling code for a phone filter written without + or 00",
+    ),
+    ("limit", "integer", "page size, 1 to 500 (50)"),
+    ("offset", "integer", "rows to skip (0)"),
 ];
 const CALL_FILTERS: &[(&str, &str, &str)] = &[
     ("campaign_id", "string", "only this campaign's calls (uuid)"),
@@ -348,6 +364,67 @@ fn table() -> Vec<Entry> {
             None,
             (200, Some("Lead")),
             leads::get,
+        ),
+        // The do-not-call list.
+        entry(
+            M::GET,
+            "/do-not-call",
+            "listDoNotCall",
+            "The organization's do-not-call list, newest first",
+            "do-not-call",
+            Some(S::LeadsRead),
+            DO_NOT_CALL_LIST,
+            None,
+            (200, Some("DoNotCallList")),
+            do_not_call::list,
+        ),
+        entry(
+            M::POST,
+            "/do-not-call",
+            "addDoNotCall",
+            "Add a number (201; 200 when listed already, the first entry kept); its scheduled attempts in every campaign are cancelled",
+            "do-not-call",
+            Some(S::LeadsWrite),
+            COUNTRY,
+            Some("DoNotCallInput"),
+            (201, Some("DoNotCallAdded")),
+            do_not_call::add,
+        ),
+        entry(
+            M::POST,
+            "/do-not-call/import",
+            "importDoNotCall",
+            "Import a CSV file of numbers (phone, reason; streamed; one transaction)",
+            "do-not-call",
+            Some(S::LeadsWrite),
+            IMPORT,
+            Some("csv"),
+            (200, Some("DoNotCallImportReport")),
+            do_not_call::import,
+        ),
+        entry(
+            M::GET,
+            "/do-not-call/audit",
+            "doNotCallAudit",
+            "Every change of the list (who, what, when, before, after), newest first",
+            "do-not-call",
+            Some(S::LeadsRead),
+            PAGE,
+            None,
+            (200, Some("DoNotCallAuditList")),
+            do_not_call::audit,
+        ),
+        entry(
+            M::DELETE,
+            "/do-not-call/{phone}",
+            "removeDoNotCall",
+            "Remove a number (URL-encoded E.164, %2B for +)",
+            "do-not-call",
+            Some(S::LeadsWrite),
+            COUNTRY,
+            None,
+            (204, None),
+            do_not_call::remove,
         ),
         // Calls.
         entry(

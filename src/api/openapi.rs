@@ -62,8 +62,8 @@ fn scope_text(scope: Scope) -> &'static str {
     match scope {
         Scope::CampaignsRead => "read campaigns and their statistics",
         Scope::CampaignsWrite => "create, change, start, pause, resume and cancel campaigns",
-        Scope::LeadsRead => "read leads",
-        Scope::LeadsWrite => "create and import leads",
+        Scope::LeadsRead => "read leads and the do-not-call list",
+        Scope::LeadsWrite => "create and import leads; change the do-not-call list",
         Scope::CallsRead => "read calls, transcripts and events",
         Scope::CallsWrite => "hang up calls and place test calls",
         Scope::SettingsRead => "read transfer targets and caller IDs",
@@ -88,8 +88,12 @@ fn describe(operation: &Operation) -> Value {
         .split('/')
         .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
         .map(|name| {
-            json!({"name": name, "in": "path", "required": true,
-                   "schema": {"type": "string", "format": "uuid"}})
+            let schema = if name.ends_with("_id") {
+                json!({"type": "string", "format": "uuid"})
+            } else {
+                json!({"type": "string"})
+            };
+            json!({"name": name, "in": "path", "required": true, "schema": schema})
         })
         .collect();
     parameters.extend(operation.query.iter().map(|(name, kind, description)| {
@@ -150,10 +154,14 @@ fn describe(operation: &Operation) -> Value {
     described["responses"] = Value::Object(responses);
     match operation.body {
         Some("csv") => {
+            let example = if operation.tag == "do-not-call" {
+                "phone,reason\n+44 20 7946 0958,asked not to be called\n"
+            } else {
+                "name,phone,email,timezone,notes\nAda Lovelace,+44 20 7946 0958,ada@example.com,Europe/London,prefers mornings\n"
+            };
             described["requestBody"] = json!({
                 "required": true,
-                "content": {"text/csv": {"schema": {"type": "string"},
-                    "example": "name,phone,email,timezone,notes\nAda Lovelace,+44 20 7946 0958,ada@example.com,Europe/London,prefers mornings\n"}},
+                "content": {"text/csv": {"schema": {"type": "string"}, "example": example}},
             });
         }
         Some(name) => {
@@ -278,6 +286,19 @@ fn schemas() -> Value {
         "id": uuid, "phone_number": text, "label": nullable_text,
         "inbound_enabled": {"type": "boolean"}, "created_at": time,
     });
+    let do_not_call = json!({
+        "organization_id": uuid, "phone_number": {"type": "string", "description": "E.164"},
+        "reason": nullable_text,
+        "source": {"enum": ["caller_request", "api", "import", "complaint"]},
+        "created_at": time,
+        "created_by_token": {"type": ["string", "null"], "format": "uuid"},
+        "call_sid": {"type": ["string", "null"], "description": "the call in which the caller opted out"},
+    });
+    let mut do_not_call_added = do_not_call.clone();
+    do_not_call_added["created"] =
+        json!({"type": "boolean", "description": "false: listed already, the first entry kept"});
+    do_not_call_added["attempts_cancelled"] =
+        json!({"type": "integer", "description": "scheduled attempts cancelled, every campaign"});
     let row_error = json!({
         "type": "object",
         "properties": {"line": {"type": "integer"}, "field": text, "code": text, "message": text},
@@ -320,14 +341,47 @@ fn schemas() -> Value {
             "call_status": text, "transferred_to_human": {"type": "boolean"},
             "timezone": nullable_text, "notes": nullable_text, "metadata": {"type": ["object", "null"]},
             "attempts": {"type": "array", "items": {"type": "object"}},
+            "enrolled": {"type": "boolean", "description": "on create: attempt 1 scheduled"},
+            "suppressed": {"type": "boolean", "description": "on create: the number is on the do-not-call list, so not enrolled"},
         }), &["id", "name", "phone"]),
         "LeadList": list_of("leads", "Lead"),
         "ImportReport": object(json!({
-            "rows": {"type": "integer"}, "imported": {"type": "integer"},
+            "rows": {"type": "integer"},
+            "imported": {"type": "integer", "description": "leads stored"},
+            "enrolled": {"type": "integer", "description": "leads stored and enrolled"},
+            "suppressed": {"type": "integer", "description": "leads stored, not enrolled: do-not-call"},
+            "suppressed_lines": {"type": "array", "items": {"type": "integer"}},
             "duplicates": {"type": "integer"}, "duplicate_lines": {"type": "array", "items": {"type": "integer"}},
             "invalid": {"type": "integer"}, "errors": {"type": "array", "items": row_error},
             "elapsed_ms": {"type": "integer"},
         }), &["rows", "imported", "duplicates", "invalid", "errors"]),
+        "DoNotCallInput": object(json!({
+            "phone_number": {"type": "string", "description": "normalised to E.164"},
+            "reason": text,
+            "source": {"enum": ["api", "complaint"], "description": "default api"},
+        }), &["phone_number", "reason"]),
+        "DoNotCallEntry": object(do_not_call.clone(), &["phone_number", "source", "created_at"]),
+        "DoNotCallAdded": object(do_not_call_added, &["phone_number", "created", "attempts_cancelled"]),
+        "DoNotCallList": list_of("entries", "DoNotCallEntry"),
+        "DoNotCallAudit": object(json!({
+            "id": {"type": "integer"}, "phone_number": text,
+            "action": {"enum": ["add", "remove"]},
+            "actor": {"enum": ["token", "call", "system"]},
+            "actor_token_id": {"type": ["string", "null"], "format": "uuid"},
+            "actor_call_sid": nullable_text,
+            "before": {"type": ["object", "null"], "description": "the entry before the change"},
+            "after": {"type": ["object", "null"], "description": "the entry after the change"},
+            "at": time,
+        }), &["id", "phone_number", "action", "actor", "at"]),
+        "DoNotCallAuditList": list_of("audit", "DoNotCallAudit"),
+        "DoNotCallImportReport": object(json!({
+            "rows": {"type": "integer"}, "added": {"type": "integer"},
+            "already_listed": {"type": "integer"},
+            "already_listed_lines": {"type": "array", "items": {"type": "integer"}},
+            "attempts_cancelled": {"type": "integer"},
+            "invalid": {"type": "integer"}, "errors": {"type": "array", "items": row_error},
+            "elapsed_ms": {"type": "integer"},
+        }), &["rows", "added", "already_listed", "attempts_cancelled", "invalid", "errors"]),
         "TestCall": object(json!({"attempt_id": uuid, "attempt_number": {"type": "integer"}}), &["attempt_id", "attempt_number"]),
         "Call": object(call, &["id", "campaign_id", "lead_id", "call_status"]),
         "CallList": list_of("calls", "Call"),

@@ -976,6 +976,10 @@ impl Conversation {
                 }
             },
         };
+        let analysis = analysis.with_known_facts(
+            self.end.lead_facts.opted_out,
+            self.end.callback.as_ref().map(|callback| callback.due_at),
+        );
         let value = serde_json::to_value(&analysis).unwrap_or_default();
         self.end.metadata["analysis"] = value.clone();
         self.end.analysis = Some(value);

@@ -434,9 +434,7 @@ impl Database {
             .await?;
             return Ok(id);
         }
-        Err(DbError::Contention(
-            "the lead's attempts kept changing while a callback was numbered",
-        ))
+        Err(DbError::ConcurrentChange("the lead's attempt numbers"))
     }
 
     /// Records a call that ended before its stream started, from Plivo's callbacks. A call that

@@ -9,12 +9,17 @@
 //! (and nothing more is claimed) or waits for the claim; attempts are locked `FOR UPDATE SKIP
 //! LOCKED`. The pacing row is locked last (lock order: organization, campaigns, attempts,
 //! pacing), and only by a claim that has something to place.
+//!
+//! The do-not-call list is read in the statement that locks the candidates: a suppressed
+//! one is not handed to the plan but cancelled (`error = 'do_not_call'`) when the claim
+//! commits. An add to the list takes the organization's row before it commits (see
+//! `db::suppression`), so a claim either commits before it or sees the number.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgTransaction;
 use uuid::Uuid;
 
-use super::{Database, DbError, calls::UnreachedCall};
+use super::{Database, DbError, calls::UnreachedCall, suppression::DO_NOT_CALL_ERROR};
 use crate::{
     dialer::{
         plan::{CampaignSlot, Candidate, Placement, Unplaceable},
@@ -33,6 +38,8 @@ pub struct Claim {
     pub org_free: i64,
     /// The campaigns with due attempts, share-locked.
     pub campaigns: Vec<CampaignSlot>,
+    /// Locked attempts whose number is on the do-not-call list: cancelled by `commit`.
+    suppressed: Vec<Uuid>,
 }
 
 /// An attempt that ended, as the retry policy sees it.
@@ -189,6 +196,7 @@ impl Database {
             organization_id,
             org_free: i64::from(org.max_concurrent_calls) - org_in_flight,
             campaigns,
+            suppressed: Vec::new(),
         }))
     }
 }
@@ -196,6 +204,8 @@ impl Database {
 impl Claim {
     /// Locks up to `limit` due attempts of the claim's campaigns (test calls first, then the
     /// longest due), skipping rows another transaction holds and leads with a call in flight.
+    /// Those whose number is on the organization's do-not-call list are not returned: they are
+    /// kept for `commit` to cancel (see [`Claim::suppressed`]).
     pub async fn candidates(
         &mut self,
         now: DateTime<Utc>,
@@ -210,7 +220,10 @@ impl Claim {
             .collect();
         let rows = sqlx::query!(
             r#"SELECT a.id, a.campaign_id, a.lead_id, a.attempt_number, a.is_test,
-                      l.phone, l.timezone
+                      l.phone, l.timezone,
+                      EXISTS (SELECT 1 FROM do_not_call d
+                              WHERE d.organization_id = a.organization_id
+                                AND d.phone_number = l.phone) AS "suppressed!"
                FROM dial_attempts a JOIN leads l ON l.id = a.lead_id
                WHERE a.organization_id = $1 AND a.status = 'scheduled' AND a.due_at <= $2
                  AND (a.campaign_id = ANY($3) OR (a.is_test AND a.campaign_id = ANY($4)))
@@ -228,6 +241,9 @@ impl Claim {
         )
         .fetch_all(&mut *self.tx)
         .await?;
+        let (suppressed, rows): (Vec<_>, Vec<_>) = rows.into_iter().partition(|row| row.suppressed);
+        self.suppressed
+            .extend(suppressed.into_iter().map(|row| row.id));
         Ok(rows
             .into_iter()
             .map(|row| Candidate {
@@ -240,6 +256,11 @@ impl Claim {
                 lead_timezone: row.timezone,
             })
             .collect())
+    }
+
+    /// The attempts this claim found on the do-not-call list (cancelled when it commits).
+    pub fn suppressed(&self) -> usize {
+        self.suppressed.len()
     }
 
     /// Locks the account's pacing row (creating it on first use) and reads the database's
@@ -279,7 +300,7 @@ impl Claim {
 
     /// Applies the claim's decisions and commits: placed attempts become `dialing` (claimed by
     /// `server` at `now`), attempts outside their window move to its opening, unplaceable ones
-    /// end.
+    /// end, suppressed ones are cancelled with `error = 'do_not_call'`.
     pub async fn commit(
         mut self,
         server: &str,
@@ -323,6 +344,17 @@ impl Claim {
                 &ids,
                 &statuses as &[&str],
                 &errors as &[&str],
+                now
+            )
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        if !self.suppressed.is_empty() {
+            sqlx::query!(
+                r#"UPDATE dial_attempts SET status = 'canceled', error = $2, ended_at = $3
+                   WHERE id = ANY($1) AND status = 'scheduled'"#,
+                &self.suppressed,
+                DO_NOT_CALL_ERROR,
                 now
             )
             .execute(&mut *self.tx)
@@ -397,8 +429,8 @@ impl Database {
     }
 
     /// Ends an attempt once (a repeated callback changes nothing) and, in the same transaction,
-    /// schedules the lead's next attempt when `retry` says so and the campaign is running or
-    /// paused (a cancelled campaign gets none: its row is share-locked, so a cancel commits
+    /// schedules the lead's next attempt when `retry` says so, the campaign is running or
+    /// paused and the lead's number is not on the do-not-call list (a cancelled campaign gets none: its row is share-locked, so a cancel commits
     /// either before, and is seen, or after, and cancels the new row too).
     pub async fn finish_attempt(
         &self,
@@ -479,7 +511,11 @@ impl Database {
                 sqlx::query!(
                     r#"INSERT INTO dial_attempts (organization_id, campaign_id, lead_id,
                                                   attempt_number, status, due_at)
-                       VALUES ($1, $2, $3, $4, 'scheduled', now() + make_interval(secs => $5))
+                       SELECT $1, $2, $3, $4, 'scheduled', now() + make_interval(secs => $5)
+                       WHERE NOT EXISTS (SELECT 1 FROM leads l JOIN do_not_call d
+                                           ON d.organization_id = l.organization_id
+                                          AND d.phone_number = l.phone
+                                         WHERE l.id = $3)
                        ON CONFLICT (campaign_id, lead_id, attempt_number) DO NOTHING
                        RETURNING id, due_at"#,
                     ended.organization_id,

@@ -4,6 +4,9 @@
 //! A phone number is enrolled in a campaign at most once: a lead whose number is already a
 //! lead of the campaign is refused (one) or skipped and reported (import), so nobody is
 //! dialed twice by the same campaign because a list was uploaded twice.
+//!
+//! A number on the organization's do-not-call list (`db::suppression`) is stored as a lead
+//! but not enrolled (no attempt), and reported so; a test call of it is refused.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -76,6 +79,25 @@ pub enum LeadRefusal {
     InFlight,
     /// A test call of this lead is already waiting to be placed.
     TestCallPending,
+    /// The lead's number is on the organization's do-not-call list.
+    DoNotCall,
+}
+
+/// A lead created by [`Database::create_lead`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreatedLead {
+    pub lead_id: Uuid,
+    /// Its number is on the do-not-call list: stored, not enrolled.
+    pub suppressed: bool,
+}
+
+/// What one batch of an import did, by the file's lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeadBatchOutcome {
+    /// Skipped: the number is already a lead of the campaign (or earlier in the file).
+    pub duplicates: Vec<u64>,
+    /// Stored but not enrolled: the number is on the do-not-call list.
+    pub suppressed: Vec<u64>,
 }
 
 /// A scheduled test call.
@@ -147,13 +169,14 @@ pub enum ImportStart {
 }
 
 impl LeadImport {
-    /// Inserts a batch of leads and enrolls them; returns the lines skipped because their
-    /// number is already a lead of the campaign (earlier in this file included).
-    pub async fn insert(&mut self, batch: &LeadBatch) -> Result<Vec<u64>, DbError> {
+    /// Inserts a batch of leads and enrolls those whose number is not on the do-not-call list;
+    /// reports the lines skipped because their number is already a lead of the campaign
+    /// (earlier in this file included) and the lines stored but not enrolled.
+    pub async fn insert(&mut self, batch: &LeadBatch) -> Result<LeadBatchOutcome, DbError> {
         // `enrolled_phones` probes the (organization, phone) index with the batch's numbers: a
         // join per input row was planned against the whole campaign (the statistics are stale
         // inside the import's transaction) and grew quadratic, 1 s per batch at 10k rows.
-        let duplicates = sqlx::query_scalar!(
+        let rows = sqlx::query!(
             r#"WITH input AS (
                    SELECT * FROM UNNEST($4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
                                         $9::jsonb[], $10::int8[])
@@ -163,6 +186,9 @@ impl LeadImport {
                    WHERE l.organization_id = $1 AND l.phone = ANY($5)
                      AND EXISTS (SELECT 1 FROM dial_attempts d
                                  WHERE d.lead_id = l.id AND d.campaign_id = $2)
+               ), suppressed_phones AS (
+                   SELECT phone_number AS phone FROM do_not_call
+                   WHERE organization_id = $1 AND phone_number = ANY($5)
                ), fresh AS (
                    SELECT DISTINCT ON (i.phone) i.* FROM input i
                    WHERE i.phone NOT IN (SELECT phone FROM enrolled_phones)
@@ -174,16 +200,20 @@ impl LeadImport {
                           CASE WHEN metadata = 'null'::jsonb THEN NULL ELSE metadata END,
                           'csv_upload'
                    FROM fresh ORDER BY line
-                   RETURNING id
+                   RETURNING id, phone
                ), enrolled AS (
                    INSERT INTO dial_attempts (organization_id, campaign_id, lead_id, attempt_number,
                                               status, due_at)
                    SELECT $1, $2, id, 1, 'scheduled', now() FROM inserted
+                   WHERE phone NOT IN (SELECT phone FROM suppressed_phones)
                    ON CONFLICT DO NOTHING
                    RETURNING 1
                )
-               SELECT line AS "line!" FROM input WHERE line NOT IN (SELECT line FROM fresh)
-               ORDER BY line"#,
+               SELECT line AS "line!", FALSE AS "suppressed!" FROM input
+               WHERE line NOT IN (SELECT line FROM fresh)
+               UNION ALL
+               SELECT line, TRUE FROM fresh WHERE phone IN (SELECT phone FROM suppressed_phones)
+               ORDER BY 1"#,
             self.organization_id,
             self.campaign_id,
             self.project_id,
@@ -197,10 +227,15 @@ impl LeadImport {
         )
         .fetch_all(&mut *self.transaction)
         .await?;
-        Ok(duplicates
-            .into_iter()
-            .map(|line| u64::try_from(line).unwrap_or(0))
-            .collect())
+        let mut outcome = LeadBatchOutcome::default();
+        for row in rows {
+            let line = u64::try_from(row.line).unwrap_or(0);
+            match row.suppressed {
+                true => outcome.suppressed.push(line),
+                false => outcome.duplicates.push(line),
+            }
+        }
+        Ok(outcome)
     }
 
     /// Commits, unless the campaign finished meanwhile (a cancel must leave nothing
@@ -260,13 +295,14 @@ impl Database {
         }))
     }
 
-    /// Creates one lead in the campaign's organization and project and enrolls it.
+    /// Creates one lead in the campaign's organization and project and enrolls it, unless its
+    /// number is on the do-not-call list (then it is stored only, `suppressed`).
     pub async fn create_lead(
         &self,
         organization_id: Uuid,
         campaign_id: Uuid,
         lead: &NewLead,
-    ) -> Result<Result<Uuid, LeadRefusal>, DbError> {
+    ) -> Result<Result<CreatedLead, LeadRefusal>, DbError> {
         let mut transaction = self.pool.begin().await?;
         let campaign = sqlx::query!(
             "SELECT status, project_id FROM campaigns WHERE organization_id = $1 AND id = $2 FOR SHARE",
@@ -310,17 +346,32 @@ impl Database {
         )
         .fetch_one(&mut *transaction)
         .await?;
-        sqlx::query!(
-            r#"INSERT INTO dial_attempts (organization_id, campaign_id, lead_id, attempt_number, status, due_at)
-               VALUES ($1, $2, $3, 1, 'scheduled', now()) ON CONFLICT DO NOTHING"#,
+        // The dialer's claim checks the list again, so an add committing after this read
+        // still keeps the number from being dialled.
+        let suppressed = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM do_not_call
+                              WHERE organization_id = $1 AND phone_number = $2) AS "suppressed!""#,
             organization_id,
-            campaign_id,
-            lead_id,
+            lead.phone,
         )
-        .execute(&mut *transaction)
+        .fetch_one(&mut *transaction)
         .await?;
+        if !suppressed {
+            sqlx::query!(
+                r#"INSERT INTO dial_attempts (organization_id, campaign_id, lead_id, attempt_number, status, due_at)
+                   VALUES ($1, $2, $3, 1, 'scheduled', now()) ON CONFLICT DO NOTHING"#,
+                organization_id,
+                campaign_id,
+                lead_id,
+            )
+            .execute(&mut *transaction)
+            .await?;
+        }
         transaction.commit().await?;
-        Ok(Ok(lead_id))
+        Ok(Ok(CreatedLead {
+            lead_id,
+            suppressed,
+        }))
     }
 
     /// One lead of the organization.
@@ -381,7 +432,8 @@ impl Database {
     }
 
     /// Schedules one test call of a lead in a campaign: the next attempt number, due now,
-    /// `is_test`, which the dialer places even when the campaign is not running.
+    /// `is_test`, which the dialer places even when the campaign is not running. A number on
+    /// the do-not-call list is refused ([`LeadRefusal::DoNotCall`]).
     pub async fn schedule_test_call(
         &self,
         organization_id: Uuid,
@@ -403,15 +455,21 @@ impl Database {
             return Ok(Err(LeadRefusal::CampaignFinished { status }));
         }
         // The lead's row lock serialises concurrent requests for the same lead.
-        let lead = sqlx::query_scalar!(
-            "SELECT id FROM leads WHERE organization_id = $1 AND id = $2 FOR UPDATE",
+        let lead = sqlx::query!(
+            r#"SELECT EXISTS (SELECT 1 FROM do_not_call d
+                              WHERE d.organization_id = l.organization_id
+                                AND d.phone_number = l.phone) AS "suppressed!"
+               FROM leads l WHERE l.organization_id = $1 AND l.id = $2 FOR UPDATE OF l"#,
             organization_id,
             lead_id,
         )
         .fetch_optional(&mut *transaction)
         .await?;
-        if lead.is_none() {
+        let Some(lead) = lead else {
             return Ok(Err(LeadRefusal::LeadNotFound));
+        };
+        if lead.suppressed {
+            return Ok(Err(LeadRefusal::DoNotCall));
         }
         let busy = sqlx::query!(
             r#"SELECT bool_or(status IN ('dialing', 'ringing', 'in_progress')) AS in_flight,

@@ -16,6 +16,7 @@ pub mod leads;
 pub mod organization;
 pub mod seed;
 pub mod servers;
+pub mod suppression;
 pub mod tokens;
 pub mod transfers;
 
@@ -54,11 +55,16 @@ pub enum DbError {
         lead_id: uuid::Uuid,
         campaign_id: uuid::Uuid,
     },
+    #[error("lead {lead_id} cannot be put on the do-not-call list: {why}")]
+    NotSuppressible {
+        lead_id: uuid::Uuid,
+        why: &'static str,
+    },
+    /// Another transaction changed the same row between our statements; retrying is safe.
+    #[error("{0} changed concurrently; retry")]
+    ConcurrentChange(&'static str),
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
-    /// Concurrent writers kept winning a race; trying again later will succeed.
-    #[error("contention: {0}")]
-    Contention(&'static str),
 }
 
 impl DbError {
@@ -66,7 +72,7 @@ impl DbError {
     /// busy), as opposed to a request that will fail again.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Connect { .. } | Self::Contention(_) => true,
+            Self::Connect { .. } | Self::ConcurrentChange(_) => true,
             Self::Sqlx(error) => {
                 matches!(
                     error,

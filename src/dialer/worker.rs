@@ -59,6 +59,8 @@ pub struct Pass {
     pub placed: usize,
     pub rescheduled: usize,
     pub unplaceable: usize,
+    /// Attempts cancelled because their number is on the do-not-call list.
+    pub suppressed: usize,
     pub recovered: usize,
     pub completed_campaigns: Vec<Uuid>,
 }
@@ -131,6 +133,7 @@ impl Dialer {
                     pass.placed += claimed.placed;
                     pass.rescheduled += claimed.rescheduled;
                     pass.unplaceable += claimed.unplaceable;
+                    pass.suppressed += claimed.suppressed;
                 }
                 // One organization's failure (a deadlock with an API transaction, say) does not
                 // hold up the others; the next pass tries again.
@@ -172,6 +175,7 @@ impl Dialer {
         }
         let limit = (room + RESCHEDULE_ROOM).min(MAX_CANDIDATES);
         let candidates = claim.candidates(now, &open, limit).await?;
+        let suppressed = claim.suppressed();
         let mut plan = plan_claim(now, room, &claim.campaigns, &candidates);
         for warning in &plan.warnings {
             tracing::warn!(
@@ -196,6 +200,12 @@ impl Dialer {
                 &plan.finish,
             )
             .await?;
+        if suppressed > 0 {
+            tracing::info!(
+                %organization_id, suppressed,
+                "attempts cancelled: their numbers are on the do-not-call list"
+            );
+        }
         for unplaceable in &plan.finish {
             tracing::warn!(
                 attempt_id = %unplaceable.attempt_id, class = unplaceable.class.as_str(),
@@ -229,6 +239,7 @@ impl Dialer {
             placed,
             rescheduled: plan.reschedule.len(),
             unplaceable: plan.finish.len(),
+            suppressed,
             ..Pass::default()
         })
     }

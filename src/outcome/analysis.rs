@@ -141,6 +141,25 @@ pub struct Analysis {
     pub source: Source,
 }
 
+impl Analysis {
+    /// What the gateway knows for certain overrides a model's reading of the call: an opt-out
+    /// means no interest and no next step but the do-not-call list; a callback the gateway
+    /// scheduled is the callback time.
+    pub fn with_known_facts(mut self, opted_out: bool, callback_at: Option<DateTime<Utc>>) -> Self {
+        if opted_out {
+            self.interest = Interest::None;
+            self.next_step = NextStep::DoNotCall;
+            self.callback_at = None;
+        } else if let Some(at) = callback_at {
+            self.callback_at = Some(at);
+            if self.next_step == NextStep::None {
+                self.next_step = NextStep::Callback;
+            }
+        }
+        self
+    }
+}
+
 /// Why a model's answer was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum InvalidAnalysis {

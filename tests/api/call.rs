@@ -353,6 +353,106 @@ async fn an_analysis_that_is_not_json_falls_back_and_the_lead_still_moves_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_who_opts_out_is_suppressed_before_the_call_ends_in_every_campaign() {
+    let fixture = Fixture::start(
+        conversation(vec![turn(
+            "Please don't call me again",
+            "I understand, you will not be called again.",
+            Some(("opt_out", json!({"reason": "please don't call me again"}))),
+        )]),
+        1,
+        &[],
+    )
+    .await;
+    let pool = fixture.test.pool().clone();
+    // The same lead waits for a retry in another campaign of the organization.
+    let other: Uuid = sqlx::query_scalar(
+        "INSERT INTO campaigns (organization_id, name, status) VALUES ($1, 'Autumn', 'running') RETURNING id",
+    )
+    .bind(fixture.org.id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let retry: Uuid = sqlx::query_scalar(
+        "INSERT INTO dial_attempts (organization_id, campaign_id, lead_id, attempt_number, due_at)
+         VALUES ($1, $2, $3, 2, now() + interval '1 day') RETURNING id",
+    )
+    .bind(fixture.org.id)
+    .bind(other)
+    .bind(fixture.org.lead_ids[0])
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let script = [
+        Step::WaitForAgentAudio,
+        Step::WaitForAgentSilence(Duration::from_millis(300)),
+        Step::Speak(Duration::from_millis(500)),
+        Step::WaitForAgentAudio,
+        Step::WaitForAgentSilence(Duration::from_millis(400)),
+        Step::HangUp,
+    ];
+    fixture.call(0, "CA-opt-out", &script).await;
+    let outputs: Vec<Value> = fixture
+        .fake
+        .events_of("conversation.item.create")
+        .into_iter()
+        .map(|event| serde_json::from_str(event["item"]["output"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(outputs, [json!({"ok": true, "suppressed": true})]);
+    let (test, org, _) = fixture.finish().await;
+    let row = call_row(&test, "CA-opt-out").await;
+    let (source, call_sid, listed_at): (String, Option<String>, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as(
+            "SELECT source, call_sid, created_at FROM do_not_call
+             WHERE organization_id = $1 AND phone_number = '+14155550000'",
+        )
+        .bind(org.id)
+        .fetch_one(test.pool())
+        .await
+        .unwrap();
+    assert_eq!(source, "caller_request");
+    assert_eq!(call_sid.as_deref(), Some("CA-opt-out"));
+    assert!(
+        listed_at < row.ended_at.unwrap(),
+        "suppressed before the call ended"
+    );
+    let (status, error): (String, Option<String>) =
+        sqlx::query_as("SELECT status, error FROM dial_attempts WHERE id = $1")
+            .bind(retry)
+            .fetch_one(test.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        (status.as_str(), error.as_deref()),
+        ("canceled", Some("do_not_call"))
+    );
+    let audit: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT action, actor, actor_call_sid FROM do_not_call_audit WHERE organization_id = $1",
+    )
+    .bind(org.id)
+    .fetch_all(test.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        audit,
+        [(
+            "add".to_owned(),
+            "call".to_owned(),
+            Some("CA-opt-out".to_owned())
+        )]
+    );
+    let metadata = row.metadata.unwrap();
+    assert_eq!(metadata["opted_out"], true);
+    assert_eq!(metadata["analysis"]["next_step"], "do_not_call");
+    let status: String = sqlx::query_scalar("SELECT status FROM leads WHERE id = $1")
+        .bind(org.lead_ids[0])
+        .fetch_one(test.pool())
+        .await
+        .unwrap();
+    assert_eq!(status, "lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn barge_in_clears_at_once_and_truncates_to_what_was_sent() {
     let mut config = conversation(vec![turn(
         "Tell me everything",

@@ -31,7 +31,7 @@ use crate::helpers::{Org, TestApp, TestDb, seed_org, settings_for};
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Polls `condition` until it holds, failing after `deadline`.
-async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut condition: F)
+pub(crate) async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut condition: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -43,7 +43,7 @@ where
     }
 }
 
-async fn issue(test: &TestDb, organization_id: Uuid, scopes: &[Scope]) -> String {
+pub(crate) async fn issue(test: &TestDb, organization_id: Uuid, scopes: &[Scope]) -> String {
     create_token(
         &test.db,
         &TokenRequest {
@@ -60,18 +60,18 @@ async fn issue(test: &TestDb, organization_id: Uuid, scopes: &[Scope]) -> String
 }
 
 /// A gateway, two organizations, a token with every scope for each.
-struct Api {
-    test: TestDb,
-    app: TestApp,
-    http: reqwest::Client,
-    org: Org,
-    token: String,
-    other: Org,
-    other_token: String,
+pub(crate) struct Api {
+    pub(crate) test: TestDb,
+    pub(crate) app: TestApp,
+    pub(crate) http: reqwest::Client,
+    pub(crate) org: Org,
+    pub(crate) token: String,
+    pub(crate) other: Org,
+    pub(crate) other_token: String,
 }
 
 impl Api {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let test = TestDb::new().await;
         let org = seed_org(test.pool(), "Acme Homes", 2).await;
         let other = seed_org(test.pool(), "Globex", 1).await;
@@ -90,7 +90,7 @@ impl Api {
         }
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: Method,
         path: &str,
@@ -113,21 +113,21 @@ impl Api {
         (status, body)
     }
 
-    async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         self.send(Method::GET, path, Some(&self.token), None).await
     }
 
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.send(Method::POST, path, Some(&self.token), Some(body))
             .await
     }
 
-    async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
         self.send(Method::PATCH, path, Some(&self.token), Some(body))
             .await
     }
 
-    async fn upload(&self, path: &str, csv: &str) -> (u16, Value) {
+    pub(crate) async fn upload(&self, path: &str, csv: &str) -> (u16, Value) {
         let response = self
             .http
             .post(self.app.url(&format!("/api/v1{path}")))
@@ -141,7 +141,7 @@ impl Api {
         (status, response.json().await.unwrap())
     }
 
-    async fn new_campaign(&self) -> Uuid {
+    pub(crate) async fn new_campaign(&self) -> Uuid {
         let (status, body) = self
             .post("/campaigns", json!({"name": "Autumn launch"}))
             .await;
@@ -149,7 +149,7 @@ impl Api {
         body["id"].as_str().unwrap().parse().unwrap()
     }
 
-    async fn count(&self, sql: &str, id: Uuid) -> i64 {
+    pub(crate) async fn count(&self, sql: &str, id: Uuid) -> i64 {
         sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
             .bind(id)
             .fetch_one(self.test.pool())
@@ -157,12 +157,12 @@ impl Api {
             .unwrap()
     }
 
-    async fn finish(self) {
+    pub(crate) async fn finish(self) {
         self.app.shutdown().await;
     }
 }
 
-fn code(body: &Value) -> &str {
+pub(crate) fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no error code>")
 }
 

@@ -35,13 +35,13 @@ pub(crate) fn utc(text: &str) -> DateTime<Utc> {
 }
 
 /// An organization (caller ID, concurrency limit) and one campaign.
-struct Campaign {
-    org: Uuid,
-    id: Uuid,
+pub(crate) struct Campaign {
+    pub(crate) org: Uuid,
+    pub(crate) id: Uuid,
 }
 
 /// Inserts an organization and a campaign; `columns` sets campaign columns by SQL.
-async fn seed_campaign(pool: &PgPool, org_limit: i32, columns: &str) -> Campaign {
+pub(crate) async fn seed_campaign(pool: &PgPool, org_limit: i32, columns: &str) -> Campaign {
     let org: Uuid = sqlx::query_scalar(
         "INSERT INTO organizations (name, caller_id, max_concurrent_calls) VALUES ('Dialer Co', $1, $2) RETURNING id",
     )
@@ -54,7 +54,7 @@ async fn seed_campaign(pool: &PgPool, org_limit: i32, columns: &str) -> Campaign
     Campaign { org, id }
 }
 
-async fn add_campaign(pool: &PgPool, org: Uuid, columns: &str) -> Uuid {
+pub(crate) async fn add_campaign(pool: &PgPool, org: Uuid, columns: &str) -> Uuid {
     let id: Uuid = sqlx::query_scalar(
         "INSERT INTO campaigns (organization_id, name, status) VALUES ($1, 'Dial test', 'running') RETURNING id",
     )
@@ -76,7 +76,7 @@ async fn add_campaign(pool: &PgPool, org: Uuid, columns: &str) -> Uuid {
 
 /// `count` leads with phones `+1415{prefix}NNNNNN`, each enrolled (attempt 1 scheduled, due
 /// at `due`), in creation order.
-async fn enroll(
+pub(crate) async fn enroll(
     pool: &PgPool,
     campaign: &Campaign,
     prefix: u32,
@@ -101,7 +101,12 @@ async fn enroll(
     leads
 }
 
-async fn schedule(pool: &PgPool, campaign: &Campaign, lead_id: Uuid, due: DateTime<Utc>) -> Uuid {
+pub(crate) async fn schedule(
+    pool: &PgPool,
+    campaign: &Campaign,
+    lead_id: Uuid,
+    due: DateTime<Utc>,
+) -> Uuid {
     sqlx::query_scalar(
         "INSERT INTO dial_attempts (organization_id, campaign_id, lead_id, attempt_number, status, due_at)
          VALUES ($1, $2, $3, 1, 'scheduled', $4) RETURNING id",
@@ -117,21 +122,21 @@ async fn schedule(pool: &PgPool, campaign: &Campaign, lead_id: Uuid, due: DateTi
 
 /// An attempt as the tests read it back.
 #[derive(Debug, Clone, sqlx::FromRow)]
-struct Attempt {
-    id: Uuid,
-    lead_id: Uuid,
-    attempt_number: i32,
-    status: String,
-    due_at: DateTime<Utc>,
-    ended_at: Option<DateTime<Utc>>,
-    claimed_by: Option<String>,
-    request_uuid: Option<String>,
-    call_sid: Option<String>,
-    hangup_cause: Option<String>,
-    error: Option<String>,
+pub(crate) struct Attempt {
+    pub(crate) id: Uuid,
+    pub(crate) lead_id: Uuid,
+    pub(crate) attempt_number: i32,
+    pub(crate) status: String,
+    pub(crate) due_at: DateTime<Utc>,
+    pub(crate) ended_at: Option<DateTime<Utc>>,
+    pub(crate) claimed_by: Option<String>,
+    pub(crate) request_uuid: Option<String>,
+    pub(crate) call_sid: Option<String>,
+    pub(crate) hangup_cause: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
-async fn attempts(pool: &PgPool, campaign_id: Uuid) -> Vec<Attempt> {
+pub(crate) async fn attempts(pool: &PgPool, campaign_id: Uuid) -> Vec<Attempt> {
     sqlx::query_as(
         "SELECT id, lead_id, attempt_number, status, due_at, ended_at, claimed_by, request_uuid,
                 call_sid, hangup_cause, error

@@ -6,6 +6,7 @@ mod callbacks;
 mod calls;
 mod campaign_api;
 mod dialer;
+mod do_not_call;
 mod embedded;
 mod helpers;
 mod local;

@@ -699,3 +699,23 @@ fn objections_by_cue() {
         assert_eq!(analysis.objections, expected, "{words:?}");
     }
 }
+
+#[test]
+fn known_facts_override_the_models_reading() {
+    let model = parse_model_answer(
+        r#"{"version":1,"sentiment":0.2,"interest":"medium","objections":[],"next_step":"follow_up","callback_at":null}"#,
+    )
+    .unwrap();
+    let opted_out = model.clone().with_known_facts(true, None);
+    assert_eq!(opted_out.next_step, NextStep::DoNotCall);
+    assert_eq!(opted_out.interest, Interest::None);
+    let at: DateTime<Utc> = "2026-12-08T16:00:00Z".parse().unwrap();
+    let callback = model.clone().with_known_facts(false, Some(at));
+    assert_eq!(callback.callback_at, Some(at));
+    assert_eq!(
+        callback.next_step,
+        NextStep::FollowUp,
+        "a chosen step is kept"
+    );
+    assert_eq!(model.clone().with_known_facts(false, None), model);
+}
