@@ -285,8 +285,9 @@ async fn the_caller_is_released_when_the_goodbye_has_played_and_the_summary_foll
         closed_at >= played_at && release <= Duration::from_millis(300),
         "closed {release:?} after the goodbye's playedStream (played at {played_at:?}, closed at {closed_at:?})"
     );
-    let purposes: Vec<Value> = fixture
-        .fake
+    // Asked for after the socket closed: the drain waits for them.
+    let (test, _, fake) = fixture.finish().await;
+    let purposes: Vec<Value> = fake
         .events_of("response.create")
         .iter()
         .filter(|event| event["response"]["output_modalities"] == json!(["text"]))
@@ -297,7 +298,6 @@ async fn the_caller_is_released_when_the_goodbye_has_played_and_the_summary_foll
         [json!("summary"), json!("analysis")],
         "the summary and the analysis were asked for, together"
     );
-    let (test, _, _) = fixture.finish().await;
     let row = call_row(&test, "CA-release").await;
     assert_eq!(row.end_reason.as_deref(), Some("agent_ended"));
     assert_eq!(
