@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chrono::{Datelike, TimeDelta, TimeZone, Utc};
+use chrono::{Datelike, SubsecRound, TimeDelta, TimeZone, Utc};
 use chrono_tz::America::New_York;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -193,4 +193,120 @@ async fn a_callback_asked_for_in_a_call_is_placed_at_its_time_and_the_agent_know
     );
     app.shutdown().await;
     plivo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_callbacks_are_listed_moved_and_cancelled_within_the_organization() {
+    use crate::campaign_api::{Api, code};
+    let api = Api::start().await;
+    let pool = api.test.pool().clone();
+    let insert = |lead: Uuid, number: i32, due: chrono::DateTime<Utc>, callback: bool| {
+        let pool = pool.clone();
+        let (org, campaign) = (api.org.id, api.org.campaign_id);
+        async move {
+            sqlx::query_scalar::<_, Uuid>(
+                "INSERT INTO dial_attempts (organization_id, campaign_id, lead_id, attempt_number,
+                                            due_at, is_callback, callback_call_sid,
+                                            callback_requested_at, callback_phrase)
+                 VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $6 THEN 'CA-asked' END,
+                         CASE WHEN $6 THEN now() END, CASE WHEN $6 THEN 'friday at 5' END)
+                 RETURNING id",
+            )
+            .bind(org)
+            .bind(campaign)
+            .bind(lead)
+            .bind(number)
+            .bind(due)
+            .bind(callback)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let soon = Utc::now() + TimeDelta::hours(2);
+    let later = Utc::now() + TimeDelta::days(2);
+    let second = insert(api.org.lead_ids[1], 1, later, true).await;
+    let first = insert(api.org.lead_ids[0], 1, soon, true).await;
+    insert(api.org.lead_ids[0], 2, soon, false).await; // a retry, not a callback
+    let campaign = api.org.campaign_id;
+
+    let (status, body) = api.get(&format!("/campaigns/{campaign}/callbacks")).await;
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<&str> = body["callbacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|callback| callback["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [first.to_string(), second.to_string()],
+        "soonest first"
+    );
+    assert_eq!(body["callbacks"][0]["phrase"], "friday at 5");
+    assert_eq!(body["callbacks"][0]["requested_in_call"], "CA-asked");
+    let (_, detail) = api.get(&format!("/campaigns/{campaign}")).await;
+    assert_eq!(detail["stats"]["callbacks_pending"], 2);
+
+    // Moving one: to the future only.
+    let path = format!("/campaigns/{campaign}/callbacks/{second}");
+    let (status, body) = api
+        .patch(
+            &path,
+            json!({"due_at": (Utc::now() - TimeDelta::hours(1)).to_rfc3339()}),
+        )
+        .await;
+    assert_eq!((status, code(&body)), (422, "invalid_field"), "{body}");
+    assert_eq!(body["error"]["field"], "due_at");
+    let moved = (Utc::now() + TimeDelta::days(3)).trunc_subsecs(0);
+    let (status, body) = api
+        .patch(&path, json!({"due_at": moved.to_rfc3339()}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["due_at"]
+            .as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<Utc>>()
+            .unwrap(),
+        moved
+    );
+
+    // Cancelling one: once; a second time is a conflict.
+    let cancel = format!("/campaigns/{campaign}/callbacks/{first}/cancel");
+    let (status, body) = api.post(&cancel, json!({})).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("canceled")),
+        "{body}"
+    );
+    let (status, body) = api.post(&cancel, json!({})).await;
+    assert_eq!(
+        (status, code(&body)),
+        (409, "callback_not_pending"),
+        "{body}"
+    );
+    let (_, detail) = api.get(&format!("/campaigns/{campaign}")).await;
+    assert_eq!(detail["stats"]["callbacks_pending"], 1);
+
+    // Another organization sees none of it.
+    let (status, _) = api
+        .send(
+            reqwest::Method::POST,
+            &format!("/campaigns/{campaign}/callbacks/{second}/cancel"),
+            Some(&api.other_token),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = api
+        .send(
+            reqwest::Method::GET,
+            &format!("/campaigns/{campaign}/callbacks"),
+            Some(&api.other_token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    api.finish().await;
 }
