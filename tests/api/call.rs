@@ -281,6 +281,7 @@ async fn the_caller_is_released_when_the_goodbye_has_played_and_the_summary_foll
         report.checkpoints
     );
     let release = closed_at.saturating_sub(played_at);
+    eprintln!("released {release:?} after the goodbye's playedStream");
     assert!(
         closed_at >= played_at && release <= Duration::from_millis(300),
         "closed {release:?} after the goodbye's playedStream (played at {played_at:?}, closed at {closed_at:?})"

@@ -349,6 +349,7 @@ async fn a_transfer_asked_for_while_the_agent_replies_hands_off_without_silence(
         .expect("the reply was cleared for the hand-off");
     assert!(cleared_at > spoke_until);
     let silence = closed_at.saturating_sub(cleared_at.max(spoke_until));
+    eprintln!("{silence:?} of silence before the hand-off");
     assert!(
         silence <= Duration::from_secs(1),
         "{silence:?} of silence before the hand-off"
