@@ -256,7 +256,12 @@ impl Dialogue {
         if self.stage == Stage::CallbackTime
             && !matches!(
                 intent,
-                Some(Intent::WantsHuman | Intent::NotInterested | Intent::WrongPerson)
+                Some(
+                    Intent::WantsHuman
+                        | Intent::NotInterested
+                        | Intent::WrongPerson
+                        | Intent::OptOut
+                )
             )
         {
             self.unknown_in_row = 0;
@@ -269,6 +274,8 @@ impl Dialogue {
         let reply = match (self.stage, intent) {
             (_, Intent::Voicemail) if self.intents.len() <= 2 => self.voicemail(),
             (_, Intent::WrongPerson) => self.wrong_person(),
+            // No objection reply to a caller who wants no more calls.
+            (_, Intent::OptOut) => self.decline(),
             (_, Intent::WantsHuman) => self.hand_over("the caller asked for a person", "medium"),
             (Stage::CallbackTime, _) => self.decline(),
             (_, Intent::CallBack) => match find_time(words) {
