@@ -6,8 +6,9 @@
 //! Flow: greeting → pitch and qualifying questions → hand-off to a human when the caller is
 //! interested (or asks for one); answers to questions from the campaign's and project's facts;
 //! one objection reply; callbacks with the time the caller names; polite closes for "not
-//! interested", wrong persons and voicemail greetings. Below the intent threshold the agent asks
-//! again, twice at most.
+//! interested", wrong persons and voicemail greetings; at any point, a caller who asks never to
+//! be called again is confirmed and opted out. Below the intent threshold the agent asks again,
+//! twice at most.
 
 use serde_json::{Value, json};
 use speech::intent::Intent;
@@ -191,9 +192,30 @@ enum Ending {
     Transferred,
     Callback(String),
     NotInterested,
+    /// The caller asked never to be called again.
+    OptedOut,
     WrongPerson,
     Voicemail,
     NotUnderstood,
+}
+
+/// What an analysis of the call needs from the conversation, as the dialogue saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DialogueOutcome {
+    /// The interest level of the last `record_outcome` the agent made: high, medium, low or
+    /// none.
+    pub interest: Option<&'static str>,
+    /// Reasons the caller gave for declining ("price", "already has one", "no need"), in the
+    /// order first heard; "price" also when the caller asked the price and then declined.
+    pub objections: Vec<String>,
+    /// The caller asked never to be called again.
+    pub opted_out: bool,
+    /// When to call back, in the caller's words; `None` when no callback was asked for.
+    pub callback_when: Option<String>,
+    /// The call closed on the caller's refusal (an opt-out is one too).
+    pub not_interested: bool,
+    /// The caller asked for a person, or accepted the agent's offer of a colleague.
+    pub wants_human: bool,
 }
 
 /// The conversation state of one call.
@@ -211,6 +233,16 @@ pub struct Dialogue {
     topics_asked: Vec<String>,
     questions_answered_yes: usize,
     ending: Option<Ending>,
+    /// The opt-out's reason, as sent with `opt_out`.
+    opt_out_reason: Option<String>,
+    /// The gateway answered `opt_out`: it ran, and must not run again.
+    opt_out_answered: bool,
+    /// The closing reply was cancelled before its tools ran (see [`Dialogue::on_cut_short`]).
+    closing_cut_short: bool,
+    /// The interest level of the last `record_outcome`.
+    interest: Option<&'static str>,
+    objections: Vec<String>,
+    wants_human: bool,
 }
 
 impl Dialogue {
@@ -227,6 +259,12 @@ impl Dialogue {
             topics_asked: Vec::new(),
             questions_answered_yes: 0,
             ending: None,
+            opt_out_reason: None,
+            opt_out_answered: false,
+            closing_cut_short: false,
+            interest: None,
+            objections: Vec::new(),
+            wants_human: false,
         }
     }
 
@@ -245,7 +283,16 @@ impl Dialogue {
             return None;
         }
         self.intents.push(intent);
+        if matches!(intent, Some(Intent::NotInterested | Intent::OptOut)) {
+            self.note_objections(words);
+        }
+        // Never call again is honoured whatever the agent was doing: during a hand-off the
+        // transfer goes on (the session has decided it), but the number is suppressed; after a
+        // closing the call is ending anyway. A voicemail greeting cannot opt anyone out.
+        let opting_out = intent == Some(Intent::OptOut)
+            && !matches!(self.ending, Some(Ending::Voicemail | Ending::OptedOut));
         match self.stage {
+            _ if opting_out => return Some(self.opt_out(words)),
             Stage::Transferring => {
                 return Some(Reply::say("Please hold while I connect you."));
             }
@@ -272,11 +319,13 @@ impl Dialogue {
         };
         self.unknown_in_row = 0;
         let reply = match (self.stage, intent) {
+            (_, Intent::OptOut) => self.opt_out(words),
             (_, Intent::Voicemail) if self.intents.len() <= 2 => self.voicemail(),
             (_, Intent::WrongPerson) => self.wrong_person(),
-            // No objection reply to a caller who wants no more calls.
-            (_, Intent::OptOut) => self.decline(),
-            (_, Intent::WantsHuman) => self.hand_over("the caller asked for a person", "medium"),
+            (_, Intent::WantsHuman) => {
+                self.wants_human = true;
+                self.hand_over("the caller asked for a person", "medium")
+            }
             (Stage::CallbackTime, _) => self.decline(),
             (_, Intent::CallBack) => match find_time(words) {
                 Some(when) => self.schedule(Some(when)),
@@ -292,6 +341,7 @@ impl Dialogue {
             }
             (Stage::OfferedCallback, _) => self.decline(),
             (Stage::OfferedHuman(_), Intent::Interested) => {
+                self.wants_human = true;
                 self.hand_over("the caller has a question for a colleague", "medium")
             }
             (Stage::OfferedHuman(question), _) => {
@@ -334,12 +384,16 @@ impl Dialogue {
     }
 
     /// A tool's result came back. A refused hand-off turns into a callback offer, said on the
-    /// following `Continue` unless the session already said one.
+    /// following `Continue` unless the session already said one; an answered opt-out ran.
     pub fn on_tool_result(&mut self, name: &str, output: &Value) {
         let refused = output.get("ok").and_then(Value::as_bool) == Some(false);
-        if name == "transfer_to_human" && refused && self.stage == Stage::Transferring {
-            self.stage = Stage::OfferedCallback;
-            self.ending = None;
+        match name {
+            "transfer_to_human" if refused && self.stage == Stage::Transferring => {
+                self.stage = Stage::OfferedCallback;
+                self.ending = None;
+            }
+            "opt_out" => self.opt_out_answered = true,
+            _ => {}
         }
     }
 
@@ -354,6 +408,39 @@ impl Dialogue {
         None
     }
 
+    /// The agent's last reply, which carried tool calls, was cancelled (the caller barged in)
+    /// before its tools ran: a cut-short opt-out is sent again by
+    /// [`close_again`](Self::close_again).
+    pub fn on_cut_short(&mut self) {
+        if self.stage == Stage::Closed {
+            self.closing_cut_short = true;
+        }
+    }
+
+    /// What an analysis of the call needs: interest, objections, opt-out, callback, refusal,
+    /// a wish for a person.
+    pub fn outcome(&self) -> DialogueOutcome {
+        let opted_out = self.ending == Some(Ending::OptedOut);
+        let not_interested = opted_out || self.ending == Some(Ending::NotInterested);
+        let mut objections = self.objections.clone();
+        let asked_price = self.intents.contains(&Some(Intent::AsksPrice));
+        if not_interested && asked_price && !objections.iter().any(|o| o == "price") {
+            objections.push("price".to_owned());
+        }
+        let callback_when = match &self.ending {
+            Some(Ending::Callback(when)) => Some(when.clone()),
+            _ => None,
+        };
+        DialogueOutcome {
+            interest: self.interest,
+            objections,
+            opted_out,
+            callback_when,
+            not_interested,
+            wants_human: self.wants_human,
+        }
+    }
+
     /// A deterministic summary of the call from its turns and intents.
     pub fn summary(&self) -> String {
         let understood: Vec<&str> = self
@@ -365,6 +452,7 @@ impl Dialogue {
             Some(Ending::Transferred) => "was handed over to a colleague".to_owned(),
             Some(Ending::Callback(when)) => format!("asked to be called back {when}"),
             Some(Ending::NotInterested) => "was not interested".to_owned(),
+            Some(Ending::OptedOut) => "asked not to be called again".to_owned(),
             Some(Ending::WrongPerson) => "was the wrong person".to_owned(),
             Some(Ending::Voicemail) => "did not answer: a voicemail greeting did".to_owned(),
             Some(Ending::NotUnderstood) => "could not be understood".to_owned(),
@@ -419,17 +507,15 @@ impl Dialogue {
         if self.unknown_in_row > 2 {
             self.stage = Stage::Closed;
             self.ending = Some(Ending::NotUnderstood);
-            return Reply::say(
+            let reply = Reply::say(
                 "I'm sorry, the line seems to be bad. We will try you again another time. Goodbye.",
-            )
-            .with(
-                "record_outcome",
-                json!({"interest_level": "low", "notes": "the caller could not be understood"}),
-            )
-            .with(
-                "end_call",
-                json!({"reason": "the caller could not be understood"}),
             );
+            return self
+                .record_outcome(reply, "low", "the caller could not be understood")
+                .with(
+                    "end_call",
+                    json!({"reason": "the caller could not be understood"}),
+                );
         }
         Reply::say(format!(
             "Sorry, I didn't catch that. {}",
@@ -501,34 +587,94 @@ impl Dialogue {
             .map(|(_, topic, answer)| (topic.clone(), answer.clone()))
     }
 
-    fn hand_over(&mut self, reason: &str, interest: &str) -> Reply {
+    /// `reply` with a `record_outcome`, remembered for [`outcome`](Self::outcome).
+    fn record_outcome(&mut self, reply: Reply, level: &'static str, notes: &str) -> Reply {
+        self.interest = Some(level);
+        reply.with(
+            "record_outcome",
+            json!({"interest_level": level, "notes": notes}),
+        )
+    }
+
+    fn hand_over(&mut self, reason: &str, interest: &'static str) -> Reply {
         self.stage = Stage::Transferring;
         self.ending = Some(Ending::Transferred);
-        Reply::say("Wonderful. Let me connect you with a colleague now. Please hold.")
-            .with(
-                "record_outcome",
-                json!({"interest_level": interest, "notes": reason}),
-            )
-            .with(
-                "transfer_to_human",
-                json!({"department": "sales", "reason": reason}),
-            )
+        let reply = Reply::say("Wonderful. Let me connect you with a colleague now. Please hold.");
+        self.record_outcome(reply, interest, reason).with(
+            "transfer_to_human",
+            json!({"department": "sales", "reason": reason}),
+        )
     }
 
     fn schedule(&mut self, when: Option<String>) -> Reply {
         let when = when.unwrap_or_else(|| "later".to_owned());
         self.stage = Stage::Closed;
         self.ending = Some(Ending::Callback(when.clone()));
-        Reply::say(format!(
+        let reply = Reply::say(format!(
             "Of course. Someone will call you back {when}. Thank you, {}. Goodbye.",
             self.lead_first_name
         ))
-        .with("schedule_callback", json!({"when": when}))
-        .with(
-            "record_outcome",
-            json!({"interest_level": "medium", "notes": format!("asked for a callback {when}")}),
+        .with("schedule_callback", json!({"when": when}));
+        self.record_outcome(reply, "medium", &format!("asked for a callback {when}"))
+            .with("end_call", json!({"reason": "callback scheduled"}))
+    }
+
+    /// Never call again: confirmed, the number suppressed, the outcome recorded, the call
+    /// ended, in one reply.
+    fn opt_out(&mut self, words: &str) -> Reply {
+        self.unknown_in_row = 0;
+        self.stage = Stage::Closed;
+        self.ending = Some(Ending::OptedOut);
+        self.closing_cut_short = false;
+        let reason = self
+            .opt_out_reason
+            .get_or_insert_with(|| short(words))
+            .clone();
+        let reply = Reply::say(
+            "I understand. I've taken your number off our list, and you won't be called again. Goodbye.",
         )
-        .with("end_call", json!({"reason": "callback scheduled"}))
+        .with("opt_out", json!({"reason": reason}));
+        self.record_outcome(reply, "none", "asked not to be called again")
+            .with("end_call", json!({"reason": "the caller opted out"}))
+    }
+
+    /// Remembers the reasons a refusal gives ("too expensive" → price).
+    fn note_objections(&mut self, words: &str) {
+        const REASONS: &[(&str, &[&str])] = &[
+            (
+                "price",
+                &[
+                    "price",
+                    "expensive",
+                    "afford",
+                    "cost",
+                    "costs",
+                    "money",
+                    "budget",
+                    "cheaper",
+                ],
+            ),
+            (
+                "already has one",
+                &[
+                    "already have",
+                    "already got",
+                    "already bought",
+                    "happy with",
+                ],
+            ),
+            (
+                "no need",
+                &["don't need", "do not need", "no need", "not looking"],
+            ),
+        ];
+        let text = format!(" {} ", content_text(words));
+        for (objection, cues) in REASONS {
+            let heard = cues.iter().any(|cue| text.contains(&format!(" {cue} ")));
+            if heard && !self.objections.iter().any(|o| o == objection) {
+                self.objections.push((*objection).to_owned());
+            }
+        }
     }
 
     fn decline(&mut self) -> Reply {
@@ -539,49 +685,51 @@ impl Dialogue {
         };
         self.stage = Stage::Closed;
         self.ending = Some(Ending::NotInterested);
-        Reply::say(format!("I understand. {}", self.script.goodbye))
-            .with(
-                "record_outcome",
-                json!({"interest_level": level, "notes": "not interested"}),
-            )
-            .with(
-                "end_call",
-                json!({"reason": "the caller is not interested"}),
-            )
+        let reply = Reply::say(format!("I understand. {}", self.script.goodbye));
+        self.record_outcome(reply, level, "not interested").with(
+            "end_call",
+            json!({"reason": "the caller is not interested"}),
+        )
     }
 
     fn wrong_person(&mut self) -> Reply {
         self.stage = Stage::Closed;
         self.ending = Some(Ending::WrongPerson);
-        Reply::say("I'm sorry for the trouble. I'll update our records. Goodbye.")
-            .with(
-                "record_outcome",
-                json!({"interest_level": "none", "notes": "wrong person"}),
-            )
+        let reply = Reply::say("I'm sorry for the trouble. I'll update our records. Goodbye.");
+        self.record_outcome(reply, "none", "wrong person")
             .with("end_call", json!({"reason": "wrong person"}))
     }
 
     fn voicemail(&mut self) -> Reply {
         self.stage = Stage::Closed;
         self.ending = Some(Ending::Voicemail);
-        Reply::say(self.script.voicemail_message.clone())
-            .with(
-                "record_outcome",
-                json!({"interest_level": "none", "notes": "voicemail"}),
-            )
-            .with(
-                "end_call",
-                json!({"reason": "voicemail", "voicemail": true}),
-            )
+        let reply = Reply::say(self.script.voicemail_message.clone());
+        self.record_outcome(reply, "none", "voicemail").with(
+            "end_call",
+            json!({"reason": "voicemail", "voicemail": true}),
+        )
     }
 
-    /// The closing was interrupted before its tools ran: say goodbye again, end again.
+    /// The caller spoke after the closing (which may have been interrupted before its tools
+    /// ran): say goodbye again, end again. The gateway deduplicates nothing, so a second
+    /// `opt_out` is sent only when the first one's reply was cut short before it ran (and the
+    /// gateway has not answered it): a lost opt-out would be worse than a repeat.
     fn close_again(&mut self) -> Reply {
+        if self.ending == Some(Ending::OptedOut)
+            && std::mem::take(&mut self.closing_cut_short)
+            && !self.opt_out_answered
+        {
+            let words = self.opt_out_reason.clone().unwrap_or_default();
+            return self.opt_out(&words);
+        }
         let reply = Reply::say(self.script.goodbye.clone());
         match &self.ending {
             Some(Ending::Callback(when)) => reply
                 .with("schedule_callback", json!({"when": when}))
                 .with("end_call", json!({"reason": "callback scheduled"})),
+            Some(Ending::OptedOut) => {
+                reply.with("end_call", json!({"reason": "the caller opted out"}))
+            }
             Some(Ending::Voicemail) => reply.with(
                 "end_call",
                 json!({"reason": "voicemail", "voicemail": true}),
@@ -641,6 +789,27 @@ pub fn find_time(words: &str) -> Option<String> {
         start -= 1;
     }
     Some(tokens[start..=last].join(" "))
+}
+
+/// The caller's words, short enough for a tool's argument: the first 15 words.
+fn short(words: &str) -> String {
+    const MAX_WORDS: usize = 15;
+    let all: Vec<&str> = words.split_whitespace().collect();
+    let mut text = all[..all.len().min(MAX_WORDS)].join(" ");
+    if all.len() > MAX_WORDS {
+        text.push('…');
+    }
+    text
+}
+
+/// Lowercase words without punctuation (apostrophes kept), for matching phrases.
+fn content_text(words: &str) -> String {
+    words
+        .split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .filter(|word| !word.is_empty())
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A fact as a sentence: a short answer gets its topic ("The price is from 80 lakh.").

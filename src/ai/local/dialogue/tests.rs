@@ -243,3 +243,215 @@ fn times_are_found_in_words() {
     assert_eq!(find_time("in an hour"), Some("in an hour".into()));
     assert_eq!(find_time("I am busy"), None);
 }
+
+const OPT_OUT_TOOLS: [&str; 3] = ["opt_out", "record_outcome", "end_call"];
+
+#[test]
+fn an_opt_out_is_confirmed_suppressed_recorded_and_ended_in_one_reply() {
+    let mut d = dialogue();
+    let words = "Please take my number off your list.";
+    let reply = d.on_caller(words, Some(Intent::OptOut)).unwrap();
+    assert_eq!(
+        reply.text,
+        "I understand. I've taken your number off our list, and you won't be called again. Goodbye."
+    );
+    assert_eq!(tool_names(&reply), OPT_OUT_TOOLS);
+    assert_eq!(reply.tools[0].arguments, json!({"reason": words}));
+    assert_eq!(
+        reply.tools[1].arguments,
+        json!({"interest_level": "none", "notes": "asked not to be called again"})
+    );
+    assert_eq!(
+        reply.tools[2].arguments,
+        json!({"reason": "the caller opted out"})
+    );
+    assert!(
+        d.summary()
+            .starts_with("Priya asked not to be called again."),
+        "{}",
+        d.summary()
+    );
+    let outcome = d.outcome();
+    assert!(outcome.opted_out);
+    assert!(outcome.not_interested);
+    assert_eq!(outcome.interest, Some("none"));
+    assert_eq!(outcome.callback_when, None);
+}
+
+#[test]
+fn a_long_opt_out_is_shortened_for_the_tool() {
+    let mut d = dialogue();
+    let words = "listen I have told you people three times already so please stop calling me at \
+                 home and at work";
+    let reply = d.on_caller(words, Some(Intent::OptOut)).unwrap();
+    let reason = reply.tools[0].arguments["reason"].as_str().unwrap();
+    assert_eq!(
+        reason,
+        "listen I have told you people three times already so please stop calling me at…"
+    );
+}
+
+#[test]
+fn an_opt_out_is_honoured_at_every_stage() {
+    /// What the caller said before opting out.
+    type Turns = &'static [(&'static str, Option<Intent>)];
+    let cases: &[(&str, Turns)] = &[
+        ("opening", &[]),
+        ("qualifying", &[("yes", Some(Intent::Interested))]),
+        (
+            "after the objection reply",
+            &[("no", Some(Intent::NotInterested))],
+        ),
+        ("asked for a time", &[("not now", Some(Intent::CallBack))]),
+        (
+            "offered a colleague",
+            &[("do you allow pets", Some(Intent::Question))],
+        ),
+        (
+            "after a callback's goodbye",
+            &[("call me tomorrow", Some(Intent::CallBack))],
+        ),
+        (
+            "during a hand-off",
+            &[("real person please", Some(Intent::WantsHuman))],
+        ),
+        (
+            "after a goodbye",
+            &[
+                ("no", Some(Intent::NotInterested)),
+                ("no", Some(Intent::NotInterested)),
+            ],
+        ),
+    ];
+    for (stage, before) in cases {
+        let mut d = dialogue();
+        for (words, intent) in *before {
+            d.on_caller(words, *intent);
+        }
+        let reply = d
+            .on_caller("stop calling me", Some(Intent::OptOut))
+            .unwrap_or_else(|| panic!("{stage}: no reply"));
+        assert_eq!(tool_names(&reply), OPT_OUT_TOOLS, "{stage}");
+        assert!(d.outcome().opted_out, "{stage}");
+        assert!(
+            d.summary().contains("asked not to be called again"),
+            "{stage}: {}",
+            d.summary()
+        );
+    }
+
+    // Asked for a callback time, an opt-out is not a time.
+    let mut d = dialogue();
+    d.on_caller("not a good time", Some(Intent::CallBack));
+    let reply = d
+        .on_caller("never call me again", Some(Intent::OptOut))
+        .unwrap();
+    assert!(!tool_names(&reply).contains(&"schedule_callback"));
+}
+
+#[test]
+fn a_voicemail_greeting_cannot_opt_anyone_out() {
+    let mut d = dialogue();
+    d.on_caller(
+        "you have reached Priya, leave a message",
+        Some(Intent::Voicemail),
+    );
+    let reply = d
+        .on_caller("and please do not call this number", Some(Intent::OptOut))
+        .unwrap();
+    assert_eq!(tool_names(&reply), vec!["end_call"]);
+    assert_eq!(reply.tools[0].arguments["voicemail"], true);
+    assert!(!d.outcome().opted_out);
+}
+
+#[test]
+fn after_an_opt_out_only_the_end_is_repeated_unless_its_reply_was_cut_short() {
+    let mut d = dialogue();
+    d.on_caller("remove me from your list", Some(Intent::OptOut));
+    // The reply played; the caller talks on.
+    let again = d.on_caller("goodbye", None).unwrap();
+    assert_eq!(tool_names(&again), vec!["end_call"]);
+    assert_eq!(again.tools[0].arguments["reason"], "the caller opted out");
+    let again = d
+        .on_caller("and don't call me again", Some(Intent::OptOut))
+        .unwrap();
+    assert_eq!(tool_names(&again), vec!["end_call"]);
+
+    // Cut short before its tools ran: the whole opt-out again, with the first reason.
+    let mut d = dialogue();
+    d.on_caller("remove me from your list", Some(Intent::OptOut));
+    d.on_cut_short();
+    let again = d.on_caller("hello?", None).unwrap();
+    assert_eq!(tool_names(&again), OPT_OUT_TOOLS);
+    assert_eq!(
+        again.tools[0].arguments["reason"],
+        "remove me from your list"
+    );
+    assert!(again.text.contains("off our list"));
+    // Once: that reply played out.
+    assert_eq!(
+        tool_names(&d.on_caller("bye", None).unwrap()),
+        vec!["end_call"]
+    );
+
+    // The gateway answered the opt-out, so it ran: never twice.
+    let mut d = dialogue();
+    d.on_caller("remove me from your list", Some(Intent::OptOut));
+    d.on_tool_result("opt_out", &json!({"ok": true, "suppressed": true}));
+    d.on_cut_short();
+    let again = d.on_caller("hello?", None).unwrap();
+    assert_eq!(tool_names(&again), vec!["end_call"]);
+}
+
+#[test]
+fn the_outcome_reports_objections_refusals_and_wishes() {
+    let fresh = dialogue().outcome();
+    assert_eq!(fresh, DialogueOutcome::default());
+
+    // The objection reply answered a price objection; the caller declined.
+    let mut d = dialogue();
+    d.on_caller("no thanks, it's too expensive", Some(Intent::NotInterested));
+    d.on_caller("no, we already have one", Some(Intent::NotInterested));
+    let outcome = d.outcome();
+    assert_eq!(outcome.objections, vec!["price", "already has one"]);
+    assert!(outcome.not_interested);
+    assert_eq!(outcome.interest, Some("low"));
+    assert!(!outcome.opted_out && !outcome.wants_human);
+
+    // Asked the price, then declined: price (not while the objection reply may still win).
+    let mut d = dialogue();
+    d.on_caller("how much does it cost", Some(Intent::AsksPrice));
+    d.on_caller("no", Some(Intent::NotInterested));
+    assert!(d.outcome().objections.is_empty());
+    d.on_caller("no", Some(Intent::NotInterested));
+    assert_eq!(d.outcome().objections, vec!["price"]);
+    d.on_caller("no, it costs too much", Some(Intent::NotInterested));
+    assert_eq!(d.outcome().objections, vec!["price"], "once");
+    // Asked the price and stayed: no objection.
+    let mut d = dialogue();
+    d.on_caller("how much does it cost", Some(Intent::AsksPrice));
+    d.on_caller("yes", Some(Intent::Interested));
+    assert!(d.outcome().objections.is_empty());
+    assert!(!d.outcome().not_interested);
+
+    // Asked for a person.
+    let mut d = dialogue();
+    d.on_caller("can I talk to a human", Some(Intent::WantsHuman));
+    let outcome = d.outcome();
+    assert!(outcome.wants_human);
+    assert_eq!(outcome.interest, Some("medium"));
+    // Accepted the offer of a colleague.
+    let mut d = dialogue();
+    d.on_caller("do you allow pets", Some(Intent::Question));
+    assert!(!d.outcome().wants_human);
+    d.on_caller("yes please", Some(Intent::Interested));
+    assert!(d.outcome().wants_human);
+    // Qualified and handed over for interest, not at their asking.
+    let mut d = dialogue();
+    for _ in 0..3 {
+        d.on_caller("yes", Some(Intent::Interested));
+    }
+    let outcome = d.outcome();
+    assert_eq!(outcome.interest, Some("high"));
+    assert!(!outcome.wants_human);
+}
