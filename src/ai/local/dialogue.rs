@@ -9,6 +9,11 @@
 //! interested", wrong persons and voicemail greetings; at any point, a caller who asks never to
 //! be called again is confirmed and opted out. Below the intent threshold the agent asks again,
 //! twice at most.
+//!
+//! A callback takes two replies, because the gateway resolves the caller's words into a time
+//! (or cannot): "Let me note that." with `schedule_callback`, then, after the tool's result and
+//! the gateway's `Continue`, the confirmation of the time the gateway read (and goodbye), a
+//! second request for the time, or an apology that no callback can be arranged then.
 
 use serde_json::{Value, json};
 use speech::intent::Intent;
@@ -176,6 +181,8 @@ enum Stage {
     Qualifying(usize),
     /// The agent asked when to call back.
     CallbackTime,
+    /// The agent asked the gateway to schedule a callback and waits for its answer.
+    NotingCallback,
     /// The agent offered a colleague (after a question it could not answer).
     OfferedHuman(usize),
     /// No colleague was free; the agent offered a callback.
@@ -190,13 +197,56 @@ enum Stage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Ending {
     Transferred,
-    Callback(String),
+    /// The caller asked for a callback `asked` (their words); `scheduled` is the gateway's
+    /// reading of them once it has scheduled it, `moved` whether that was moved into the
+    /// calling window.
+    Callback {
+        asked: String,
+        scheduled: Option<String>,
+        moved: bool,
+    },
+    /// The caller asked for a callback that cannot be arranged, and why.
+    NoCallback {
+        asked: String,
+        why: &'static str,
+    },
     NotInterested,
     /// The caller asked never to be called again.
     OptedOut,
     WrongPerson,
     Voicemail,
     NotUnderstood,
+}
+
+/// The gateway's answer to `schedule_callback`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CallbackAnswer {
+    /// Scheduled; `say` is the time as the agent should say it.
+    Scheduled { say: String, moved: bool },
+    /// No time could be read from the caller's words.
+    AskAgain,
+    /// The time cannot be served (the campaign ends before then).
+    Impossible,
+}
+
+impl CallbackAnswer {
+    fn read(output: &Value) -> Self {
+        let flag = |key: &str| output.get(key).and_then(Value::as_bool);
+        match (flag("ok"), flag("ask_again")) {
+            (Some(true), _) => Self::Scheduled {
+                say: output
+                    .get("say")
+                    .and_then(Value::as_str)
+                    .map(str::trim)
+                    .filter(|say| !say.is_empty())
+                    .map(str::to_owned)
+                    .unwrap_or_default(),
+                moved: flag("moved") == Some(true),
+            },
+            (_, Some(true)) => Self::AskAgain,
+            _ => Self::Impossible,
+        }
+    }
 }
 
 /// What an analysis of the call needs from the conversation, as the dialogue saw it.
@@ -210,13 +260,17 @@ pub struct DialogueOutcome {
     pub objections: Vec<String>,
     /// The caller asked never to be called again.
     pub opted_out: bool,
-    /// When to call back, in the caller's words; `None` when no callback was asked for.
+    /// When to call back: the gateway's reading once scheduled, the caller's words while the
+    /// gateway had not answered; `None` when no callback was asked for or none can be made.
     pub callback_when: Option<String>,
     /// The call closed on the caller's refusal (an opt-out is one too).
     pub not_interested: bool,
     /// The caller asked for a person, or accepted the agent's offer of a colleague.
     pub wants_human: bool,
 }
+
+/// Unreadable callback times the agent asks again about before giving up.
+const MAX_TIME_REPROMPTS: u32 = 2;
 
 /// The conversation state of one call.
 #[derive(Debug)]
@@ -233,6 +287,10 @@ pub struct Dialogue {
     topics_asked: Vec<String>,
     questions_answered_yes: usize,
     ending: Option<Ending>,
+    /// The gateway's answer to the pending `schedule_callback`, said on the next `Continue`.
+    callback_answer: Option<CallbackAnswer>,
+    /// Times the gateway could not read a callback time from the caller's words.
+    unreadable_times: u32,
     /// The opt-out's reason, as sent with `opt_out`.
     opt_out_reason: Option<String>,
     /// The gateway answered `opt_out`: it ran, and must not run again.
@@ -259,6 +317,8 @@ impl Dialogue {
             topics_asked: Vec::new(),
             questions_answered_yes: 0,
             ending: None,
+            callback_answer: None,
+            unreadable_times: 0,
             opt_out_reason: None,
             opt_out_answered: false,
             closing_cut_short: false,
@@ -297,6 +357,9 @@ impl Dialogue {
                 return Some(Reply::say("Please hold while I connect you."));
             }
             Stage::Closed => return Some(self.close_again()),
+            // The gateway's answer is on its way (the caller spoke on): the reply to it is
+            // the answer to these words too.
+            Stage::NotingCallback => return None,
             _ => {}
         }
         // Asked when to call back, anything but a refusal names the time.
@@ -370,8 +433,10 @@ impl Dialogue {
                     _ => self.decline(),
                 }
             }
-            // Transferring and Closed returned above; a late voicemail intent is a no.
-            (Stage::Transferring | Stage::Closed, _) | (_, Intent::Voicemail) => self.decline(),
+            // Transferring, Closed and NotingCallback returned above; a late voicemail intent
+            // is a no.
+            (Stage::Transferring | Stage::Closed | Stage::NotingCallback, _)
+            | (_, Intent::Voicemail) => self.decline(),
         };
         Some(reply)
     }
@@ -383,14 +448,18 @@ impl Dialogue {
         Reply::say(text)
     }
 
-    /// A tool's result came back. A refused hand-off turns into a callback offer, said on the
-    /// following `Continue` unless the session already said one; an answered opt-out ran.
+    /// A tool's result came back. A refused hand-off turns into a callback offer, and a
+    /// callback's answer into its confirmation, a second request for the time or an apology,
+    /// said on the following `Continue` (unless the session already said the offer).
     pub fn on_tool_result(&mut self, name: &str, output: &Value) {
         let refused = output.get("ok").and_then(Value::as_bool) == Some(false);
         match name {
             "transfer_to_human" if refused && self.stage == Stage::Transferring => {
                 self.stage = Stage::OfferedCallback;
                 self.ending = None;
+            }
+            "schedule_callback" if self.stage == Stage::NotingCallback => {
+                self.callback_answer = Some(CallbackAnswer::read(output));
             }
             "opt_out" => self.opt_out_answered = true,
             _ => {}
@@ -405,15 +474,25 @@ impl Dialogue {
                 "I'm sorry, none of my colleagues can take your call right now. Shall I arrange for someone to call you back?",
             ));
         }
+        if self.stage == Stage::NotingCallback {
+            let answer = self.callback_answer.take()?;
+            return Some(self.callback_answered(answer));
+        }
         None
     }
 
     /// The agent's last reply, which carried tool calls, was cancelled (the caller barged in)
-    /// before its tools ran: a cut-short opt-out is sent again by
+    /// before its tools ran: a callback request never reached the gateway, so the caller's
+    /// next words name the time again; a cut-short opt-out is sent again by
     /// [`close_again`](Self::close_again).
     pub fn on_cut_short(&mut self) {
-        if self.stage == Stage::Closed {
-            self.closing_cut_short = true;
+        match self.stage {
+            Stage::NotingCallback if self.callback_answer.is_none() => {
+                self.stage = Stage::CallbackTime;
+                self.ending = None;
+            }
+            Stage::Closed => self.closing_cut_short = true,
+            _ => {}
         }
     }
 
@@ -428,7 +507,9 @@ impl Dialogue {
             objections.push("price".to_owned());
         }
         let callback_when = match &self.ending {
-            Some(Ending::Callback(when)) => Some(when.clone()),
+            Some(Ending::Callback {
+                asked, scheduled, ..
+            }) => Some(scheduled.clone().unwrap_or_else(|| asked.clone())),
             _ => None,
         };
         DialogueOutcome {
@@ -450,7 +531,25 @@ impl Dialogue {
             .collect();
         let outcome = match &self.ending {
             Some(Ending::Transferred) => "was handed over to a colleague".to_owned(),
-            Some(Ending::Callback(when)) => format!("asked to be called back {when}"),
+            Some(Ending::Callback {
+                asked,
+                scheduled,
+                moved,
+            }) => match scheduled {
+                // The gateway's reading, when it says more than the caller's words.
+                Some(say) if say != asked => format!(
+                    "asked to be called back {asked}; the callback is set for {say}{}",
+                    if *moved {
+                        " (moved into the calling window)"
+                    } else {
+                        ""
+                    }
+                ),
+                _ => format!("asked to be called back {asked}"),
+            },
+            Some(Ending::NoCallback { asked, why }) => {
+                format!("asked to be called back {asked}, but {why}")
+            }
             Some(Ending::NotInterested) => "was not interested".to_owned(),
             Some(Ending::OptedOut) => "asked not to be called again".to_owned(),
             Some(Ending::WrongPerson) => "was the wrong person".to_owned(),
@@ -494,6 +593,7 @@ impl Dialogue {
             Stage::Opening => "Do you have a minute to talk?".to_owned(),
             Stage::Qualifying(n) => self.question(n).to_owned(),
             Stage::CallbackTime => "When would be a good time to call you back?".to_owned(),
+            Stage::NotingCallback => String::new(),
             Stage::OfferedHuman(_) => {
                 "Would you like me to connect you with a colleague?".to_owned()
             }
@@ -606,17 +706,77 @@ impl Dialogue {
         )
     }
 
+    /// The first half of a callback: the gateway reads `when` and answers (see
+    /// [`callback_answered`](Self::callback_answered)).
     fn schedule(&mut self, when: Option<String>) -> Reply {
         let when = when.unwrap_or_else(|| "later".to_owned());
-        self.stage = Stage::Closed;
-        self.ending = Some(Ending::Callback(when.clone()));
-        let reply = Reply::say(format!(
-            "Of course. Someone will call you back {when}. Thank you, {}. Goodbye.",
-            self.lead_first_name
-        ))
-        .with("schedule_callback", json!({"when": when}));
+        self.stage = Stage::NotingCallback;
+        self.callback_answer = None;
+        self.ending = Some(Ending::Callback {
+            asked: when.clone(),
+            scheduled: None,
+            moved: false,
+        });
+        let reply =
+            Reply::say("Let me note that.").with("schedule_callback", json!({"when": when}));
         self.record_outcome(reply, "medium", &format!("asked for a callback {when}"))
-            .with("end_call", json!({"reason": "callback scheduled"}))
+    }
+
+    /// The second half of a callback, once the gateway has answered.
+    fn callback_answered(&mut self, answer: CallbackAnswer) -> Reply {
+        let asked = match &self.ending {
+            Some(Ending::Callback { asked, .. }) => asked.clone(),
+            _ => "later".to_owned(),
+        };
+        match answer {
+            CallbackAnswer::Scheduled { say, moved } => {
+                // An older gateway answers without `say`: the caller's own words, then.
+                let say = if say.is_empty() { asked.clone() } else { say };
+                self.stage = Stage::Closed;
+                self.ending = Some(Ending::Callback {
+                    asked,
+                    scheduled: Some(say.clone()),
+                    moved,
+                });
+                Reply::say(format!(
+                    "Great, I'll call you back {say}. Thank you, {}. Goodbye.",
+                    self.lead_first_name
+                ))
+                .with("end_call", json!({"reason": "callback scheduled"}))
+            }
+            CallbackAnswer::AskAgain if self.unreadable_times < MAX_TIME_REPROMPTS => {
+                self.unreadable_times += 1;
+                self.stage = Stage::CallbackTime;
+                self.ending = None;
+                Reply::say(
+                    "Sorry, I didn't catch the time. When would suit you, for example tomorrow at 11?",
+                )
+            }
+            CallbackAnswer::AskAgain => {
+                self.stage = Stage::Closed;
+                self.ending = Some(Ending::NoCallback {
+                    asked,
+                    why: "no time could be read from it",
+                });
+                Reply::say(format!(
+                    "I'm sorry, I couldn't note a time. We will try you again another time. Thank you, {}. Goodbye.",
+                    self.lead_first_name
+                ))
+                .with("end_call", json!({"reason": "no callback time understood"}))
+            }
+            CallbackAnswer::Impossible => {
+                self.stage = Stage::Closed;
+                self.ending = Some(Ending::NoCallback {
+                    asked,
+                    why: "the campaign ends before then",
+                });
+                Reply::say(format!(
+                    "I'm sorry, we can't arrange a call back then. Thank you for your time, {}. Goodbye.",
+                    self.lead_first_name
+                ))
+                .with("end_call", json!({"reason": "no callback possible then"}))
+            }
+        }
     }
 
     /// Never call again: confirmed, the number suppressed, the outcome recorded, the call
@@ -711,9 +871,10 @@ impl Dialogue {
     }
 
     /// The caller spoke after the closing (which may have been interrupted before its tools
-    /// ran): say goodbye again, end again. The gateway deduplicates nothing, so a second
-    /// `opt_out` is sent only when the first one's reply was cut short before it ran (and the
-    /// gateway has not answered it): a lost opt-out would be worse than a repeat.
+    /// ran): say goodbye again, end again. Only `end_call` is repeated: a callback is
+    /// scheduled before its closing is said, and the gateway deduplicates nothing, so a
+    /// second `opt_out` is sent only when the first one's reply was cut short before it ran
+    /// (and the gateway has not answered it): a lost opt-out would be worse than a repeat.
     fn close_again(&mut self) -> Reply {
         if self.ending == Some(Ending::OptedOut)
             && std::mem::take(&mut self.closing_cut_short)
@@ -724,9 +885,9 @@ impl Dialogue {
         }
         let reply = Reply::say(self.script.goodbye.clone());
         match &self.ending {
-            Some(Ending::Callback(when)) => reply
-                .with("schedule_callback", json!({"when": when}))
-                .with("end_call", json!({"reason": "callback scheduled"})),
+            Some(Ending::Callback { .. }) => {
+                reply.with("end_call", json!({"reason": "callback scheduled"}))
+            }
             Some(Ending::OptedOut) => {
                 reply.with("end_call", json!({"reason": "the caller opted out"}))
             }
