@@ -102,7 +102,7 @@ pub const SCENARIOS: &[Scenario] = &[
             end_reason: "agent_ended",
             transferred: false,
             caller_words: &["call me back", "tomorrow"],
-            agent_words: &["call you back tomorrow evening"],
+            agent_words: &["let me note that", "call you back", "your time"],
         },
     },
     Scenario {
@@ -117,7 +117,7 @@ pub const SCENARIOS: &[Scenario] = &[
             end_reason: "agent_ended",
             transferred: false,
             caller_words: &["cost", "next week"],
-            agent_words: &["80 lakh", "next week"],
+            agent_words: &["80 lakh", "call you back", "at 10 am, your time"],
         },
     },
     Scenario {

@@ -333,3 +333,67 @@ fn a_leading_yes_is_assent_unless_something_else_is_asked() {
     let r = c.classify("Yes, call me back tomorrow").unwrap();
     assert_eq!(r.intent, Some(Intent::CallBack));
 }
+
+#[test]
+fn absolutely_not_is_no_assent() {
+    let (_, c) = classifier(SMALL);
+    // The embedding says not interested ("not" is shared); "absolutely" must not turn it.
+    let r = c.classify("Absolutely not, not interested").unwrap();
+    assert_eq!(r.best, Intent::NotInterested);
+    assert_eq!(r.intent, Some(Intent::NotInterested));
+    let r = c.classify("Definitely not interested, no thanks").unwrap();
+    assert_eq!(r.intent, Some(Intent::NotInterested));
+    // Assent followed by anything else is still assent.
+    let r = c.classify("Absolutely, no thanks needed").unwrap();
+    assert_eq!(r.best, Intent::NotInterested);
+    assert_eq!(r.intent, Some(Intent::Interested));
+}
+
+#[test]
+fn opting_out_formulae_settle_the_intent_whatever_the_embedding_says() {
+    let (_, c) = classifier(&[
+        (Intent::Interested, "yes please sign me up"),
+        (Intent::NotInterested, "no thanks not interested"),
+    ]);
+    // The embedding alone says interested ("please", "me" are shared).
+    let r = c.classify("Please unsubscribe me.").unwrap();
+    assert_eq!(r.best, Intent::Interested);
+    assert_eq!(r.intent, Some(Intent::OptOut));
+    // A leading "no" does not turn it into a plain refusal.
+    let r = c
+        .classify("No thanks, put me on your do not call list")
+        .unwrap();
+    assert_eq!(r.intent, Some(Intent::OptOut));
+    let r = c.classify("I'm on the do-not-call registry").unwrap();
+    assert_eq!(r.intent, Some(Intent::OptOut));
+    // Whisper's "of" for "off" changes nothing.
+    let r = c.classify("Yes, please take me of your list.").unwrap();
+    assert_eq!(r.intent, Some(Intent::OptOut));
+    // Without a formula the nearest example decides.
+    let r = c.classify("no thanks, not interested").unwrap();
+    assert_eq!(r.intent, Some(Intent::NotInterested));
+}
+
+#[test]
+fn an_opt_out_must_lead_clearly_or_it_is_asked_again() {
+    let (_, c) = classifier(&[
+        (Intent::OptOut, "stop calling me"),
+        (Intent::CallBack, "call me back tomorrow"),
+    ]);
+    // Near both: the opt-out leads, by less than the margin.
+    let r = c.classify("stop calling me back tomorrow please").unwrap();
+    assert_eq!(r.best, Intent::OptOut);
+    assert_eq!(r.runner_up.0, Intent::CallBack);
+    assert!(r.score - r.runner_up.1 < OPT_OUT_MARGIN, "{r:?}");
+    assert!(r.score >= DEFAULT_THRESHOLD, "{r:?}");
+    assert_eq!(r.intent, None);
+    // Well ahead: an opt-out.
+    let r = c.classify("stop calling").unwrap();
+    assert!(r.score - r.runner_up.1 >= OPT_OUT_MARGIN, "{r:?}");
+    assert_eq!(r.intent, Some(Intent::OptOut));
+    // The margin is the opt-out's alone: a call-back as close to an opt-out stands.
+    let r = c.classify("please call me back, calling me").unwrap();
+    assert_eq!(r.best, Intent::CallBack);
+    assert!(r.score - r.runner_up.1 < OPT_OUT_MARGIN, "{r:?}");
+    assert_eq!(r.intent, Some(Intent::CallBack));
+}

@@ -6,8 +6,14 @@
 //! Flow: greeting → pitch and qualifying questions → hand-off to a human when the caller is
 //! interested (or asks for one); answers to questions from the campaign's and project's facts;
 //! one objection reply; callbacks with the time the caller names; polite closes for "not
-//! interested", wrong persons and voicemail greetings. Below the intent threshold the agent asks
-//! again, twice at most.
+//! interested", wrong persons and voicemail greetings; at any point, a caller who asks never to
+//! be called again is confirmed and opted out. Below the intent threshold the agent asks again,
+//! twice at most.
+//!
+//! A callback takes two replies, because the gateway resolves the caller's words into a time
+//! (or cannot): "Let me note that." with `schedule_callback`, then, after the tool's result and
+//! the gateway's `Continue`, the confirmation of the time the gateway read (and goodbye), a
+//! second request for the time, or an apology that no callback can be arranged then.
 
 use serde_json::{Value, json};
 use speech::intent::Intent;
@@ -175,6 +181,8 @@ enum Stage {
     Qualifying(usize),
     /// The agent asked when to call back.
     CallbackTime,
+    /// The agent asked the gateway to schedule a callback and waits for its answer.
+    NotingCallback,
     /// The agent offered a colleague (after a question it could not answer).
     OfferedHuman(usize),
     /// No colleague was free; the agent offered a callback.
@@ -189,12 +197,80 @@ enum Stage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Ending {
     Transferred,
-    Callback(String),
+    /// The caller asked for a callback `asked` (their words); `scheduled` is the gateway's
+    /// reading of them once it has scheduled it, `moved` whether that was moved into the
+    /// calling window.
+    Callback {
+        asked: String,
+        scheduled: Option<String>,
+        moved: bool,
+    },
+    /// The caller asked for a callback that cannot be arranged, and why.
+    NoCallback {
+        asked: String,
+        why: &'static str,
+    },
     NotInterested,
+    /// The caller asked never to be called again.
+    OptedOut,
     WrongPerson,
     Voicemail,
     NotUnderstood,
 }
+
+/// The gateway's answer to `schedule_callback`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CallbackAnswer {
+    /// Scheduled; `say` is the time as the agent should say it.
+    Scheduled { say: String, moved: bool },
+    /// No time could be read from the caller's words.
+    AskAgain,
+    /// The time cannot be served (the campaign ends before then).
+    Impossible,
+}
+
+impl CallbackAnswer {
+    fn read(output: &Value) -> Self {
+        let flag = |key: &str| output.get(key).and_then(Value::as_bool);
+        match (flag("ok"), flag("ask_again")) {
+            (Some(true), _) => Self::Scheduled {
+                say: output
+                    .get("say")
+                    .and_then(Value::as_str)
+                    .map(str::trim)
+                    .filter(|say| !say.is_empty())
+                    .map(str::to_owned)
+                    .unwrap_or_default(),
+                moved: flag("moved") == Some(true),
+            },
+            (_, Some(true)) => Self::AskAgain,
+            _ => Self::Impossible,
+        }
+    }
+}
+
+/// What an analysis of the call needs from the conversation, as the dialogue saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DialogueOutcome {
+    /// The interest level of the last `record_outcome` the agent made: high, medium, low or
+    /// none.
+    pub interest: Option<&'static str>,
+    /// Reasons the caller gave for declining ("price", "already has one", "no need"), in the
+    /// order first heard; "price" also when the caller asked the price and then declined.
+    pub objections: Vec<String>,
+    /// The caller asked never to be called again.
+    pub opted_out: bool,
+    /// When to call back: the gateway's reading once scheduled, the caller's words while the
+    /// gateway had not answered; `None` when no callback was asked for or none can be made.
+    pub callback_when: Option<String>,
+    /// The call closed on the caller's refusal (an opt-out is one too).
+    pub not_interested: bool,
+    /// The caller asked for a person, or accepted the agent's offer of a colleague.
+    pub wants_human: bool,
+}
+
+/// Unreadable callback times the agent asks again about before giving up.
+const MAX_TIME_REPROMPTS: u32 = 2;
 
 /// The conversation state of one call.
 #[derive(Debug)]
@@ -211,6 +287,20 @@ pub struct Dialogue {
     topics_asked: Vec<String>,
     questions_answered_yes: usize,
     ending: Option<Ending>,
+    /// The gateway's answer to the pending `schedule_callback`, said on the next `Continue`.
+    callback_answer: Option<CallbackAnswer>,
+    /// Times the gateway could not read a callback time from the caller's words.
+    unreadable_times: u32,
+    /// The opt-out's reason, as sent with `opt_out`.
+    opt_out_reason: Option<String>,
+    /// The gateway answered `opt_out`: it ran, and must not run again.
+    opt_out_answered: bool,
+    /// The closing reply was cancelled before its tools ran (see [`Dialogue::on_cut_short`]).
+    closing_cut_short: bool,
+    /// The interest level of the last `record_outcome`.
+    interest: Option<&'static str>,
+    objections: Vec<String>,
+    wants_human: bool,
 }
 
 impl Dialogue {
@@ -227,6 +317,14 @@ impl Dialogue {
             topics_asked: Vec::new(),
             questions_answered_yes: 0,
             ending: None,
+            callback_answer: None,
+            unreadable_times: 0,
+            opt_out_reason: None,
+            opt_out_answered: false,
+            closing_cut_short: false,
+            interest: None,
+            objections: Vec::new(),
+            wants_human: false,
         }
     }
 
@@ -245,18 +343,35 @@ impl Dialogue {
             return None;
         }
         self.intents.push(intent);
+        if matches!(intent, Some(Intent::NotInterested | Intent::OptOut)) {
+            self.note_objections(words);
+        }
+        // Never call again is honoured whatever the agent was doing: during a hand-off the
+        // transfer goes on (the session has decided it), but the number is suppressed; after a
+        // closing the call is ending anyway. A voicemail greeting cannot opt anyone out.
+        let opting_out = intent == Some(Intent::OptOut)
+            && !matches!(self.ending, Some(Ending::Voicemail | Ending::OptedOut));
         match self.stage {
+            _ if opting_out => return Some(self.opt_out(words)),
             Stage::Transferring => {
                 return Some(Reply::say("Please hold while I connect you."));
             }
             Stage::Closed => return Some(self.close_again()),
+            // The gateway's answer is on its way (the caller spoke on): the reply to it is
+            // the answer to these words too.
+            Stage::NotingCallback => return None,
             _ => {}
         }
         // Asked when to call back, anything but a refusal names the time.
         if self.stage == Stage::CallbackTime
             && !matches!(
                 intent,
-                Some(Intent::WantsHuman | Intent::NotInterested | Intent::WrongPerson)
+                Some(
+                    Intent::WantsHuman
+                        | Intent::NotInterested
+                        | Intent::WrongPerson
+                        | Intent::OptOut
+                )
             )
         {
             self.unknown_in_row = 0;
@@ -267,9 +382,13 @@ impl Dialogue {
         };
         self.unknown_in_row = 0;
         let reply = match (self.stage, intent) {
+            (_, Intent::OptOut) => self.opt_out(words),
             (_, Intent::Voicemail) if self.intents.len() <= 2 => self.voicemail(),
             (_, Intent::WrongPerson) => self.wrong_person(),
-            (_, Intent::WantsHuman) => self.hand_over("the caller asked for a person", "medium"),
+            (_, Intent::WantsHuman) => {
+                self.wants_human = true;
+                self.hand_over("the caller asked for a person", "medium")
+            }
             (Stage::CallbackTime, _) => self.decline(),
             (_, Intent::CallBack) => match find_time(words) {
                 Some(when) => self.schedule(Some(when)),
@@ -285,6 +404,7 @@ impl Dialogue {
             }
             (Stage::OfferedCallback, _) => self.decline(),
             (Stage::OfferedHuman(_), Intent::Interested) => {
+                self.wants_human = true;
                 self.hand_over("the caller has a question for a colleague", "medium")
             }
             (Stage::OfferedHuman(question), _) => {
@@ -313,8 +433,10 @@ impl Dialogue {
                     _ => self.decline(),
                 }
             }
-            // Transferring and Closed returned above; a late voicemail intent is a no.
-            (Stage::Transferring | Stage::Closed, _) | (_, Intent::Voicemail) => self.decline(),
+            // Transferring, Closed and NotingCallback returned above; a late voicemail intent
+            // is a no.
+            (Stage::Transferring | Stage::Closed | Stage::NotingCallback, _)
+            | (_, Intent::Voicemail) => self.decline(),
         };
         Some(reply)
     }
@@ -326,13 +448,21 @@ impl Dialogue {
         Reply::say(text)
     }
 
-    /// A tool's result came back. A refused hand-off turns into a callback offer, said on the
-    /// following `Continue` unless the session already said one.
+    /// A tool's result came back. A refused hand-off turns into a callback offer, and a
+    /// callback's answer into its confirmation, a second request for the time or an apology,
+    /// said on the following `Continue` (unless the session already said the offer).
     pub fn on_tool_result(&mut self, name: &str, output: &Value) {
         let refused = output.get("ok").and_then(Value::as_bool) == Some(false);
-        if name == "transfer_to_human" && refused && self.stage == Stage::Transferring {
-            self.stage = Stage::OfferedCallback;
-            self.ending = None;
+        match name {
+            "transfer_to_human" if refused && self.stage == Stage::Transferring => {
+                self.stage = Stage::OfferedCallback;
+                self.ending = None;
+            }
+            "schedule_callback" if self.stage == Stage::NotingCallback => {
+                self.callback_answer = Some(CallbackAnswer::read(output));
+            }
+            "opt_out" => self.opt_out_answered = true,
+            _ => {}
         }
     }
 
@@ -344,7 +474,52 @@ impl Dialogue {
                 "I'm sorry, none of my colleagues can take your call right now. Shall I arrange for someone to call you back?",
             ));
         }
+        if self.stage == Stage::NotingCallback {
+            let answer = self.callback_answer.take()?;
+            return Some(self.callback_answered(answer));
+        }
         None
+    }
+
+    /// The agent's last reply, which carried tool calls, was cancelled (the caller barged in)
+    /// before its tools ran: a callback request never reached the gateway, so the caller's
+    /// next words name the time again; a cut-short opt-out is sent again by
+    /// [`close_again`](Self::close_again).
+    pub fn on_cut_short(&mut self) {
+        match self.stage {
+            Stage::NotingCallback if self.callback_answer.is_none() => {
+                self.stage = Stage::CallbackTime;
+                self.ending = None;
+            }
+            Stage::Closed => self.closing_cut_short = true,
+            _ => {}
+        }
+    }
+
+    /// What an analysis of the call needs: interest, objections, opt-out, callback, refusal,
+    /// a wish for a person.
+    pub fn outcome(&self) -> DialogueOutcome {
+        let opted_out = self.ending == Some(Ending::OptedOut);
+        let not_interested = opted_out || self.ending == Some(Ending::NotInterested);
+        let mut objections = self.objections.clone();
+        let asked_price = self.intents.contains(&Some(Intent::AsksPrice));
+        if not_interested && asked_price && !objections.iter().any(|o| o == "price") {
+            objections.push("price".to_owned());
+        }
+        let callback_when = match &self.ending {
+            Some(Ending::Callback {
+                asked, scheduled, ..
+            }) => Some(scheduled.clone().unwrap_or_else(|| asked.clone())),
+            _ => None,
+        };
+        DialogueOutcome {
+            interest: self.interest,
+            objections,
+            opted_out,
+            callback_when,
+            not_interested,
+            wants_human: self.wants_human,
+        }
     }
 
     /// A deterministic summary of the call from its turns and intents.
@@ -356,8 +531,27 @@ impl Dialogue {
             .collect();
         let outcome = match &self.ending {
             Some(Ending::Transferred) => "was handed over to a colleague".to_owned(),
-            Some(Ending::Callback(when)) => format!("asked to be called back {when}"),
+            Some(Ending::Callback {
+                asked,
+                scheduled,
+                moved,
+            }) => match scheduled {
+                // The gateway's reading, when it says more than the caller's words.
+                Some(say) if say != asked => format!(
+                    "asked to be called back {asked}; the callback is set for {say}{}",
+                    if *moved {
+                        " (moved into the calling window)"
+                    } else {
+                        ""
+                    }
+                ),
+                _ => format!("asked to be called back {asked}"),
+            },
+            Some(Ending::NoCallback { asked, why }) => {
+                format!("asked to be called back {asked}, but {why}")
+            }
             Some(Ending::NotInterested) => "was not interested".to_owned(),
+            Some(Ending::OptedOut) => "asked not to be called again".to_owned(),
             Some(Ending::WrongPerson) => "was the wrong person".to_owned(),
             Some(Ending::Voicemail) => "did not answer: a voicemail greeting did".to_owned(),
             Some(Ending::NotUnderstood) => "could not be understood".to_owned(),
@@ -399,6 +593,7 @@ impl Dialogue {
             Stage::Opening => "Do you have a minute to talk?".to_owned(),
             Stage::Qualifying(n) => self.question(n).to_owned(),
             Stage::CallbackTime => "When would be a good time to call you back?".to_owned(),
+            Stage::NotingCallback => String::new(),
             Stage::OfferedHuman(_) => {
                 "Would you like me to connect you with a colleague?".to_owned()
             }
@@ -412,17 +607,15 @@ impl Dialogue {
         if self.unknown_in_row > 2 {
             self.stage = Stage::Closed;
             self.ending = Some(Ending::NotUnderstood);
-            return Reply::say(
+            let reply = Reply::say(
                 "I'm sorry, the line seems to be bad. We will try you again another time. Goodbye.",
-            )
-            .with(
-                "record_outcome",
-                json!({"interest_level": "low", "notes": "the caller could not be understood"}),
-            )
-            .with(
-                "end_call",
-                json!({"reason": "the caller could not be understood"}),
             );
+            return self
+                .record_outcome(reply, "low", "the caller could not be understood")
+                .with(
+                    "end_call",
+                    json!({"reason": "the caller could not be understood"}),
+                );
         }
         Reply::say(format!(
             "Sorry, I didn't catch that. {}",
@@ -494,34 +687,154 @@ impl Dialogue {
             .map(|(_, topic, answer)| (topic.clone(), answer.clone()))
     }
 
-    fn hand_over(&mut self, reason: &str, interest: &str) -> Reply {
-        self.stage = Stage::Transferring;
-        self.ending = Some(Ending::Transferred);
-        Reply::say("Wonderful. Let me connect you with a colleague now. Please hold.")
-            .with(
-                "record_outcome",
-                json!({"interest_level": interest, "notes": reason}),
-            )
-            .with(
-                "transfer_to_human",
-                json!({"department": "sales", "reason": reason}),
-            )
+    /// `reply` with a `record_outcome`, remembered for [`outcome`](Self::outcome).
+    fn record_outcome(&mut self, reply: Reply, level: &'static str, notes: &str) -> Reply {
+        self.interest = Some(level);
+        reply.with(
+            "record_outcome",
+            json!({"interest_level": level, "notes": notes}),
+        )
     }
 
+    fn hand_over(&mut self, reason: &str, interest: &'static str) -> Reply {
+        self.stage = Stage::Transferring;
+        self.ending = Some(Ending::Transferred);
+        let reply = Reply::say("Wonderful. Let me connect you with a colleague now. Please hold.");
+        self.record_outcome(reply, interest, reason).with(
+            "transfer_to_human",
+            json!({"department": "sales", "reason": reason}),
+        )
+    }
+
+    /// The first half of a callback: the gateway reads `when` and answers (see
+    /// [`callback_answered`](Self::callback_answered)).
     fn schedule(&mut self, when: Option<String>) -> Reply {
         let when = when.unwrap_or_else(|| "later".to_owned());
+        self.stage = Stage::NotingCallback;
+        self.callback_answer = None;
+        self.ending = Some(Ending::Callback {
+            asked: when.clone(),
+            scheduled: None,
+            moved: false,
+        });
+        let reply =
+            Reply::say("Let me note that.").with("schedule_callback", json!({"when": when}));
+        self.record_outcome(reply, "medium", &format!("asked for a callback {when}"))
+    }
+
+    /// The second half of a callback, once the gateway has answered.
+    fn callback_answered(&mut self, answer: CallbackAnswer) -> Reply {
+        let asked = match &self.ending {
+            Some(Ending::Callback { asked, .. }) => asked.clone(),
+            _ => "later".to_owned(),
+        };
+        match answer {
+            CallbackAnswer::Scheduled { say, moved } => {
+                // An older gateway answers without `say`: the caller's own words, then.
+                let say = if say.is_empty() { asked.clone() } else { say };
+                self.stage = Stage::Closed;
+                self.ending = Some(Ending::Callback {
+                    asked,
+                    scheduled: Some(say.clone()),
+                    moved,
+                });
+                Reply::say(format!(
+                    "Great, I'll call you back {say}. Thank you, {}. Goodbye.",
+                    self.lead_first_name
+                ))
+                .with("end_call", json!({"reason": "callback scheduled"}))
+            }
+            CallbackAnswer::AskAgain if self.unreadable_times < MAX_TIME_REPROMPTS => {
+                self.unreadable_times += 1;
+                self.stage = Stage::CallbackTime;
+                self.ending = None;
+                Reply::say(
+                    "Sorry, I didn't catch the time. When would suit you, for example tomorrow at 11?",
+                )
+            }
+            CallbackAnswer::AskAgain => {
+                self.stage = Stage::Closed;
+                self.ending = Some(Ending::NoCallback {
+                    asked,
+                    why: "no time could be read from it",
+                });
+                Reply::say(format!(
+                    "I'm sorry, I couldn't note a time. We will try you again another time. Thank you, {}. Goodbye.",
+                    self.lead_first_name
+                ))
+                .with("end_call", json!({"reason": "no callback time understood"}))
+            }
+            CallbackAnswer::Impossible => {
+                self.stage = Stage::Closed;
+                self.ending = Some(Ending::NoCallback {
+                    asked,
+                    why: "the campaign ends before then",
+                });
+                Reply::say(format!(
+                    "I'm sorry, we can't arrange a call back then. Thank you for your time, {}. Goodbye.",
+                    self.lead_first_name
+                ))
+                .with("end_call", json!({"reason": "no callback possible then"}))
+            }
+        }
+    }
+
+    /// Never call again: confirmed, the number suppressed, the outcome recorded, the call
+    /// ended, in one reply.
+    fn opt_out(&mut self, words: &str) -> Reply {
+        self.unknown_in_row = 0;
         self.stage = Stage::Closed;
-        self.ending = Some(Ending::Callback(when.clone()));
-        Reply::say(format!(
-            "Of course. Someone will call you back {when}. Thank you, {}. Goodbye.",
-            self.lead_first_name
-        ))
-        .with("schedule_callback", json!({"when": when}))
-        .with(
-            "record_outcome",
-            json!({"interest_level": "medium", "notes": format!("asked for a callback {when}")}),
+        self.ending = Some(Ending::OptedOut);
+        self.closing_cut_short = false;
+        let reason = self
+            .opt_out_reason
+            .get_or_insert_with(|| short(words))
+            .clone();
+        let reply = Reply::say(
+            "I understand. I've taken your number off our list, and you won't be called again. Goodbye.",
         )
-        .with("end_call", json!({"reason": "callback scheduled"}))
+        .with("opt_out", json!({"reason": reason}));
+        self.record_outcome(reply, "none", "asked not to be called again")
+            .with("end_call", json!({"reason": "the caller opted out"}))
+    }
+
+    /// Remembers the reasons a refusal gives ("too expensive" → price).
+    fn note_objections(&mut self, words: &str) {
+        const REASONS: &[(&str, &[&str])] = &[
+            (
+                "price",
+                &[
+                    "price",
+                    "expensive",
+                    "afford",
+                    "cost",
+                    "costs",
+                    "money",
+                    "budget",
+                    "cheaper",
+                ],
+            ),
+            (
+                "already has one",
+                &[
+                    "already have",
+                    "already got",
+                    "already bought",
+                    "happy with",
+                ],
+            ),
+            (
+                "no need",
+                &["don't need", "do not need", "no need", "not looking"],
+            ),
+        ];
+        let text = format!(" {} ", content_text(words));
+        for (objection, cues) in REASONS {
+            let heard = cues.iter().any(|cue| text.contains(&format!(" {cue} ")));
+            if heard && !self.objections.iter().any(|o| o == objection) {
+                self.objections.push((*objection).to_owned());
+            }
+        }
     }
 
     fn decline(&mut self) -> Reply {
@@ -532,49 +845,52 @@ impl Dialogue {
         };
         self.stage = Stage::Closed;
         self.ending = Some(Ending::NotInterested);
-        Reply::say(format!("I understand. {}", self.script.goodbye))
-            .with(
-                "record_outcome",
-                json!({"interest_level": level, "notes": "not interested"}),
-            )
-            .with(
-                "end_call",
-                json!({"reason": "the caller is not interested"}),
-            )
+        let reply = Reply::say(format!("I understand. {}", self.script.goodbye));
+        self.record_outcome(reply, level, "not interested").with(
+            "end_call",
+            json!({"reason": "the caller is not interested"}),
+        )
     }
 
     fn wrong_person(&mut self) -> Reply {
         self.stage = Stage::Closed;
         self.ending = Some(Ending::WrongPerson);
-        Reply::say("I'm sorry for the trouble. I'll update our records. Goodbye.")
-            .with(
-                "record_outcome",
-                json!({"interest_level": "none", "notes": "wrong person"}),
-            )
+        let reply = Reply::say("I'm sorry for the trouble. I'll update our records. Goodbye.");
+        self.record_outcome(reply, "none", "wrong person")
             .with("end_call", json!({"reason": "wrong person"}))
     }
 
     fn voicemail(&mut self) -> Reply {
         self.stage = Stage::Closed;
         self.ending = Some(Ending::Voicemail);
-        Reply::say(self.script.voicemail_message.clone())
-            .with(
-                "record_outcome",
-                json!({"interest_level": "none", "notes": "voicemail"}),
-            )
-            .with(
-                "end_call",
-                json!({"reason": "voicemail", "voicemail": true}),
-            )
+        let reply = Reply::say(self.script.voicemail_message.clone());
+        self.record_outcome(reply, "none", "voicemail").with(
+            "end_call",
+            json!({"reason": "voicemail", "voicemail": true}),
+        )
     }
 
-    /// The closing was interrupted before its tools ran: say goodbye again, end again.
+    /// The caller spoke after the closing (which may have been interrupted before its tools
+    /// ran): say goodbye again, end again. Only `end_call` is repeated: a callback is
+    /// scheduled before its closing is said, and the gateway deduplicates nothing, so a
+    /// second `opt_out` is sent only when the first one's reply was cut short before it ran
+    /// (and the gateway has not answered it): a lost opt-out would be worse than a repeat.
     fn close_again(&mut self) -> Reply {
+        if self.ending == Some(Ending::OptedOut)
+            && std::mem::take(&mut self.closing_cut_short)
+            && !self.opt_out_answered
+        {
+            let words = self.opt_out_reason.clone().unwrap_or_default();
+            return self.opt_out(&words);
+        }
         let reply = Reply::say(self.script.goodbye.clone());
         match &self.ending {
-            Some(Ending::Callback(when)) => reply
-                .with("schedule_callback", json!({"when": when}))
-                .with("end_call", json!({"reason": "callback scheduled"})),
+            Some(Ending::Callback { .. }) => {
+                reply.with("end_call", json!({"reason": "callback scheduled"}))
+            }
+            Some(Ending::OptedOut) => {
+                reply.with("end_call", json!({"reason": "the caller opted out"}))
+            }
             Some(Ending::Voicemail) => reply.with(
                 "end_call",
                 json!({"reason": "voicemail", "voicemail": true}),
@@ -634,6 +950,27 @@ pub fn find_time(words: &str) -> Option<String> {
         start -= 1;
     }
     Some(tokens[start..=last].join(" "))
+}
+
+/// The caller's words, short enough for a tool's argument: the first 15 words.
+fn short(words: &str) -> String {
+    const MAX_WORDS: usize = 15;
+    let all: Vec<&str> = words.split_whitespace().collect();
+    let mut text = all[..all.len().min(MAX_WORDS)].join(" ");
+    if all.len() > MAX_WORDS {
+        text.push('…');
+    }
+    text
+}
+
+/// Lowercase words without punctuation (apostrophes kept), for matching phrases.
+fn content_text(words: &str) -> String {
+    words
+        .split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .filter(|word| !word.is_empty())
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A fact as a sentence: a short answer gets its topic ("The price is from 80 lakh.").

@@ -282,6 +282,7 @@ impl LocalProvider {
             voice,
             format,
             responses: 0,
+            last_had_tools: false,
             utterances: 0,
             ahead: None,
         };
@@ -432,6 +433,8 @@ struct Conversation {
     voice: Voice,
     format: AudioFormat,
     responses: u64,
+    /// Whether the last response carried tool calls (its item is `local-item-{responses}`).
+    last_had_tools: bool,
     utterances: u64,
     /// What a pause was understood as, keyed by the end of its voice.
     ahead: Option<(u64, Understanding)>,
@@ -544,8 +547,21 @@ impl Conversation {
 
     async fn obey(&mut self, command: ProviderCommand) -> Result<(), TurnError> {
         match command {
-            // The running response already saw the interrupt counter move.
-            ProviderCommand::Interrupt { .. } | ProviderCommand::CancelResponse => Ok(()),
+            // The running response already saw the interrupt counter move. A cancelled
+            // response's tools do not run (the session skips them, or they were never sent):
+            // the dialogue must know when they were its last reply's.
+            ProviderCommand::Interrupt {
+                item_id,
+                cancel_response,
+                ..
+            } => {
+                let last_item = format!("local-item-{}", self.responses);
+                if cancel_response && self.last_had_tools && item_id == last_item {
+                    self.dialogue.on_cut_short();
+                }
+                Ok(())
+            }
+            ProviderCommand::CancelResponse => Ok(()),
             ProviderCommand::ToolResult { call_id, output } => {
                 let name = call_id.rsplit(':').next().unwrap_or_default().to_owned();
                 self.dialogue.on_tool_result(&name, &output);
@@ -579,6 +595,7 @@ impl Conversation {
     /// audio and cancels the response, so its tools do not run.
     async fn speak(&mut self, reply: Reply, voice_ended: Option<Instant>) -> Result<(), TurnError> {
         self.responses += 1;
+        self.last_had_tools = !reply.tools.is_empty();
         let response_id = format!("local-response-{}", self.responses);
         let item_id = format!("local-item-{}", self.responses);
         let generation = self.interrupts.load(Ordering::SeqCst);
