@@ -126,17 +126,13 @@ impl Database {
                 lead_timezone: row.lead_timezone,
                 campaign_timezone: row.campaign_timezone,
                 organization_timezone: row.organization_timezone,
-                window: Some(CallingWindow {
-                    start: row.calling_window_start,
-                    end: row.calling_window_end,
-                    days: row
-                        .calling_days
-                        .iter()
-                        .filter_map(|day| u32::try_from(*day).ok())
-                        .collect(),
-                    starts_on: row.starts_on,
-                    ends_on: row.ends_on,
-                }),
+                window: Some(CallingWindow::from_columns(
+                    row.calling_window_start,
+                    row.calling_window_end,
+                    &row.calling_days,
+                    row.starts_on,
+                    row.ends_on,
+                )),
             },
             callback: row.callback_requested_at.map(|requested_at| CallbackNote {
                 requested_at,

@@ -171,17 +171,13 @@ impl Database {
                 id: row.id,
                 running: row.running,
                 timezone: row.timezone,
-                window: CallingWindow {
-                    start: row.calling_window_start,
-                    end: row.calling_window_end,
-                    days: row
-                        .calling_days
-                        .iter()
-                        .filter_map(|day| u32::try_from(*day).ok())
-                        .collect(),
-                    starts_on: row.starts_on,
-                    ends_on: row.ends_on,
-                },
+                window: CallingWindow::from_columns(
+                    row.calling_window_start,
+                    row.calling_window_end,
+                    &row.calling_days,
+                    row.starts_on,
+                    row.ends_on,
+                ),
                 caller_id: row.caller_id,
                 max_concurrent_calls: i64::from(row.max_concurrent_calls),
                 calls_per_minute: i64::from(row.calls_per_minute),

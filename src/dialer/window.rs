@@ -76,6 +76,26 @@ pub fn resolve_zone(lead: Option<&str>, campaign: &str) -> ResolvedZone {
 }
 
 impl CallingWindow {
+    /// The window as the `campaigns` columns store it (weekdays as `smallint[]`).
+    pub fn from_columns(
+        start: NaiveTime,
+        end: NaiveTime,
+        days: &[i16],
+        starts_on: Option<NaiveDate>,
+        ends_on: Option<NaiveDate>,
+    ) -> Self {
+        Self {
+            start,
+            end,
+            days: days
+                .iter()
+                .filter_map(|day| u32::try_from(*day).ok())
+                .collect(),
+            starts_on,
+            ends_on,
+        }
+    }
+
     /// Every day, all day: for a call whose campaign has no window to honour.
     pub fn always() -> Self {
         Self {

@@ -98,6 +98,21 @@ impl Harness {
     }
 }
 
+/// A sales colleague who takes calls around the clock.
+fn always_open_target() -> Target {
+    Target {
+        id: uuid::Uuid::nil(),
+        name: "Ana".into(),
+        department: "sales".into(),
+        phone_number: "+14155550201".into(),
+        priority: 1,
+        timezone: "UTC".into(),
+        working_days: vec![1, 2, 3, 4, 5, 6, 7],
+        hours: None,
+        active: true,
+    }
+}
+
 fn greeting(harness: &mut Harness, bytes: usize) {
     harness.provider(ProviderEvent::ResponseStarted {
         response_id: "r0".into(),
@@ -484,17 +499,7 @@ fn a_qualified_caller_is_transferred_when_the_campaign_says_so() {
             when_qualified: true,
             ..TransferRules::default()
         },
-        targets: vec![Target {
-            id: uuid::Uuid::nil(),
-            name: "Ana".into(),
-            department: "sales".into(),
-            phone_number: "+14155550201".into(),
-            priority: 1,
-            timezone: "UTC".into(),
-            working_days: vec![1, 2, 3, 4, 5, 6, 7],
-            hours: None,
-            active: true,
-        }],
+        targets: vec![always_open_target()],
         assigned: None,
         wall_start: chrono::Utc::now(),
     };
@@ -613,17 +618,7 @@ fn a_person_asked_for_mid_reply_cuts_the_reply_and_hands_off_at_once() {
     let mut config = config();
     config.transfer = TransferConfig {
         rules: TransferRules::default(),
-        targets: vec![Target {
-            id: uuid::Uuid::nil(),
-            name: "Ana".into(),
-            department: "sales".into(),
-            phone_number: "+14155550201".into(),
-            priority: 1,
-            timezone: "UTC".into(),
-            working_days: vec![1, 2, 3, 4, 5, 6, 7],
-            hours: None,
-            active: true,
-        }],
+        targets: vec![always_open_target()],
         assigned: None,
         wall_start: chrono::Utc::now(),
     };
@@ -675,17 +670,7 @@ fn a_person_asked_for_mid_reply_cuts_the_reply_and_hands_off_at_once() {
 fn a_person_asked_for_while_the_reply_is_being_written_cancels_it() {
     let mut config = config();
     config.transfer.rules = TransferRules::default();
-    config.transfer.targets = vec![Target {
-        id: uuid::Uuid::nil(),
-        name: "Ana".into(),
-        department: "sales".into(),
-        phone_number: "+14155550201".into(),
-        priority: 1,
-        timezone: "UTC".into(),
-        working_days: vec![1, 2, 3, 4, 5, 6, 7],
-        hours: None,
-        active: true,
-    }];
+    config.transfer.targets = vec![always_open_target()];
     let mut harness = Harness::new();
     harness.session = CallSession::new(config, harness.now);
     harness.provider(ProviderEvent::ResponseStarted {
