@@ -199,6 +199,9 @@ impl fmt::Display for E164 {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
