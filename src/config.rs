@@ -190,13 +190,15 @@ impl Source {
         let Some(raw) = self.get(key) else {
             return Ok(None);
         };
+        // A provider's URL may carry its key: errors show it without query or credentials.
+        let shown = crate::telemetry::RedactedUrl(raw).to_string();
         let url = Url::parse(raw)
-            .map_err(|error| self.error(key, format!("invalid URL {raw:?}: {error}")))?;
+            .map_err(|error| self.error(key, format!("invalid URL {shown:?}: {error}")))?;
         if !schemes.contains(&url.scheme()) {
             return Err(self.error(
                 key,
                 format!(
-                    "URL {raw:?} must use {}",
+                    "URL {shown:?} must use {}",
                     schemes
                         .iter()
                         .map(|scheme| format!("{scheme}://"))
@@ -206,7 +208,7 @@ impl Source {
             ));
         }
         if url.host_str().is_none_or(str::is_empty) {
-            return Err(self.error(key, format!("URL {raw:?} has no host")));
+            return Err(self.error(key, format!("URL {shown:?} has no host")));
         }
         Ok(Some(url))
     }

@@ -8,8 +8,10 @@
 //! `020 7946 0958` (one national trunk `0` is dropped). With default code `1`, `(415) 555-0100`
 //! and `1 415 555 0100` (the NANP trunk `1` is dropped). Spaces, dashes, dots, slashes and
 //! parentheses are ignored; anything else (letters, extensions) is refused.
+//!
+//! A number is personal data: logs show it only through [`Redacted`] (`…0100`), never whole.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 /// A number in E.164, `+` then 7 to 15 digits, the first not zero.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -35,6 +37,16 @@ pub enum PhoneError {
     #[error("a North American number has 10 digits after +1")]
     InvalidNanp,
 }
+
+/// A phone number as logs may show it: its last four digits (`…0100`), enough to tell calls
+/// apart, too few to dial anyone. Nothing else of the text is shown (a SIP address or a name
+/// in a `From` field stays out too), and a text of fewer than 7 digits (shorter than any E.164
+/// number) shows none. `Debug` prints the same, so a `?field` cannot leak it either.
+#[derive(Clone, Copy)]
+pub struct Redacted<'a>(pub &'a str);
+
+/// Digits of a number that [`Redacted`] shows.
+const SHOWN_DIGITS: usize = 4;
 
 /// A default country calling code (`1`, `44`, `351`...), 1 to 3 digits, not starting with 0.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +159,37 @@ impl E164 {
     pub fn into_string(self) -> String {
         self.0
     }
+
+    /// The number as logs may show it.
+    pub fn redacted(&self) -> Redacted<'_> {
+        Redacted(&self.0)
+    }
+}
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("…")?;
+        let digits = self.0.bytes().filter(u8::is_ascii_digit).count();
+        if digits < MIN_DIGITS {
+            return Ok(());
+        }
+        let last = self
+            .0
+            .bytes()
+            .filter(u8::is_ascii_digit)
+            .skip(digits - SHOWN_DIGITS)
+            .map(char::from);
+        for digit in last {
+            formatter.write_char(digit)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, formatter)
+    }
 }
 
 impl fmt::Display for E164 {
@@ -154,6 +197,9 @@ impl fmt::Display for E164 {
         formatter.write_str(&self.0)
     }
 }
+
+#[cfg(test)]
+mod properties;
 
 #[cfg(test)]
 mod tests {
@@ -203,6 +249,27 @@ mod tests {
         check("+0441234567", None, Err(PhoneError::ZeroCountryCode));
         check("+1415555010", None, Err(PhoneError::InvalidNanp));
         check("555 0100", Some("1"), Err(PhoneError::InvalidNanp));
+    }
+
+    #[test]
+    fn redacted_numbers_show_their_last_four_digits_only() {
+        let shown = |raw: &str| Redacted(raw).to_string();
+        assert_eq!(shown("+14155550100"), "…0100");
+        assert_eq!(shown("14155550100"), "…0100");
+        assert_eq!(shown("+44 20 7946-0958"), "…0958");
+        assert_eq!(format!("{:?}", Redacted("+14155550100")), "…0100");
+        assert_eq!(
+            E164::parse_strict("+4930123456")
+                .unwrap()
+                .redacted()
+                .to_string(),
+            "…3456"
+        );
+        // Too short to be a number, or no number at all: nothing of it.
+        assert_eq!(shown("555010"), "…");
+        assert_eq!(shown(""), "…");
+        assert_eq!(shown("sip:jane.doe@example.com"), "…");
+        assert_eq!(shown("sip:+14155550100@example.com"), "…0100");
     }
 
     #[test]

@@ -476,3 +476,6 @@ pub(super) fn keep_lines(kept: &mut Vec<u64>, lines: Vec<u64>) {
     let room = MAX_REPORTED_ERRORS.saturating_sub(kept.len());
     kept.extend(lines.into_iter().take(room));
 }
+
+#[cfg(test)]
+mod properties;

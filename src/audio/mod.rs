@@ -115,6 +115,9 @@ impl AudioFormat {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -89,6 +89,9 @@ fn mac(secret: &[u8], body: &[u8]) -> Hmac<Sha256> {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -130,6 +130,20 @@ fn malformed_values_name_their_variable() {
         "VG_PUBLIC_URL",
         "without query",
     );
+    // A refused URL is named without the key or password it may carry.
+    for (key, value) in [
+        (
+            "OPENAI_REALTIME_URL",
+            "https://api.test/v1/realtime?api-key=sk-secret",
+        ),
+        ("GEMINI_LIVE_URL", "wss://user:sk-secret@/live"),
+    ] {
+        let line = load(&[(key, value)]).expect_err("refused").to_string();
+        assert!(
+            line.starts_with(key) && !line.contains("sk-secret"),
+            "{line}"
+        );
+    }
     check_error(
         &[("VG_SERVER_PRIORITY", "high")],
         "VG_SERVER_PRIORITY",

@@ -190,7 +190,7 @@ pub async fn answer(
     let parties = match identify(&state, &webhook).await {
         Ok(Some(parties)) => parties,
         Ok(None) => {
-            tracing::warn!(%call_sid, from = ?webhook.get("From"), to = ?webhook.get("To"), "unknown call: no matching lead and campaign");
+            tracing::warn!(%call_sid, from = %crate::phone::Redacted(webhook.get("From").unwrap_or_default()), to = %crate::phone::Redacted(webhook.get("To").unwrap_or_default()), "unknown call: no matching lead and campaign");
             return polite_hangup(UNKNOWN_CALL_MESSAGE);
         }
         Err(error) => {
@@ -513,7 +513,7 @@ pub async fn stream_status(
         _ => "other",
     };
     metrics::counter!(crate::metrics::STREAM_STATUS, "event" => label).increment(1);
-    tracing::info!(call_sid = ?webhook.get("CallUUID"), %event, params = ?webhook.form, "stream status");
+    tracing::info!(call_sid = ?webhook.get("CallUUID"), %event, stream_id = ?webhook.get("StreamID"), "stream status");
     (StatusCode::OK, "ok").into_response()
 }
 

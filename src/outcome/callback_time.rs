@@ -82,9 +82,15 @@ pub fn resolve(phrase: &str, now: DateTime<Utc>, tz: Tz) -> Result<DateTime<Utc>
     let unreadable = || Unreadable {
         phrase: phrase.to_owned(),
     };
+    if !within_calendar(now) {
+        return Err(unreadable());
+    }
     let tokens = tokenize(phrase).ok_or_else(unreadable)?;
     let reading = Reading::parse(&tokens).ok_or_else(unreadable)?;
-    reading.instant(now, tz).ok_or_else(unreadable)
+    reading
+        .instant(now, tz)
+        .filter(|at| within_calendar(*at))
+        .ok_or_else(unreadable)
 }
 
 /// [`resolve`], then: a time in the past or outside the window moves to the window's next
@@ -1086,6 +1092,15 @@ fn ordinal_named(word: &str) -> Option<u32> {
     }
 }
 
+/// How far from the ends of chrono's calendar an instant must be to be read or placed: every
+/// zone's wall clock (±26 h), the calling window's two-week search and a DST gap stay inside
+/// it. Only absurd phrases ("in 90 million days") or clocks come near.
+const CALENDAR_MARGIN: Days = Days::new(32);
+
+fn within_calendar(at: DateTime<Utc>) -> bool {
+    at.checked_add_days(CALENDAR_MARGIN).is_some() && at.checked_sub_days(CALENDAR_MARGIN).is_some()
+}
+
 /// The next `weekday` after `today`: a week ahead when today is that day.
 fn next_weekday(today: NaiveDate, weekday: Weekday) -> NaiveDate {
     let ahead = (7 + weekday.num_days_from_monday() - today.weekday().num_days_from_monday()) % 7;
@@ -1145,3 +1160,6 @@ fn ordinal(day: u32) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod properties;

@@ -264,6 +264,9 @@ fn verify_any(mac: HmacSha256, header: &str) -> Result<(), SignatureError> {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -563,3 +563,6 @@ pub enum SimulatedEvent<'a> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod properties;
