@@ -1,6 +1,6 @@
 //! Plivo's webhooks and the media WebSocket. Every request is checked with
-//! X-Plivo-Signature-V3 against the public URL; a bad or missing signature gets 403 and changes
-//! nothing. The media WebSocket also needs the signed, single-use call token from the answer.
+//! X-Plivo-Signature-V3 against the public URL (V2 only with `VG_PLIVO_ACCEPT_V2=true`); a bad
+//! or missing signature gets 403 and changes nothing. The media WebSocket also needs the signed, single-use call token from the answer.
 
 use axum::{
     body::Bytes,
@@ -144,18 +144,22 @@ fn check_signature(
         v2_nonce: header("x-plivo-signature-v2-nonce"),
     };
     let token = auth_token.expose_secret().as_bytes();
+    let policy = state.settings.plivo.v2_policy;
     let mut last_error = None;
     for url in urls {
-        match signature::verify_request(token, method, url, params, &found) {
-            Ok(()) => return Ok(()),
+        match signature::verify_request(token, method, url, params, &found, policy) {
+            Ok(_) => return Ok(()),
             Err(error) => last_error = Some(error),
         }
     }
-    Err(refuse(
-        last_error
-            .map(|error| error.to_string())
-            .unwrap_or_default(),
-    ))
+    Err(refuse(match last_error {
+        Some(signature::SignatureError::V2Refused) => format!(
+            "{}; VG_PLIVO_ACCEPT_V2=true would accept it",
+            signature::SignatureError::V2Refused
+        ),
+        Some(error) => error.to_string(),
+        None => String::new(),
+    }))
 }
 
 fn xml_response(body: String) -> Response {
