@@ -16,4 +16,5 @@ mod serve;
 mod servers;
 mod transfer;
 mod voicemail;
+mod webhook_security;
 mod webhooks;
