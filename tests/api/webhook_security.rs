@@ -8,9 +8,10 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
+use uuid::Uuid;
 use voice_gateway::{
     audio::AudioFormat,
-    http::MAX_WEBHOOK_BODY_BYTES,
+    http::{MAX_WEBHOOK_BODY_BYTES, NONCE_REPLAY_WINDOW},
     plivo::signature::{self, Method},
     simulators::{
         openai_realtime::{FakeRealtimeConfig, FakeRealtimeServer, FakeTurn},
@@ -18,7 +19,10 @@ use voice_gateway::{
     },
 };
 
-use crate::helpers::{Org, TestApp, TestDb, seed_org, settings_for};
+use crate::{
+    campaign_api::wait_until,
+    helpers::{Org, TestApp, TestDb, seed_org, settings_for},
+};
 
 const AUTH_TOKEN: &str = "plivo-test-token";
 const PUBLIC_URL: &str = "https://gateway.test";
@@ -465,4 +469,37 @@ async fn a_signed_stream_upgrade_is_single_use_across_gateways() {
 
     first.shutdown().await;
     second.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nonces_are_forgotten_after_the_replay_window() {
+    let test = TestDb::new().await;
+    let window_secs = NONCE_REPLAY_WINDOW.as_secs_f64();
+    let insert = |nonce: &'static str, age_secs: f64| {
+        sqlx::query(
+            "INSERT INTO plivo_webhook_nonces (version, nonce, seen_at) VALUES ('v3', $1, now() - make_interval(secs => $2))",
+        )
+        .bind(nonce)
+        .bind(age_secs)
+        .execute(test.pool())
+    };
+    insert("old", window_secs + 3600.0).await.unwrap();
+    insert("recent", window_secs - 3600.0).await.unwrap();
+    assert_eq!(
+        test.db
+            .prune_webhook_nonces(NONCE_REPLAY_WINDOW)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(nonces(&test).await, ["v3:recent"]);
+
+    // Every gateway prunes in the background, first at start-up.
+    insert("stale", window_secs + 60.0).await.unwrap();
+    let app = gateway(&test, &format!("gw-{}", Uuid::new_v4().simple()), &[]).await;
+    wait_until("the stale nonce pruned", DEADLINE, || async {
+        nonces(&test).await == ["v3:recent"]
+    })
+    .await;
+    app.shutdown().await;
 }
