@@ -16,6 +16,8 @@ use std::{
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::plivo::signature::V2Policy;
+
 /// Every setting: its environment name and its key in the TOML file, in one table, so the two
 /// spellings cannot drift apart.
 const KEYS: &[(&str, &str)] = &[
@@ -46,6 +48,7 @@ const KEYS: &[(&str, &str)] = &[
     ("PLIVO_AUTH_ID", "plivo.auth_id"),
     ("PLIVO_AUTH_TOKEN", "plivo.auth_token"),
     ("PLIVO_API_URL", "plivo.api_url"),
+    ("VG_PLIVO_ACCEPT_V2", "plivo.accept_v2"),
     ("VG_DIALER_ENABLED", "dialer.enabled"),
     ("VG_DIALER_CPS", "dialer.cps"),
     ("VG_DIALER_POLL_MS", "dialer.poll_ms"),
@@ -383,6 +386,10 @@ pub struct PlivoSettings {
     /// request is refused, since none can be verified.
     pub auth_token: Option<SecretString>,
     pub api_url: Url,
+    /// Whether a request signed only with the legacy `X-Plivo-Signature-V2` is verified
+    /// (`VG_PLIVO_ACCEPT_V2=true`) or refused (the default): V2 covers neither the query nor
+    /// the body, so a captured V2 header pair is valid with any parameters.
+    pub v2_policy: V2Policy,
 }
 
 /// Defaults for the optional settings.
@@ -587,6 +594,10 @@ impl Settings {
             api_url: source
                 .url("PLIVO_API_URL", &["https", "http"])?
                 .unwrap_or_else(|| Url::parse(defaults::PLIVO_API_URL).expect("valid")),
+            v2_policy: match source.parse("VG_PLIVO_ACCEPT_V2", "`true` or `false`", boolean)? {
+                Some(true) => V2Policy::Accept,
+                Some(false) | None => V2Policy::Refuse,
+            },
         };
         if plivo.auth_id.is_some() != plivo.auth_token.is_some() {
             let missing = if plivo.auth_id.is_some() {
@@ -659,13 +670,7 @@ impl Settings {
 
         let dialer = DialerSettings {
             enabled: source
-                .parse("VG_DIALER_ENABLED", "`true` or `false`", |raw| {
-                    match raw.to_ascii_lowercase().as_str() {
-                        "true" | "1" | "yes" | "on" => Some(true),
-                        "false" | "0" | "no" | "off" => Some(false),
-                        _ => None,
-                    }
-                })?
+                .parse("VG_DIALER_ENABLED", "`true` or `false`", boolean)?
                 .unwrap_or(true),
             cps: source
                 .parse(
@@ -783,6 +788,15 @@ impl HostFacts {
             (Some(home), false) => home.join(".local/share/voice-gateway"),
             _ => PathBuf::from("/var/lib/voice-gateway"),
         }
+    }
+}
+
+/// A switch: `true`, `1`, `yes`, `on` or `false`, `0`, `no`, `off`, in any case.
+fn boolean(raw: &str) -> Option<bool> {
+    match raw.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
     }
 }
 

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use voice_gateway::{
     config::Settings,
+    plivo::signature::V2Policy,
     startup::{self, Application},
     telemetry,
 };
@@ -113,6 +114,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if settings.plivo.auth_token.is_none() {
         tracing::warn!(
             "PLIVO_AUTH_TOKEN is unset: Plivo webhooks cannot be verified and will be refused"
+        );
+    }
+    if settings.plivo.v2_policy == V2Policy::Accept {
+        tracing::warn!(
+            "VG_PLIVO_ACCEPT_V2=true: requests signed only with X-Plivo-Signature-V2 are accepted, and V2 covers neither the query nor the body"
         );
     }
     let application = Application::build(settings).await?;

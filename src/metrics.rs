@@ -44,6 +44,10 @@ pub const DB_WRITE_FAILURES: &str = "vg_db_write_failures_total";
 pub const STREAM_STATUS: &str = "vg_stream_status_total";
 /// Counter: webhook requests refused for a bad or missing signature.
 pub const SIGNATURE_REJECTIONS: &str = "vg_signature_rejections_total";
+/// Counter: validly signed webhook requests refused because their nonce was seen before.
+pub const WEBHOOK_REPLAYS: &str = "vg_webhook_replays_total";
+/// Counter: webhook requests refused for a body above the limit.
+pub const WEBHOOK_TOO_LARGE: &str = "vg_webhook_too_large_total";
 
 /// Histogram: seconds of Whisper per utterance (local pipeline).
 pub const LOCAL_STT_SECONDS: &str = "vg_local_stt_seconds";
@@ -119,6 +123,8 @@ fn describe() {
     metrics::describe_counter!(DB_WRITE_FAILURES, "call writes given up");
     metrics::describe_counter!(STREAM_STATUS, "stream status callbacks, by event");
     metrics::describe_counter!(SIGNATURE_REJECTIONS, "webhooks refused for their signature");
+    metrics::describe_counter!(WEBHOOK_REPLAYS, "signed webhooks refused as replays");
+    metrics::describe_counter!(WEBHOOK_TOO_LARGE, "webhooks refused for their size");
     metrics::describe_histogram!(LOCAL_STT_SECONDS, "Whisper time per utterance");
     metrics::describe_histogram!(
         LOCAL_REPLY_LATENCY_SECONDS,

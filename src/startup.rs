@@ -29,6 +29,8 @@ const CALL_WRITE_DEADLINE: Duration = Duration::from_secs(15);
 const BACKGROUND_STOP_DEADLINE: Duration = Duration::from_secs(5);
 /// A registry row older than this many heartbeats is stale and not picked for new streams.
 pub const STALE_HEARTBEATS: u32 = 3;
+/// How often the replay guards (webhook nonces, stream token claims) are pruned.
+const REPLAY_PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
 /// A database handle plus the embedded cluster behind it, if any (stopped on shutdown).
 pub struct OpenedDatabase {
@@ -241,6 +243,7 @@ impl Application {
             "listening"
         );
         spawn_heartbeat(&state, stream_url.to_string());
+        spawn_replay_pruning(&state);
         // Hang-up requests from the API, whichever gateway served it.
         crate::api::spawn_hangup_listener(
             state.db.clone(),
@@ -318,6 +321,32 @@ fn spawn_metrics_upkeep(state: &AppState) {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = ticker.tick() => handle.run_upkeep(),
+            }
+        }
+    });
+}
+
+/// Forgets webhook nonces older than the replay window and stream token claims older than a
+/// day, at start-up and then every [`REPLAY_PRUNE_INTERVAL`]. Every gateway prunes; the deletes
+/// are idempotent.
+fn spawn_replay_pruning(state: &AppState) {
+    let db = state.db.clone();
+    let stop = state.lifecycle.background_stop_token();
+    state.lifecycle.spawn_background(async move {
+        let mut ticker = tokio::time::interval(REPLAY_PRUNE_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            match db.prune_webhook_nonces(http::NONCE_REPLAY_WINDOW).await {
+                Ok(pruned) => tracing::debug!(pruned, "webhook nonces pruned"),
+                Err(error) => tracing::warn!(%error, "webhook nonces not pruned"),
+            }
+            match db.prune_stream_tokens().await {
+                Ok(pruned) => tracing::debug!(pruned, "stream token claims pruned"),
+                Err(error) => tracing::warn!(%error, "stream token claims not pruned"),
             }
         }
     });

@@ -293,3 +293,35 @@ fn dialer_settings_have_defaults_and_refuse_nonsense() {
         "`true` or `false`",
     );
 }
+
+#[test]
+fn v2_signatures_are_refused_unless_explicitly_accepted() {
+    assert_eq!(load(&[]).unwrap().plivo.v2_policy, V2Policy::Refuse);
+    for (raw, policy) in [
+        ("true", V2Policy::Accept),
+        ("ON", V2Policy::Accept),
+        ("false", V2Policy::Refuse),
+        ("0", V2Policy::Refuse),
+    ] {
+        let settings = load(&[("VG_PLIVO_ACCEPT_V2", raw)]).unwrap();
+        assert_eq!(settings.plivo.v2_policy, policy, "{raw}");
+    }
+    check_error(
+        &[("VG_PLIVO_ACCEPT_V2", "v2")],
+        "VG_PLIVO_ACCEPT_V2",
+        "`true` or `false`",
+    );
+
+    let path = Path::new("/etc/vg.toml");
+    let source = Source::from_toml_str("[plivo]\naccept_v2 = true\n", path).unwrap();
+    let settings = Settings::load(&source, &host()).unwrap();
+    assert_eq!(settings.plivo.v2_policy, V2Policy::Accept);
+    let source = Source::from_toml_str("[plivo]\naccept_v2 = \"perhaps\"\n", path).unwrap();
+    let error = Settings::load(&source, &host()).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("VG_PLIVO_ACCEPT_V2 (in /etc/vg.toml): "),
+        "{error}"
+    );
+}

@@ -13,6 +13,7 @@ pub mod campaigns;
 pub mod dialer;
 pub mod embedded;
 pub mod leads;
+pub mod nonces;
 pub mod organization;
 pub mod seed;
 pub mod servers;

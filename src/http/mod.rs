@@ -1,11 +1,14 @@
 //! The HTTP surface (axum): health, readiness and metrics; Plivo's webhooks and the media
 //! WebSocket; the campaign API (`crate::api`) under `/api/v1`.
 //!
-//! Handlers are thin: parse, call into the library, map errors to responses.
+//! Handlers are thin: parse, call into the library, map errors to responses. Every `/plivo/*`
+//! route is behind `guard::plivo_gate` (body size, signature, nonce).
 
+mod guard;
 mod health;
 mod plivo;
 
+pub use guard::{MAX_WEBHOOK_BODY_BYTES, NONCE_REPLAY_WINDOW};
 pub use plivo::SOCKET_BUFFER_BYTES;
 
 use std::sync::Arc;
@@ -35,21 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .route("/plivo/answer", get(plivo::answer).post(plivo::answer))
-        .route("/plivo/hangup", post(plivo::hangup))
-        .route("/plivo/machine-detection", post(plivo::machine_detection))
-        .route("/plivo/voicemail", post(plivo::voicemail))
-        .route("/plivo/stream-status", post(plivo::stream_status))
-        .route(
-            "/plivo/after-stream",
-            get(plivo::after_stream).post(plivo::after_stream),
-        )
-        .route("/plivo/dial-status", post(plivo::dial_status))
-        .route(
-            "/plivo/transfer-whisper",
-            get(plivo::transfer_whisper).post(plivo::transfer_whisper),
-        )
-        .route("/plivo/stream", get(plivo::stream))
+        .merge(plivo_routes(&state))
         .nest(crate::api::BASE_PATH, crate::api::router(&state))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(
@@ -65,4 +54,29 @@ pub fn router(state: AppState) -> Router {
             ),
         )
         .with_state(state)
+}
+
+/// Plivo's webhooks and the media WebSocket, each behind the gate.
+fn plivo_routes(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/plivo/answer", get(plivo::answer).post(plivo::answer))
+        .route("/plivo/hangup", post(plivo::hangup))
+        .route("/plivo/machine-detection", post(plivo::machine_detection))
+        .route("/plivo/voicemail", post(plivo::voicemail))
+        .route("/plivo/stream-status", post(plivo::stream_status))
+        .route(
+            "/plivo/after-stream",
+            get(plivo::after_stream).post(plivo::after_stream),
+        )
+        .route("/plivo/dial-status", post(plivo::dial_status))
+        .route(
+            "/plivo/transfer-whisper",
+            get(plivo::transfer_whisper).post(plivo::transfer_whisper),
+        )
+        .route("/plivo/stream", get(plivo::stream))
+        // On matched routes only: an unknown /plivo path is a plain 404.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::plivo_gate,
+        ))
 }

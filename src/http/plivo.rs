@@ -1,21 +1,22 @@
-//! Plivo's webhooks and the media WebSocket. Every request is checked with
-//! X-Plivo-Signature-V3 against the public URL; a bad or missing signature gets 403 and changes
-//! nothing. The media WebSocket also needs the signed, single-use call token from the answer.
+//! Plivo's webhooks and the media WebSocket. Every request has passed `guard::plivo_gate`
+//! (size, signature, nonce) before it gets here, and arrives as a verified [`Webhook`]. The
+//! media WebSocket also needs the signed, single-use call token from the answer.
 
 use axum::{
+    Extension,
     body::Bytes,
     extract::{
         State,
         ws::{Message, WebSocket, WebSocketUpgrade},
     },
-    http::{HeaderMap, Method as HttpMethod, StatusCode, Uri, header},
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
 use futures_util::{SinkExt, StreamExt, future};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
-use super::AppState;
+use super::{AppState, guard::Webhook};
 use crate::{
     call::{
         bridge::{CarrierMessage, run_call},
@@ -28,10 +29,7 @@ use crate::{
     },
     dialer,
     domain::{Direction, EndReason, EventKind},
-    plivo::{
-        signature::{self, Method, SignatureHeaders},
-        xml,
-    },
+    plivo::xml,
 };
 
 /// How long a stream token stays valid: Plivo connects within seconds and retries twice.
@@ -52,112 +50,6 @@ const TRANSFER_EVENT_SEQ: i32 = 1_000_000;
 const TROUBLE_MESSAGE: &str =
     "Sorry, we are having technical trouble. Please try again later. Goodbye.";
 
-/// A refused request: a status and a short reason (small, unlike a whole `Response`).
-#[derive(Debug, Clone, Copy)]
-struct Refused(StatusCode, &'static str);
-
-impl IntoResponse for Refused {
-    fn into_response(self) -> Response {
-        (self.0, self.1).into_response()
-    }
-}
-
-/// The parameters of a webhook: the query string's and the form body's, decoded.
-struct Webhook {
-    query: Vec<(String, String)>,
-    form: Vec<(String, String)>,
-}
-
-impl Webhook {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.form
-            .iter()
-            .chain(self.query.iter())
-            .find(|(name, _)| name == key)
-            .map(|(_, value)| value.as_str())
-            .filter(|value| !value.is_empty())
-    }
-}
-
-/// Verifies the signature of a webhook and parses its parameters.
-fn verify_webhook(
-    state: &AppState,
-    method: &HttpMethod,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Webhook, Refused> {
-    let query: Vec<(String, String)> = uri
-        .query()
-        .map(|query| {
-            form_urlencoded::parse(query.as_bytes())
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default();
-    let (signature_method, form) = match *method {
-        HttpMethod::POST => (
-            Method::Post,
-            form_urlencoded::parse(body).into_owned().collect(),
-        ),
-        _ => (Method::Get, Vec::new()),
-    };
-    let url = public_url(state, uri, false);
-    check_signature(state, signature_method, &[url], &form, headers)?;
-    Ok(Webhook { query, form })
-}
-
-/// The URL Plivo called, rebuilt on the public base (what Plivo signed, not what a proxy forwarded).
-fn public_url(state: &AppState, uri: &Uri, websocket: bool) -> String {
-    let base = if websocket {
-        state.settings.server.public_ws_url()
-    } else {
-        state.settings.server.public_url.clone()
-    };
-    let path = uri
-        .path_and_query()
-        .map(|path| path.as_str())
-        .unwrap_or("/");
-    format!("{}{path}", base.as_str().trim_end_matches('/'))
-}
-
-fn check_signature(
-    state: &AppState,
-    method: Method,
-    urls: &[String],
-    params: &[(String, String)],
-    headers: &HeaderMap,
-) -> Result<(), Refused> {
-    let refuse = |reason: String| {
-        metrics::counter!(crate::metrics::SIGNATURE_REJECTIONS).increment(1);
-        tracing::warn!(%reason, "webhook refused");
-        Refused(StatusCode::FORBIDDEN, "invalid signature")
-    };
-    let Some(auth_token) = state.settings.plivo.auth_token.as_ref() else {
-        return Err(refuse("PLIVO_AUTH_TOKEN is not configured".to_owned()));
-    };
-    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-    let found = SignatureHeaders {
-        v3: header("x-plivo-signature-v3"),
-        v3_nonce: header("x-plivo-signature-v3-nonce"),
-        v2: header("x-plivo-signature-v2"),
-        v2_nonce: header("x-plivo-signature-v2-nonce"),
-    };
-    let token = auth_token.expose_secret().as_bytes();
-    let mut last_error = None;
-    for url in urls {
-        match signature::verify_request(token, method, url, params, &found) {
-            Ok(()) => return Ok(()),
-            Err(error) => last_error = Some(error),
-        }
-    }
-    Err(refuse(
-        last_error
-            .map(|error| error.to_string())
-            .unwrap_or_default(),
-    ))
-}
-
 fn xml_response(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/xml")], body).into_response()
 }
@@ -175,15 +67,8 @@ fn e164(number: &str) -> String {
 /// `POST|GET /plivo/answer`: identifies the call and streams it to the best gateway.
 pub async fn answer(
     State(state): State<AppState>,
-    method: HttpMethod,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Extension(webhook): Extension<Webhook>,
 ) -> Response {
-    let webhook = match verify_webhook(&state, &method, &uri, &headers, &body) {
-        Ok(webhook) => webhook,
-        Err(refused) => return refused.into_response(),
-    };
     let Some(call_sid) = webhook.get("CallUUID").map(str::to_owned) else {
         return (StatusCode::BAD_REQUEST, "CallUUID is required").into_response();
     };
@@ -290,15 +175,8 @@ async fn identify(
 /// `POST /plivo/hangup`: the call's final status. Idempotent.
 pub async fn hangup(
     State(state): State<AppState>,
-    method: HttpMethod,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Extension(webhook): Extension<Webhook>,
 ) -> Response {
-    let webhook = match verify_webhook(&state, &method, &uri, &headers, &body) {
-        Ok(webhook) => webhook,
-        Err(refused) => return refused.into_response(),
-    };
     let Some(call_sid) = webhook.get("CallUUID").map(str::to_owned) else {
         return (StatusCode::BAD_REQUEST, "CallUUID is required").into_response();
     };
@@ -403,15 +281,8 @@ fn uuid_param(webhook: &Webhook, key: &str) -> Option<Uuid> {
 /// voicemail message (`/plivo/voicemail`), or is hung up when there is none.
 pub async fn machine_detection(
     State(state): State<AppState>,
-    method: HttpMethod,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Extension(webhook): Extension<Webhook>,
 ) -> Response {
-    let webhook = match verify_webhook(&state, &method, &uri, &headers, &body) {
-        Ok(webhook) => webhook,
-        Err(refused) => return refused.into_response(),
-    };
     let (Some(call_sid), Some(attempt_id), Some(lead_id), Some(campaign_id)) = (
         webhook.get("CallUUID"),
         uuid_param(&webhook, "attempt_id"),
@@ -454,15 +325,8 @@ pub async fn machine_detection(
 /// database) is a plain `<Hangup/>`: a machine is no one to apologise to.
 pub async fn voicemail(
     State(state): State<AppState>,
-    method: HttpMethod,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Extension(webhook): Extension<Webhook>,
 ) -> Response {
-    let webhook = match verify_webhook(&state, &method, &uri, &headers, &body) {
-        Ok(webhook) => webhook,
-        Err(refused) => return refused.into_response(),
-    };
     let (Some(attempt_id), Some(lead_id), Some(campaign_id)) = (
         uuid_param(&webhook, "attempt_id"),
         uuid_param(&webhook, "lead_id"),
@@ -493,17 +357,7 @@ pub async fn voicemail(
 }
 
 /// `POST /plivo/stream-status`: Start/Stop/Dropped/DegradedStream, logged and counted.
-pub async fn stream_status(
-    State(state): State<AppState>,
-    method: HttpMethod,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let webhook = match verify_webhook(&state, &method, &uri, &headers, &body) {
-        Ok(webhook) => webhook,
-        Err(refused) => return refused.into_response(),
-    };
+pub async fn stream_status(Extension(webhook): Extension<Webhook>) -> Response {
     let event = webhook.get("Event").unwrap_or("unknown").to_owned();
     let label = match event.as_str() {
         "StartStream" => "start",
@@ -521,15 +375,8 @@ pub async fn stream_status(
 /// dial if one was decided (any gateway can serve it: the state is in the database), else hang up.
 pub async fn after_stream(
     State(state): State<AppState>,
-    method: HttpMethod,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Extension(webhook): Extension<Webhook>,
 ) -> Response {
-    let webhook = match verify_webhook(&state, &method, &uri, &headers, &body) {
-        Ok(webhook) => webhook,
-        Err(refused) => return refused.into_response(),
-    };
     let Some(call_sid) = webhook.get("CallUUID").map(str::to_owned) else {
         return xml_response(xml::hangup());
     };
@@ -597,15 +444,8 @@ async fn transfer_step(state: &AppState, transfer: &TransferRow, first: bool) ->
 /// busy, no answer, declined or failed: the next target; none left: the fallback.
 pub async fn dial_status(
     State(state): State<AppState>,
-    method: HttpMethod,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Extension(webhook): Extension<Webhook>,
 ) -> Response {
-    let webhook = match verify_webhook(&state, &method, &uri, &headers, &body) {
-        Ok(webhook) => webhook,
-        Err(refused) => return refused.into_response(),
-    };
     let (Some(call_sid), Some(attempt)) = (
         webhook.get("call").map(str::to_owned),
         webhook.get("attempt").and_then(|a| a.parse::<i32>().ok()),
@@ -678,15 +518,8 @@ pub async fn dial_status(
 /// `POST|GET /plivo/transfer-whisper`: what the human hears before pressing 1.
 pub async fn transfer_whisper(
     State(state): State<AppState>,
-    method: HttpMethod,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Extension(webhook): Extension<Webhook>,
 ) -> Response {
-    let webhook = match verify_webhook(&state, &method, &uri, &headers, &body) {
-        Ok(webhook) => webhook,
-        Err(refused) => return refused.into_response(),
-    };
     let whisper = match webhook.get("call") {
         Some(call_sid) => state
             .db
@@ -704,26 +537,13 @@ pub async fn transfer_whisper(
 /// `GET /plivo/stream`: the media WebSocket. Needs Plivo's signature and the call token.
 pub async fn stream(
     State(state): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
+    Extension(webhook): Extension<Webhook>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if state.lifecycle.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response();
     }
-    // Whether Plivo signs the wss:// or the https:// form of the URL is unconfirmed: accept both.
-    let urls = [
-        public_url(&state, &uri, true),
-        public_url(&state, &uri, false),
-    ];
-    if let Err(response) = check_signature(&state, Method::Get, &urls, &[], &headers) {
-        return response.into_response();
-    }
-    let token_text = uri
-        .query()
-        .and_then(|query| form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "token"))
-        .map(|(_, value)| value.into_owned());
-    let Some(token_text) = token_text else {
+    let Some(token_text) = webhook.get("token").map(str::to_owned) else {
         return (StatusCode::FORBIDDEN, "missing call token").into_response();
     };
     let secret = state

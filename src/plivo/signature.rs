@@ -4,7 +4,9 @@
 //! the string to sign is built from the callback URL (scheme, netloc and raw path), its sorted
 //! query parameters and, for POST, the sorted form fields; it is then signed with
 //! HMAC-SHA256 keyed by the auth token, over `string + "." + nonce`. V2 (legacy) signs only the
-//! URL without its query, immediately followed by the nonce.
+//! URL without its query, immediately followed by the nonce: one captured V2 header pair is
+//! valid with any parameters, which is why [`verify_request`] accepts it only under
+//! [`V2Policy::Accept`].
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -25,10 +27,45 @@ pub enum SignatureError {
     Missing,
     #[error("missing signature nonce")]
     MissingNonce,
+    #[error("only X-Plivo-Signature-V3 is accepted and the request has only V2")]
+    V2Refused,
     #[error("signature mismatch")]
     Mismatch,
     #[error("malformed url: {0}")]
     MalformedUrl(String),
+}
+
+/// Which of Plivo's signatures accepted a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureVersion {
+    V2,
+    V3,
+}
+
+impl SignatureVersion {
+    /// The spelling in `plivo_webhook_nonces.version`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V2 => "v2",
+            Self::V3 => "v3",
+        }
+    }
+}
+
+/// What to do with a request that carries only the legacy V2 signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum V2Policy {
+    /// Refuse it: V2 covers neither the query nor the body.
+    Refuse,
+    /// Verify it (`VG_PLIVO_ACCEPT_V2=true`).
+    Accept,
+}
+
+/// An accepted signature: its version and the nonce a replay would repeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified<'a> {
+    pub version: SignatureVersion,
+    pub nonce: &'a str,
 }
 
 /// The headers, as found on a request, and which one to use.
@@ -142,24 +179,35 @@ pub fn verify_v2(
     verify_any(v2_mac(auth_token, url, nonce), header)
 }
 
-/// Verifies V3 when present, else V2; missing headers are an error.
-pub fn verify_request(
+/// Verifies V3 when present; else V2 if `v2` accepts it; missing headers are an error. A bad
+/// V3 is never rescued by a good V2.
+pub fn verify_request<'a>(
     auth_token: &[u8],
     method: Method,
     url: &str,
     params: &[(String, String)],
-    headers: &SignatureHeaders<'_>,
-) -> Result<(), SignatureError> {
-    match (headers.v3, headers.v2) {
-        (Some(sig), _) => {
+    headers: &SignatureHeaders<'a>,
+    v2: V2Policy,
+) -> Result<Verified<'a>, SignatureError> {
+    match (headers.v3, headers.v2, v2) {
+        (Some(sig), _, _) => {
             let nonce = headers.v3_nonce.ok_or(SignatureError::MissingNonce)?;
-            verify_v3(auth_token, method, url, params, nonce, sig)
+            verify_v3(auth_token, method, url, params, nonce, sig)?;
+            Ok(Verified {
+                version: SignatureVersion::V3,
+                nonce,
+            })
         }
-        (None, Some(sig)) => {
+        (None, Some(_), V2Policy::Refuse) => Err(SignatureError::V2Refused),
+        (None, Some(sig), V2Policy::Accept) => {
             let nonce = headers.v2_nonce.ok_or(SignatureError::MissingNonce)?;
-            verify_v2(auth_token, url, nonce, sig)
+            verify_v2(auth_token, url, nonce, sig)?;
+            Ok(Verified {
+                version: SignatureVersion::V2,
+                nonce,
+            })
         }
-        (None, None) => Err(SignatureError::Missing),
+        (None, None, _) => Err(SignatureError::Missing),
     }
 }
 
@@ -695,10 +743,16 @@ mod tests {
             v2: Some("bogus"),
             v2_nonce: Some("12345"),
         };
-        assert_eq!(
-            verify_request(TOKEN, Method::Post, url, &p, &headers),
-            Ok(())
-        );
+        for policy in [V2Policy::Refuse, V2Policy::Accept] {
+            assert_eq!(
+                verify_request(TOKEN, Method::Post, url, &p, &headers, policy),
+                Ok(Verified {
+                    version: SignatureVersion::V3,
+                    nonce: NONCE
+                }),
+                "{policy:?}"
+            );
+        }
 
         // A bad V3 is not rescued by a good V2.
         let headers = SignatureHeaders {
@@ -708,35 +762,79 @@ mod tests {
             v2_nonce: Some("12345"),
         };
         assert_eq!(
-            verify_request(TOKEN, Method::Post, "https://answer.url", &[], &headers),
+            verify_request(
+                TOKEN,
+                Method::Post,
+                "https://answer.url",
+                &[],
+                &headers,
+                V2Policy::Accept
+            ),
             Err(SignatureError::Mismatch)
         );
     }
 
     #[test]
-    fn request_falls_back_to_v2() {
+    fn v2_alone_is_refused_unless_accepted() {
         let headers = SignatureHeaders {
             v2: Some("ehV3IKhLysWBxC1sy8INm0qGoQYdYsHwuoKjsX7FsXc="),
             v2_nonce: Some("12345"),
             ..SignatureHeaders::default()
+        };
+        let form = params(&[("a", "1")]);
+        assert_eq!(
+            verify_request(
+                TOKEN,
+                Method::Post,
+                "https://answer.url",
+                &form,
+                &headers,
+                V2Policy::Refuse
+            ),
+            Err(SignatureError::V2Refused)
+        );
+        // Accepted, the same header pair verifies whatever the parameters: why it is opt-in.
+        for form in [params(&[("a", "1")]), params(&[("Machine", "true")])] {
+            assert_eq!(
+                verify_request(
+                    TOKEN,
+                    Method::Post,
+                    "https://answer.url?lead_id=any",
+                    &form,
+                    &headers,
+                    V2Policy::Accept
+                ),
+                Ok(Verified {
+                    version: SignatureVersion::V2,
+                    nonce: "12345"
+                })
+            );
+        }
+        let bad = SignatureHeaders {
+            v2: Some("bm90IGEgc2lnbmF0dXJl"),
+            ..headers
         };
         assert_eq!(
             verify_request(
                 TOKEN,
                 Method::Post,
                 "https://answer.url",
-                &params(&[("a", "1")]),
-                &headers
+                &form,
+                &bad,
+                V2Policy::Accept
             ),
-            Ok(())
+            Err(SignatureError::Mismatch)
         );
     }
 
     #[test]
     fn request_missing_headers() {
         let url = "https://example.com/answer";
+        let check = |headers: &SignatureHeaders<'_>| {
+            verify_request(TOKEN, Method::Post, url, &[], headers, V2Policy::Accept).map(|_| ())
+        };
         assert_eq!(
-            verify_request(TOKEN, Method::Post, url, &[], &SignatureHeaders::default()),
+            check(&SignatureHeaders::default()),
             Err(SignatureError::Missing)
         );
         // Nonces alone are not signatures.
@@ -745,26 +843,17 @@ mod tests {
             v2_nonce: Some("12345"),
             ..SignatureHeaders::default()
         };
-        assert_eq!(
-            verify_request(TOKEN, Method::Post, url, &[], &headers),
-            Err(SignatureError::Missing)
-        );
+        assert_eq!(check(&headers), Err(SignatureError::Missing));
         let headers = SignatureHeaders {
             v3: Some("pT2ohZ0edZd668UxiYAFn+K8aG5paMBnH/XDztzZrx4="),
             ..SignatureHeaders::default()
         };
-        assert_eq!(
-            verify_request(TOKEN, Method::Post, url, &[], &headers),
-            Err(SignatureError::MissingNonce)
-        );
+        assert_eq!(check(&headers), Err(SignatureError::MissingNonce));
         let headers = SignatureHeaders {
             v2: Some("ehV3IKhLysWBxC1sy8INm0qGoQYdYsHwuoKjsX7FsXc="),
             ..SignatureHeaders::default()
         };
-        assert_eq!(
-            verify_request(TOKEN, Method::Post, url, &[], &headers),
-            Err(SignatureError::MissingNonce)
-        );
+        assert_eq!(check(&headers), Err(SignatureError::MissingNonce));
     }
 
     #[test]
@@ -778,6 +867,10 @@ mod tests {
             "missing signature nonce"
         );
         assert_eq!(SignatureError::Mismatch.to_string(), "signature mismatch");
+        assert_eq!(
+            SignatureError::V2Refused.to_string(),
+            "only X-Plivo-Signature-V3 is accepted and the request has only V2"
+        );
         assert_eq!(
             SignatureError::MalformedUrl("x".into()).to_string(),
             "malformed url: x"

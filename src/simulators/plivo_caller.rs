@@ -437,13 +437,21 @@ pub async fn connect_stream(
     config: &CallerConfig,
     stream_url: &str,
 ) -> Result<CallerSocket, CallerError> {
-    let nonce = crate::config::random_hex(10);
+    connect_stream_with_nonce(config, stream_url, &crate::config::random_hex(10)).await
+}
+
+/// [`connect_stream`] with a given signature nonce (a replay, in tests).
+pub async fn connect_stream_with_nonce(
+    config: &CallerConfig,
+    stream_url: &str,
+    nonce: &str,
+) -> Result<CallerSocket, CallerError> {
     let signature = signature::v3_signature(
         config.auth_token.as_bytes(),
         Method::Get,
         stream_url,
         &[],
-        &nonce,
+        nonce,
     );
     // The URL names the public host; connect to where the gateway really listens.
     let path_start = stream_url
@@ -466,7 +474,7 @@ pub async fn connect_stream(
     );
     headers.insert(
         "X-Plivo-Signature-V3-Nonce",
-        HeaderValue::from_str(&nonce).expect("hex is a header value"),
+        HeaderValue::from_str(nonce).map_err(|error| CallerError::Connect(error.to_string()))?,
     );
     // tungstenite zero-fills its whole read buffer on every read (128 KiB by default): at a
     // thousand sockets that memset was a third of the load generator's CPU.

@@ -17,4 +17,5 @@ mod serve;
 mod servers;
 mod transfer;
 mod voicemail;
+mod webhook_security;
 mod webhooks;

@@ -299,3 +299,65 @@ async fn readiness_metrics_and_the_registry_follow_the_lifecycle() {
         None
     );
 }
+
+/// Starts `serve` on the test's database and returns every log line up to "listening".
+async fn start_up_lines(test: &TestDb, extra: &[(&str, &str)]) -> Vec<serde_json::Value> {
+    let secret = "k".repeat(40);
+    let mut vars = vec![
+        ("DATABASE_URL", test.url.as_str()),
+        ("VG_STREAM_SECRET", secret.as_str()),
+        ("VG_AI_PROVIDER", "openai"),
+        ("OPENAI_API_KEY", "sk-test-unused"),
+        ("PLIVO_AUTH_ID", "MATEST"),
+        ("PLIVO_AUTH_TOKEN", "plivo-test-token"),
+        ("VG_DIALER_ENABLED", "false"),
+        ("VG_LISTEN", "127.0.0.1:0"),
+        ("VG_LOG_FORMAT", "json"),
+        ("VG_SERVER_NAME", "gw-start-up"),
+        ("RUST_LOG", "info"),
+    ];
+    vars.extend_from_slice(extra);
+    let mut child = gateway(&["serve"], &vars).spawn().expect("spawn serve");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let read = async {
+        let mut seen = Vec::new();
+        while let Some(line) = lines.next_line().await.expect("read stderr") {
+            let value: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+            let listening = value["message"] == "listening";
+            seen.push(value);
+            if listening {
+                return seen;
+            }
+        }
+        panic!("the gateway exited before listening: {seen:?}");
+    };
+    let seen = tokio::time::timeout(CHILD_DEADLINE, read)
+        .await
+        .expect("listening in time");
+    // Its shutdown is not under test, and its database is thrown away.
+    child.kill().await.expect("stop the gateway");
+    seen
+}
+
+#[tokio::test]
+async fn accepting_v2_signatures_is_said_once_at_start_up() {
+    let test = TestDb::new().await;
+    let about_v2 = |lines: &[serde_json::Value]| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|line| {
+                line["message"]
+                    .as_str()
+                    .is_some_and(|message| message.contains("VG_PLIVO_ACCEPT_V2"))
+            })
+            .map(|line| format!("{} {}", line["level"], line["message"]))
+            .collect()
+    };
+    let strict = start_up_lines(&test, &[]).await;
+    assert_eq!(about_v2(&strict), Vec::<String>::new(), "{strict:?}");
+    let lenient = start_up_lines(&test, &[("VG_PLIVO_ACCEPT_V2", "true")]).await;
+    let said = about_v2(&lenient);
+    assert_eq!(said.len(), 1, "{lenient:?}");
+    assert!(said[0].starts_with("\"WARN\""), "{said:?}");
+}
