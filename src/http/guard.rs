@@ -96,6 +96,7 @@ pub async fn plivo_gate(State(state): State<AppState>, request: Request, next: N
         Err(refused) => return refused.into_response(),
     };
     let (version, nonce) = (verified.version, verified.nonce.to_owned());
+    let mut claimed = true;
     match state.db.claim_webhook_nonce(version, &nonce).await {
         Ok(true) => {}
         Ok(false) => {
@@ -109,15 +110,19 @@ pub async fn plivo_gate(State(state): State<AppState>, request: Request, next: N
             );
             return (StatusCode::FORBIDDEN, "replayed request").into_response();
         }
+        // The signature is good and a replay needs the database to change anything, so an
+        // outage lets the request through: the handler still answers (the answer webhook's
+        // spoken apology) rather than Plivo hearing a 503.
         Err(error) => {
-            tracing::error!(route = parts.uri.path(), %error, "webhook refused: database unavailable");
-            return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
+            claimed = false;
+            tracing::warn!(route = parts.uri.path(), %error, "webhook nonce not recorded: database unavailable");
         }
     }
 
     parts.extensions.insert(webhook);
     let response = next.run(Request::from_parts(parts, Body::from(body))).await;
-    if response.status().is_server_error()
+    if claimed
+        && response.status().is_server_error()
         && let Err(error) = state.db.release_webhook_nonce(version, &nonce).await
     {
         tracing::warn!(%error, %nonce, "nonce of a failed webhook not released");

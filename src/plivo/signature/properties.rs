@@ -63,7 +63,7 @@ proptest! {
             v2_nonce: v2_nonce.as_deref(),
         };
         // Nobody guesses an HMAC: whatever the input, it is a refusal, and a typed one.
-        prop_assert!(verify_request(&token, method, &url, &params, &headers).is_err());
+        prop_assert!(verify_request(&token, method, &url, &params, &headers, V2Policy::Accept).is_err());
         let _ = v3_string_to_sign(method, &url, &params);
     }
 
@@ -82,7 +82,10 @@ proptest! {
             v3_nonce: Some(&nonce),
             ..SignatureHeaders::default()
         };
-        prop_assert_eq!(verify_request(&token, method, &url, &params, &headers), Ok(()));
+        prop_assert_eq!(
+            verify_request(&token, method, &url, &params, &headers, V2Policy::Refuse).map(|verified| verified.version),
+            Ok(SignatureVersion::V3)
+        );
         let v2 = v2_signature(&token, &url, &nonce);
         prop_assert_eq!(verify_v2(&token, &url, &nonce, &v2), Ok(()));
 
@@ -110,7 +113,7 @@ proptest! {
             ..SignatureHeaders::default()
         };
         prop_assert_eq!(
-            verify_request(&token, method, &url, &params, &headers),
+            verify_request(&token, method, &url, &params, &headers, V2Policy::Accept).map(|_| ()),
             Err(SignatureError::Mismatch)
         );
     }
