@@ -42,6 +42,12 @@ pub const DB_WRITE_RETRIES: &str = "vg_db_write_retries_total";
 pub const DB_WRITE_FAILURES: &str = "vg_db_write_failures_total";
 /// Counter: stream status callbacks, by `event` (start, stop, dropped, degraded, other).
 pub const STREAM_STATUS: &str = "vg_stream_status_total";
+/// Gauge: HTTP connections open, upgraded media WebSockets included.
+pub const HTTP_CONNECTIONS: &str = "vg_http_connections";
+/// Counter: connections answered 503 at `VG_HTTP_MAX_CONNECTIONS`.
+pub const HTTP_CONNECTIONS_REFUSED: &str = "vg_http_connections_refused_total";
+/// Counter: connections closed for a request head not complete in time.
+pub const HTTP_HEADER_TIMEOUTS: &str = "vg_http_header_timeouts_total";
 /// Counter: webhook requests refused for a bad or missing signature.
 pub const SIGNATURE_REJECTIONS: &str = "vg_signature_rejections_total";
 

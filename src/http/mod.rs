@@ -5,6 +5,7 @@
 
 mod health;
 mod plivo;
+pub mod server;
 
 pub use plivo::SOCKET_BUFFER_BYTES;
 

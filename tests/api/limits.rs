@@ -1,0 +1,198 @@
+//! Limits before work: what a misbehaving peer gets before any handler runs. The HTTP server's
+//! header timeout, idle timeout and connection cap, over raw sockets so the test decides when
+//! each byte leaves.
+
+use std::time::{Duration, Instant};
+
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, TestDb, settings_for};
+
+/// A safety net for a read that should end much sooner; never a synchronisation by itself.
+const DEADLINE: Duration = Duration::from_secs(20);
+const HEALTH_REQUEST: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n";
+
+async fn gateway(extra: &[(&str, &str)]) -> (TestDb, TestApp) {
+    let test = TestDb::new().await;
+    let name = format!("gw-{}", Uuid::new_v4().simple());
+    let app = TestApp::spawn(settings_for(&test.url, &name, extra)).await;
+    (test, app)
+}
+
+/// Reads one HTTP/1.1 answer with a `content-length`: its status and body.
+async fn read_answer(socket: &mut (impl AsyncRead + Unpin)) -> (u16, String) {
+    let read = async {
+        let mut received = Vec::new();
+        let mut byte = [0u8; 1];
+        while !received.ends_with(b"\r\n\r\n") {
+            let read = socket.read(&mut byte).await.expect("an answer");
+            assert_eq!(read, 1, "closed mid-answer: {received:?}");
+            received.push(byte[0]);
+        }
+        let head = String::from_utf8(received).unwrap();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().unwrap())
+            })
+            .expect("a content-length");
+        let mut body = vec![0u8; length];
+        socket.read_exact(&mut body).await.unwrap();
+        (status, String::from_utf8(body).unwrap())
+    };
+    tokio::time::timeout(DEADLINE, read)
+        .await
+        .expect("an answer in time")
+}
+
+/// Waits until the server closes `socket`, returning whatever it sent first.
+async fn read_until_closed(socket: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
+    let mut received = Vec::new();
+    let read = async {
+        let mut buffer = [0u8; 1024];
+        loop {
+            match socket.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => received.extend_from_slice(&buffer[..read]),
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, read)
+        .await
+        .expect("the server closed the connection in time");
+    received
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_sent_byte_by_byte_slower_than_the_header_timeout_is_cut_off() {
+    let (_test, app) = gateway(&[
+        ("VG_HTTP_HEADER_TIMEOUT_SECS", "1"),
+        ("VG_HTTP_IDLE_TIMEOUT_SECS", "60"),
+    ])
+    .await;
+    let started = Instant::now();
+    let (mut reader, mut writer) = TcpStream::connect(app.address).await.unwrap().into_split();
+    // 41 bytes at one per 100 ms: the head would be complete after about 4 s.
+    let sender = tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_millis(100));
+        for byte in HEALTH_REQUEST {
+            ticker.tick().await;
+            if writer.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    });
+    let answer = read_until_closed(&mut reader).await;
+    let cut_after = started.elapsed();
+    sender.abort();
+    assert!(
+        answer.is_empty(),
+        "a head that never completed gets no answer: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(
+        cut_after >= Duration::from_secs(1),
+        "not before the timeout: {cut_after:?}"
+    );
+
+    // A client that sends its head at once is served as ever.
+    let mut socket = TcpStream::connect(app.address).await.unwrap();
+    socket.write_all(HEALTH_REQUEST).await.unwrap();
+    assert_eq!(read_answer(&mut socket).await, (200, "ok".to_owned()));
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    // The header timeout is far longer than the test's deadline: only the idle timeout can
+    // close this connection in time.
+    let (_test, app) = gateway(&[
+        ("VG_HTTP_HEADER_TIMEOUT_SECS", "120"),
+        ("VG_HTTP_IDLE_TIMEOUT_SECS", "1"),
+    ])
+    .await;
+    let mut socket = TcpStream::connect(app.address).await.unwrap();
+    for _ in 0..2 {
+        socket.write_all(HEALTH_REQUEST).await.unwrap();
+        assert_eq!(read_answer(&mut socket).await, (200, "ok".to_owned()));
+    }
+    let answered = Instant::now();
+    let after = read_until_closed(&mut socket).await;
+    assert!(after.is_empty(), "{:?}", String::from_utf8_lossy(&after));
+    assert!(
+        answered.elapsed() < Duration::from_secs(10),
+        "closed by the idle timeout, not the header timeout"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_over_the_cap_is_answered_503_and_the_freed_place_is_reused() {
+    let (_test, app) = gateway(&[("VG_HTTP_MAX_CONNECTIONS", "2")]).await;
+    // Two keep-alive connections, served, and held open.
+    let mut first = TcpStream::connect(app.address).await.unwrap();
+    let mut second = TcpStream::connect(app.address).await.unwrap();
+    for socket in [&mut first, &mut second] {
+        socket.write_all(HEALTH_REQUEST).await.unwrap();
+        assert_eq!(read_answer(socket).await, (200, "ok".to_owned()));
+    }
+
+    let mut third = TcpStream::connect(app.address).await.unwrap();
+    third.write_all(HEALTH_REQUEST).await.unwrap();
+    let refused = String::from_utf8(read_until_closed(&mut third).await).unwrap();
+    assert!(
+        refused.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{refused:?}"
+    );
+    assert!(refused.contains("connection: close\r\n"), "{refused:?}");
+    assert!(refused.ends_with("too many connections\n"), "{refused:?}");
+
+    // The two held connections were not disturbed.
+    second.write_all(HEALTH_REQUEST).await.unwrap();
+    assert_eq!(read_answer(&mut second).await, (200, "ok".to_owned()));
+
+    // A closed connection frees its place (once the server has seen it close).
+    drop(first);
+    let started = Instant::now();
+    loop {
+        let mut socket = TcpStream::connect(app.address).await.unwrap();
+        socket.write_all(HEALTH_REQUEST).await.unwrap();
+        let answer = String::from_utf8(read_until_closed_or_answer(&mut socket).await).unwrap();
+        if answer.starts_with("HTTP/1.1 200 OK\r\n") {
+            break;
+        }
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the closed connection's place was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.shutdown().await;
+}
+
+/// The first answer on `socket`: a 200's head, or a refusal until the server closed.
+async fn read_until_closed_or_answer(socket: &mut TcpStream) -> Vec<u8> {
+    let mut received = Vec::new();
+    let read = async {
+        let mut buffer = [0u8; 1024];
+        while !received.windows(4).any(|window| window == b"\r\n\r\n") {
+            match socket.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => received.extend_from_slice(&buffer[..read]),
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, read)
+        .await
+        .expect("an answer in time");
+    received
+}
