@@ -196,3 +196,65 @@ async fn read_until_closed_or_answer(socket: &mut TcpStream) -> Vec<u8> {
         .expect("an answer in time");
     received
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_websocket_keeps_its_place_under_the_cap_and_does_not_hold_the_shutdown() {
+    use axum::{extract::ws::WebSocketUpgrade, routing::get};
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let router = axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/ws",
+            get(|upgrade: WebSocketUpgrade| async move {
+                upgrade.on_upgrade(|mut socket| async move {
+                    while let Some(Ok(message)) = socket.recv().await {
+                        if socket.send(message).await.is_err() {
+                            return;
+                        }
+                    }
+                })
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let limits = voice_gateway::config::HttpLimits {
+        header_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(60),
+        max_connections: 1,
+    };
+    let server = tokio::spawn(voice_gateway::http::server::serve(
+        listener,
+        router,
+        limits,
+        stop.clone(),
+    ));
+
+    let (mut websocket, _) = tokio_tungstenite::connect_async(format!("ws://{address}/ws"))
+        .await
+        .unwrap();
+    websocket.send(Message::text("ping")).await.unwrap();
+    assert_eq!(
+        websocket.next().await.unwrap().unwrap(),
+        Message::text("ping")
+    );
+    // The upgraded socket is the one connection allowed.
+    let mut plain = TcpStream::connect(address).await.unwrap();
+    plain.write_all(HEALTH_REQUEST).await.unwrap();
+    let refused = String::from_utf8(read_until_closed(&mut plain).await).unwrap();
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused:?}");
+
+    // The server stops without waiting for the WebSocket, which lives on.
+    stop.cancel();
+    tokio::time::timeout(DEADLINE, server)
+        .await
+        .expect("the server stopped with a WebSocket open")
+        .unwrap();
+    websocket.send(Message::text("still here")).await.unwrap();
+    assert_eq!(
+        websocket.next().await.unwrap().unwrap(),
+        Message::text("still here")
+    );
+}
