@@ -22,7 +22,8 @@ pub const CALLS_ENDED: &str = "vg_calls_ended_total";
 pub const FRAMES_IN: &str = "vg_frames_in_total";
 /// Counter: agent frames sent to the carrier.
 pub const FRAMES_OUT: &str = "vg_frames_out_total";
-/// Counter: carrier frames refused, by `reason` (`payload`, `malformed`, `before_start`).
+/// Counter: carrier frames refused, by `reason` (`payload`, `malformed`, `before_start`,
+/// `flood`: above the message-rate ceiling, `too_big`: over the message size limit).
 pub const FRAMES_REJECTED: &str = "vg_frames_rejected_total";
 /// Counter: carrier events of unknown type, ignored.
 pub const UNKNOWN_EVENTS: &str = "vg_unknown_events_total";

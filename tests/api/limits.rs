@@ -1,6 +1,6 @@
-//! Limits before work: what a misbehaving peer gets before any handler runs. The HTTP server's
-//! header timeout, idle timeout and connection cap, over raw sockets so the test decides when
-//! each byte leaves.
+//! Limits before work: what a misbehaving peer gets before it costs real work. The HTTP
+//! server's header timeout, idle timeout and connection cap (over raw sockets, so the test
+//! decides when each byte leaves), and the media WebSocket's message size and rate.
 
 use std::time::{Duration, Instant};
 
@@ -9,8 +9,12 @@ use tokio::{
     net::TcpStream,
 };
 use uuid::Uuid;
+use voice_gateway::simulators::{openai_realtime::FakeRealtimeConfig, plivo_caller::Step};
 
-use crate::helpers::{TestApp, TestDb, settings_for};
+use crate::{
+    call::Fixture,
+    helpers::{TestApp, TestDb, settings_for},
+};
 
 /// A safety net for a read that should end much sooner; never a synchronisation by itself.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -256,5 +260,71 @@ async fn an_upgraded_websocket_keeps_its_place_under_the_cap_and_does_not_hold_t
     assert_eq!(
         websocket.next().await.unwrap().unwrap(),
         Message::text("still here")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_message_over_64_kib_closes_the_socket_with_1009_and_the_call_is_closed() {
+    let fixture = Fixture::start(FakeRealtimeConfig::default(), 1, &[]).await;
+    // 65 KiB of JSON: one frame over the limit, however well-formed.
+    let oversized = format!(
+        r#"{{"event":"media","media":{{"payload":"{}"}}}}"#,
+        "A".repeat(65 * 1024)
+    );
+    let script = [
+        Step::WaitForAgentAudio,
+        Step::SendRaw(oversized),
+        Step::WaitForClose,
+    ];
+    let report = fixture.call(0, "CA-too-big", &script).await;
+    assert!(report.closed_by_gateway);
+    assert_eq!(report.close_code, Some(1009), "message too big");
+    let health = fixture
+        .http
+        .get(fixture.app.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "one call ended, not the gateway");
+    let (test, _, _) = fixture.finish().await;
+    let row = test.db.call_log("CA-too-big").await.unwrap().unwrap();
+    assert_eq!(row.end_reason.as_deref(), Some("protocol_error"));
+    assert!(row.ended_at.is_some(), "the call's row is closed");
+    assert_eq!(
+        row.metadata.unwrap()["end_reason"],
+        "protocol_error",
+        "written by the call's own close"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_media_frames_is_dropped_above_the_ceiling_and_the_call_goes_on() {
+    const FLOOD: usize = 3000;
+    let fixture = Fixture::start(FakeRealtimeConfig::default(), 1, &[]).await;
+    let script = [
+        Step::WaitForAgentAudio,
+        Step::Flood(FLOOD),
+        Step::Silence(Duration::from_millis(300)),
+        Step::HangUp,
+    ];
+    let report = fixture.call(0, "CA-flood", &script).await;
+    assert!(
+        !report.closed_by_gateway,
+        "the caller hung up; the gateway kept the call through the flood"
+    );
+    let appended = fixture.fake.log(|log| log.appended_frames);
+    let (test, _, _) = fixture.finish().await;
+    let row = test.db.call_log("CA-flood").await.unwrap().unwrap();
+    assert_eq!(row.end_reason.as_deref(), Some("caller_hangup"));
+    let frames = &row.metadata.unwrap()["frames"];
+    let flooded = frames["flooded"].as_u64().expect("flooded frames counted");
+    let admitted = frames["in"].as_u64().unwrap();
+    eprintln!("a flood of {FLOOD} frames: {frames}, {appended} appended to the provider");
+    // At most a second's burst (200) plus 200 a second passes; 3,000 sent at once cannot.
+    assert!(flooded > 0, "{frames}");
+    assert!(admitted < FLOOD as u64, "{frames}");
+    assert!(
+        appended < FLOOD as u64,
+        "the flood did not reach the provider: {appended} appends"
     );
 }
