@@ -1,19 +1,26 @@
 //! Limits before work: what a misbehaving peer gets before it costs real work. The HTTP
 //! server's header timeout, idle timeout and connection cap (over raw sockets, so the test
-//! decides when each byte leaves), and the media WebSocket's message size and rate.
+//! decides when each byte leaves), the media WebSocket's message size and rate, and the CSV
+//! import's record size and pace.
 
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+use tokio::sync::mpsc;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
 use uuid::Uuid;
-use voice_gateway::simulators::{openai_realtime::FakeRealtimeConfig, plivo_caller::Step};
+use voice_gateway::{
+    api::tokens::Scope,
+    simulators::{openai_realtime::FakeRealtimeConfig, plivo_caller::Step},
+};
 
 use crate::{
     call::Fixture,
-    helpers::{TestApp, TestDb, settings_for},
+    campaign_api::{issue, upload_stream},
+    helpers::{TestApp, TestDb, seed_org, settings_for},
 };
 
 /// A safety net for a read that should end much sooner; never a synchronisation by itself.
@@ -327,4 +334,138 @@ async fn a_flood_of_media_frames_is_dropped_above_the_ceiling_and_the_call_goes_
         appended < FLOOD as u64,
         "the flood did not reach the provider: {appended} appends"
     );
+}
+
+/// A gateway with `extra` settings, an organization with a campaign, and a token for it.
+struct Importer {
+    test: TestDb,
+    app: TestApp,
+    campaign_id: Uuid,
+    token: String,
+}
+
+impl Importer {
+    async fn start(extra: &[(&str, &str)]) -> Self {
+        let (test, app) = gateway(extra).await;
+        let org = seed_org(test.pool(), "Acme Homes", 0).await;
+        let token = issue(&test, org.id, Scope::ALL).await;
+        Self {
+            test,
+            app,
+            campaign_id: org.campaign_id,
+            token,
+        }
+    }
+
+    fn import_path(&self) -> String {
+        format!("/api/v1/campaigns/{}/leads/import", self.campaign_id)
+    }
+
+    async fn upload(&self, csv: String) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .post(self.app.url(&self.import_path()))
+            .bearer_auth(&self.token)
+            .header("content-type", "text/csv")
+            .body(csv)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    /// Leads and attempts an import left in the campaign.
+    async fn imported(&self) -> (i64, i64) {
+        let leads = sqlx::query_scalar(
+            "SELECT count(*) FROM leads WHERE source = 'csv_upload'
+               AND organization_id = (SELECT organization_id FROM campaigns WHERE id = $1)",
+        )
+        .bind(self.campaign_id)
+        .fetch_one(self.test.pool())
+        .await
+        .unwrap();
+        let attempts =
+            sqlx::query_scalar("SELECT count(*) FROM dial_attempts WHERE campaign_id = $1")
+                .bind(self.campaign_id)
+                .fetch_one(self.test.pool())
+                .await
+                .unwrap();
+        (leads, attempts)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csv_record_over_64_kib_is_refused_naming_its_line_and_nothing_is_imported() {
+    let importer = Importer::start(&[]).await;
+    let notes = "n".repeat(65 * 1024);
+    let csv = format!(
+        "name,phone,notes\nAda,+14155550100,first\nBo,+14155550101,{notes}\nCy,+14155550102,last\n"
+    );
+    let (status, body) = importer.upload(csv).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "record_too_large", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("line 3: "), "{message}");
+    assert!(message.contains("nothing was imported"), "{message}");
+    assert_eq!(importer.imported().await, (0, 0));
+
+    // The same file without the long record imports whole.
+    let csv = "name,phone,notes\nAda,+14155550100,first\nCy,+14155550102,last\n".to_owned();
+    let (status, body) = importer.upload(csv).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(importer.imported().await, (2, 2));
+    importer.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickling_csv_upload_is_abandoned_with_408_and_nothing_is_imported() {
+    // After a second the body must have arrived at 1,000 bytes a second on average.
+    let importer = Importer::start(&[
+        ("VG_IMPORT_RATE_GRACE_SECS", "1"),
+        ("VG_IMPORT_MIN_BYTES_PER_SEC", "1000"),
+    ])
+    .await;
+    let (chunks, receiver) = mpsc::channel::<Vec<u8>>(1);
+    let started = Instant::now();
+    let upload = tokio::spawn(upload_stream(
+        importer.app.address,
+        importer.import_path(),
+        importer.token.clone(),
+        receiver,
+    ));
+    // A row every 100 ms (about 200 bytes a second), for 20 s at most.
+    let feeder = tokio::spawn(async move {
+        chunks.send(b"name,phone\n".to_vec()).await.ok()?;
+        let mut ticker = tokio::time::interval(Duration::from_millis(100));
+        for index in 0..200 {
+            ticker.tick().await;
+            let row = format!("Lead {index},+1415555{index:04}\n");
+            chunks.send(row.into_bytes()).await.ok()?;
+        }
+        Some(())
+    });
+    let (status, body) = tokio::time::timeout(DEADLINE, upload)
+        .await
+        .expect("the upload was answered in time")
+        .unwrap();
+    let answered_after = started.elapsed();
+    feeder.abort();
+    assert_eq!(status, 408, "{body}");
+    assert_eq!(body["error"]["code"], "upload_too_slow", "{body}");
+    assert!(
+        answered_after >= Duration::from_secs(1),
+        "not before the grace period: {answered_after:?}"
+    );
+    assert_eq!(
+        importer.imported().await,
+        (0, 0),
+        "the transaction rolled back"
+    );
+
+    // An upload at an honest pace, under the same settings, imports.
+    let (status, body) = importer
+        .upload("name,phone\nAda,+14155550100\n".to_owned())
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(importer.imported().await, (1, 1));
+    importer.app.shutdown().await;
 }
