@@ -333,7 +333,10 @@ impl Activity {
     }
 
     fn bytes_arrived(&self) {
-        if self.watching_reads.swap(false, Ordering::AcqRel) {
+        // A plain load first: the swap, a locked instruction, only when idle.
+        if self.watching_reads.load(Ordering::Acquire)
+            && self.watching_reads.swap(false, Ordering::AcqRel)
+        {
             self.clock().bytes_arrived(Instant::now());
             self.changed.notify_one();
         }
