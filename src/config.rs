@@ -31,6 +31,12 @@ const KEYS: &[(&str, &str)] = &[
     ("VG_HEARTBEAT_SECS", "server.heartbeat_secs"),
     ("VG_SHUTDOWN_GRACE_SECS", "server.shutdown_grace_secs"),
     ("VG_STREAM_SECRET", "server.stream_secret"),
+    (
+        "VG_HTTP_HEADER_TIMEOUT_SECS",
+        "server.http_header_timeout_secs",
+    ),
+    ("VG_HTTP_IDLE_TIMEOUT_SECS", "server.http_idle_timeout_secs"),
+    ("VG_HTTP_MAX_CONNECTIONS", "server.http_max_connections"),
     ("VG_MAX_CALLS", "calls.max_live"),
     ("VG_PLAYOUT_LEAD_MS", "calls.playout_lead_ms"),
     ("VG_GREETING_GUARD_MS", "calls.greeting_guard_ms"),
@@ -53,6 +59,8 @@ const KEYS: &[(&str, &str)] = &[
     ("VG_DIALER_CPS", "dialer.cps"),
     ("VG_DIALER_POLL_MS", "dialer.poll_ms"),
     ("VG_DIALER_STUCK_MARGIN_SECS", "dialer.stuck_margin_secs"),
+    ("VG_IMPORT_MIN_BYTES_PER_SEC", "imports.min_bytes_per_sec"),
+    ("VG_IMPORT_RATE_GRACE_SECS", "imports.rate_grace_secs"),
 ];
 
 /// The variable that names the optional TOML file.
@@ -247,6 +255,18 @@ pub struct Settings {
     pub ai: AiSettings,
     pub plivo: PlivoSettings,
     pub dialer: DialerSettings,
+    pub imports: ImportSettings,
+}
+
+/// Limits of the streamed CSV imports (`imports`), beyond the fixed ones in `api::csv_upload`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportSettings {
+    /// After the grace period an upload must have arrived at this average rate or better, or it
+    /// is abandoned with 408 and nothing imported (`VG_IMPORT_MIN_BYTES_PER_SEC`).
+    pub min_bytes_per_sec: u64,
+    /// How long an upload may take before the minimum rate applies
+    /// (`VG_IMPORT_RATE_GRACE_SECS`).
+    pub rate_grace: Duration,
 }
 
 /// The campaign dialer (`dialer`).
@@ -285,6 +305,23 @@ pub struct ServerSettings {
     pub stream_secret: SecretString,
     /// Whether `stream_secret` was generated rather than configured.
     pub stream_secret_generated: bool,
+    /// What every HTTP connection is held to before a handler sees it.
+    pub http: HttpLimits,
+}
+
+/// Limits of the HTTP server, applied to every connection (`http::server`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A request's head (request line and headers) must be complete within this long of the
+    /// connection opening, or of the first byte after a keep-alive pause; else the connection
+    /// is closed (`VG_HTTP_HEADER_TIMEOUT_SECS`). This is the slowloris guard.
+    pub header_timeout: Duration,
+    /// A keep-alive connection that starts no new request for this long is closed
+    /// (`VG_HTTP_IDLE_TIMEOUT_SECS`).
+    pub idle_timeout: Duration,
+    /// Connections open at once, upgraded media WebSockets included; one more is answered 503
+    /// and closed (`VG_HTTP_MAX_CONNECTIONS`).
+    pub max_connections: usize,
 }
 
 /// How calls are run on this gateway.
@@ -412,6 +449,13 @@ pub mod defaults {
     pub const DIALER_CPS: u32 = 2;
     pub const DIALER_POLL_MS: u64 = 1000;
     pub const DIALER_STUCK_MARGIN_SECS: u64 = 300;
+    /// Plivo sends a webhook's head in one packet; 10 s is generous for any real client.
+    pub const HTTP_HEADER_TIMEOUT_SECS: u64 = 10;
+    pub const HTTP_IDLE_TIMEOUT_SECS: u64 = 60;
+    /// Well above `MAX_CALLS` (each call holds one connection) plus webhooks and the API.
+    pub const HTTP_MAX_CONNECTIONS: usize = 10_000;
+    pub const IMPORT_MIN_BYTES_PER_SEC: u64 = 1024;
+    pub const IMPORT_RATE_GRACE_SECS: u64 = 10;
 }
 
 impl Settings {
@@ -477,6 +521,46 @@ impl Settings {
                 )?
                 .unwrap_or(defaults::SHUTDOWN_GRACE_SECS),
         );
+
+        let http = HttpLimits {
+            header_timeout: Duration::from_secs(
+                source
+                    .parse(
+                        "VG_HTTP_HEADER_TIMEOUT_SECS",
+                        "a whole number of seconds from 1 to 300",
+                        |raw| {
+                            raw.parse::<u64>()
+                                .ok()
+                                .filter(|secs| (1..=300).contains(secs))
+                        },
+                    )?
+                    .unwrap_or(defaults::HTTP_HEADER_TIMEOUT_SECS),
+            ),
+            idle_timeout: Duration::from_secs(
+                source
+                    .parse(
+                        "VG_HTTP_IDLE_TIMEOUT_SECS",
+                        "a whole number of seconds from 1 to 3600",
+                        |raw| {
+                            raw.parse::<u64>()
+                                .ok()
+                                .filter(|secs| (1..=3600).contains(secs))
+                        },
+                    )?
+                    .unwrap_or(defaults::HTTP_IDLE_TIMEOUT_SECS),
+            ),
+            max_connections: source
+                .parse(
+                    "VG_HTTP_MAX_CONNECTIONS",
+                    "a whole number from 1 to 1000000",
+                    |raw| {
+                        raw.parse::<usize>()
+                            .ok()
+                            .filter(|n| (1..=1_000_000).contains(n))
+                    },
+                )?
+                .unwrap_or(defaults::HTTP_MAX_CONNECTIONS),
+        };
 
         let database_url = match source.get("DATABASE_URL") {
             None => None,
@@ -707,8 +791,36 @@ impl Settings {
             ),
         };
 
+        let imports = ImportSettings {
+            min_bytes_per_sec: source
+                .parse(
+                    "VG_IMPORT_MIN_BYTES_PER_SEC",
+                    "a whole number of bytes per second from 1 to 104857600",
+                    |raw| {
+                        raw.parse::<u64>()
+                            .ok()
+                            .filter(|rate| (1..=100 * 1024 * 1024).contains(rate))
+                    },
+                )?
+                .unwrap_or(defaults::IMPORT_MIN_BYTES_PER_SEC),
+            rate_grace: Duration::from_secs(
+                source
+                    .parse(
+                        "VG_IMPORT_RATE_GRACE_SECS",
+                        "a whole number of seconds from 1 to 3600",
+                        |raw| {
+                            raw.parse::<u64>()
+                                .ok()
+                                .filter(|secs| (1..=3600).contains(secs))
+                        },
+                    )?
+                    .unwrap_or(defaults::IMPORT_RATE_GRACE_SECS),
+            ),
+        };
+
         Ok(Self {
             dialer,
+            imports,
             calls,
             server: ServerSettings {
                 listen,
@@ -719,6 +831,7 @@ impl Settings {
                 shutdown_grace,
                 stream_secret,
                 stream_secret_generated,
+                http,
             },
             database: DatabaseSettings {
                 url: database_url,

@@ -65,6 +65,9 @@ vocabulary! {
         Voicemail => "voicemail",
         /// Hung up on request (the API's hang-up, reaching the holder through NOTIFY).
         HangupRequested => "hangup_requested",
+        /// The carrier broke the media stream's limits (a message over 64 KiB): the socket
+        /// was closed with code 1009.
+        ProtocolError => "protocol_error",
     }
 }
 

@@ -3,8 +3,8 @@
 //! On SIGTERM the gateway stops taking new calls (readiness false, registry row inactive),
 //! lets live calls finish for the grace period, then asks the rest to end with reason
 //! `shutdown` and waits for them to write their logs. Background tasks (heartbeat, dialer)
-//! stop last. axum's graceful shutdown does not wait for upgraded WebSocket tasks, which is why
-//! calls are tracked here and not left to the HTTP server.
+//! stop last. The HTTP server's shutdown does not wait for upgraded WebSockets (`http::server`),
+//! which is why calls are tracked here and not left to the HTTP server.
 
 use std::{
     future::Future,

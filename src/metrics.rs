@@ -22,7 +22,8 @@ pub const CALLS_ENDED: &str = "vg_calls_ended_total";
 pub const FRAMES_IN: &str = "vg_frames_in_total";
 /// Counter: agent frames sent to the carrier.
 pub const FRAMES_OUT: &str = "vg_frames_out_total";
-/// Counter: carrier frames refused, by `reason` (`payload`, `malformed`, `before_start`).
+/// Counter: carrier frames refused, by `reason` (`payload`, `malformed`, `before_start`,
+/// `flood`: above the message-rate ceiling, `too_big`: over the message size limit).
 pub const FRAMES_REJECTED: &str = "vg_frames_rejected_total";
 /// Counter: carrier events of unknown type, ignored.
 pub const UNKNOWN_EVENTS: &str = "vg_unknown_events_total";
@@ -42,6 +43,12 @@ pub const DB_WRITE_RETRIES: &str = "vg_db_write_retries_total";
 pub const DB_WRITE_FAILURES: &str = "vg_db_write_failures_total";
 /// Counter: stream status callbacks, by `event` (start, stop, dropped, degraded, other).
 pub const STREAM_STATUS: &str = "vg_stream_status_total";
+/// Gauge: HTTP connections open, upgraded media WebSockets included.
+pub const HTTP_CONNECTIONS: &str = "vg_http_connections";
+/// Counter: connections answered 503 at `VG_HTTP_MAX_CONNECTIONS`.
+pub const HTTP_CONNECTIONS_REFUSED: &str = "vg_http_connections_refused_total";
+/// Counter: connections closed for a request head not complete in time.
+pub const HTTP_HEADER_TIMEOUTS: &str = "vg_http_header_timeouts_total";
 /// Counter: webhook requests refused for a bad or missing signature.
 pub const SIGNATURE_REJECTIONS: &str = "vg_signature_rejections_total";
 /// Counter: validly signed webhook requests refused because their nonce was seen before.

@@ -255,18 +255,12 @@ impl Application {
 
         let http_stop = tokio_util::sync::CancellationToken::new();
         let router = http::router(state.clone());
-        let serve = tokio::spawn({
-            let http_stop = http_stop.clone();
-            async move {
-                // Media frames are small and latency-bound: no Nagle delay on any connection.
-                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(async move { http_stop.cancelled().await })
-                    .await
-            }
-        });
+        let serve = tokio::spawn(http::server::serve(
+            listener,
+            router,
+            server.http,
+            http_stop.clone(),
+        ));
 
         shutdown.await;
         let lifecycle = &state.lifecycle;
@@ -288,10 +282,8 @@ impl Application {
             tracing::error!(%error, "could not mark this server inactive");
         }
         http_stop.cancel();
-        match serve.await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::error!(%error, "HTTP server error"),
-            Err(error) => tracing::error!(%error, "HTTP server task failed"),
+        if let Err(error) = serve.await {
+            tracing::error!(%error, "HTTP server task failed");
         }
         drop(state);
         database.close().await?;

@@ -239,7 +239,7 @@ pub async fn import(
     body: Body,
 ) -> Result<Json<SuppressionImportReport>, ApiError> {
     let started = Instant::now();
-    let mut upload = CsvUpload::open(&headers, body)?;
+    let mut upload = CsvUpload::open(&headers, body, state.settings.imports)?;
     let skip_invalid = query.skip_invalid.unwrap_or(false);
     let country = country_code(
         &state,

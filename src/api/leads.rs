@@ -18,8 +18,11 @@
 //!   and reported (`suppressed`, `suppressed_lines`); likewise one lead (`"enrolled": false,
 //!   "suppressed": true`). A test call of such a lead is 409 `do_not_call`.
 //! - At most [`csv_upload::MAX_CONCURRENT_IMPORTS`] imports of any kind run at once (429
-//!   beyond); an upload idle for [`csv_upload::IMPORT_IDLE_TIMEOUT`] is abandoned (408), so a
-//!   stalled client cannot hold a transaction.
+//!   beyond); an upload idle for [`csv_upload::IMPORT_IDLE_TIMEOUT`], or slower on average
+//!   than `VG_IMPORT_MIN_BYTES_PER_SEC` once `VG_IMPORT_RATE_GRACE_SECS` have passed, is
+//!   abandoned (408), so a stalled or trickling client cannot hold a transaction. A record
+//!   longer than [`csv_upload::MAX_RECORD_BYTES`] is refused (413 `record_too_large`, naming
+//!   its line).
 //! - Numbers without `+`/`00` use `?default_country_code=` or the organization's
 //!   `settings.default_country_code`; without either they are invalid rows.
 
@@ -369,7 +372,7 @@ pub async fn import(
     body: Body,
 ) -> Result<Json<ImportReport>, ApiError> {
     let started = Instant::now();
-    let mut upload = CsvUpload::open(&headers, body)?;
+    let mut upload = CsvUpload::open(&headers, body, state.settings.imports)?;
     let skip_invalid = query.skip_invalid.unwrap_or(false);
     let country = country_code(
         &state,

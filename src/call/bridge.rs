@@ -30,6 +30,7 @@ use crate::{
         prompt::CallContext,
     },
     audio::{AudioFormat, Encoding, l16, mulaw, resample::Resampler},
+    call::flood::{self, FloodGuard},
     db::{
         Database,
         calls::{CallEnd, CallEvent, CallStart, CallbackRequest},
@@ -63,8 +64,21 @@ static APOLOGY_MULAW: &[u8] = include_bytes!("../../assets/apology.ulaw");
 pub enum CarrierMessage {
     Text(String),
     Close,
+    /// Sent only: closes the socket with code 1009 (message too big).
+    CloseTooBig,
     /// Pings, pongs, binary frames: ignored.
     Other,
+}
+
+/// Why the carrier's socket gave no message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CarrierError {
+    /// A message over the socket's size limit: the carrier broke the stream's limits.
+    #[error("message too big: {0}")]
+    TooBig(String),
+    /// The socket failed.
+    #[error("{0}")]
+    Broken(String),
 }
 
 /// Timings of every call on this gateway.
@@ -103,7 +117,7 @@ pub async fn run_call<S>(
     socket: S,
     shutdown: CancellationToken,
 ) where
-    S: Stream<Item = Result<CarrierMessage, String>> + Sink<CarrierMessage> + Unpin + Send,
+    S: Stream<Item = Result<CarrierMessage, CarrierError>> + Sink<CarrierMessage> + Unpin + Send,
 {
     let span = tracing::info_span!("call", call_sid = %claims.call_sid, lead_id = %claims.lead_id, campaign_id = %claims.campaign_id);
     async move {
@@ -162,7 +176,7 @@ struct TransferDefaults {
 
 impl<S> Bridge<S>
 where
-    S: Stream<Item = Result<CarrierMessage, String>> + Sink<CarrierMessage> + Unpin + Send,
+    S: Stream<Item = Result<CarrierMessage, CarrierError>> + Sink<CarrierMessage> + Unpin + Send,
 {
     async fn run(
         runtime: CallRuntime,
@@ -352,7 +366,12 @@ where
                         }
                     },
                     Ok(CarrierMessage::Other) => {}
-                    Ok(CarrierMessage::Close) | Err(_) => {
+                    Err(CarrierError::TooBig(error)) => {
+                        self.refuse_too_big(&error).await;
+                        return None;
+                    }
+                    Ok(CarrierMessage::Close | CarrierMessage::CloseTooBig)
+                    | Err(CarrierError::Broken(_)) => {
                         self.caller_gone = true;
                         return None;
                     }
@@ -420,6 +439,9 @@ where
             frame_in_seconds: metrics::histogram!(crate::metrics::FRAME_IN_SECONDS),
             frames_rejected: 0,
             unknown_events: 0,
+            flood: FloodGuard::default(),
+            frames_flooded: 0,
+            frames_flooded_total: metrics::counter!(crate::metrics::FRAMES_REJECTED, "reason" => "flood"),
             stream_id: start.stream_id.clone(),
             format,
         };
@@ -529,7 +551,7 @@ where
                 "turn_ms": stats.turn_latencies_ms,
                 "turn_p50_ms": turn_p50,
             },
-            "frames": {"in": counters.frames_in, "out": stats.frames_sent, "rejected": counters.frames_rejected, "unknown_events": counters.unknown_events},
+            "frames": {"in": counters.frames_in, "out": stats.frames_sent, "rejected": counters.frames_rejected, "unknown_events": counters.unknown_events, "flooded": counters.frames_flooded},
             "barge_ins": stats.barge_ins,
             "underruns": stats.underruns,
             "ignored_barge_ins": stats.ignored_barge_ins,
@@ -578,7 +600,7 @@ where
     #[allow(clippy::too_many_arguments)]
     async fn on_carrier(
         &mut self,
-        message: Option<Result<CarrierMessage, String>>,
+        message: Option<Result<CarrierMessage, CarrierError>>,
         session: &mut CallSession,
         provider: &mut Option<Box<dyn VoiceProvider>>,
         clock: &Clock,
@@ -589,13 +611,30 @@ where
     ) {
         let text = match message {
             Some(Ok(CarrierMessage::Text(text))) => text,
-            Some(Ok(CarrierMessage::Other)) => return,
-            Some(Ok(CarrierMessage::Close)) | Some(Err(_)) | None => {
+            Some(Ok(CarrierMessage::Other)) => {
+                // Pings count against the ceiling like any message: reading them is the cost.
+                if !counters.flood.admit(clock.now()) {
+                    counters.flooded();
+                }
+                return;
+            }
+            Some(Err(CarrierError::TooBig(error))) => {
+                self.refuse_too_big(&error).await;
+                session.handle(Input::CarrierViolation, clock.now());
+                return;
+            }
+            Some(Ok(CarrierMessage::Close | CarrierMessage::CloseTooBig))
+            | Some(Err(CarrierError::Broken(_)))
+            | None => {
                 self.caller_gone = true;
                 session.handle(Input::CallerGone, clock.now());
                 return;
             }
         };
+        if !counters.flood.admit(clock.now()) {
+            counters.flooded();
+            return;
+        }
         let started = std::time::Instant::now();
         match stream::parse_inbound(&text) {
             Ok(InboundEvent::Media(media)) => {
@@ -819,6 +858,17 @@ where
         }
     }
 
+    /// The carrier sent a message over the socket's limit: close with 1009. One log line; the
+    /// call, if it started, ends with reason `protocol_error`.
+    async fn refuse_too_big(&mut self, error: &str) {
+        metrics::counter!(crate::metrics::FRAMES_REJECTED, "reason" => "too_big").increment(1);
+        tracing::warn!(%error, "carrier message over the limit; socket closed with 1009");
+        if !self.caller_gone {
+            let _ = self.socket.send(CarrierMessage::CloseTooBig).await;
+            self.caller_gone = true;
+        }
+    }
+
     async fn close_socket(&mut self) {
         if !self.caller_gone {
             let _ = self.socket.send(CarrierMessage::Close).await;
@@ -894,8 +944,27 @@ struct Counters {
     frame_in_seconds: metrics::Histogram,
     frames_rejected: u64,
     unknown_events: u64,
+    /// The ceiling on the carrier's message rate.
+    flood: FloodGuard,
+    /// Messages dropped unread above the ceiling.
+    frames_flooded: u64,
+    frames_flooded_total: metrics::Counter,
     stream_id: String,
     format: AudioFormat,
+}
+
+impl Counters {
+    /// A message was dropped above the ceiling: counted, and logged once per call.
+    fn flooded(&mut self) {
+        if self.frames_flooded == 0 {
+            tracing::warn!(
+                ceiling = flood::MAX_MESSAGES_PER_SEC,
+                "carrier flood: messages above the ceiling are dropped unread"
+            );
+        }
+        self.frames_flooded += 1;
+        self.frames_flooded_total.increment(1);
+    }
 }
 
 /// Maps `Instant`s of the session to wall-clock times for the database.

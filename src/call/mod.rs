@@ -2,6 +2,7 @@
 //! drives it and the registry of live calls.
 
 pub mod bridge;
+pub mod flood;
 pub mod registry;
 pub mod session;
 pub mod token;

@@ -152,6 +152,8 @@ pub enum Input {
     Shutdown,
     /// An operator or the API asked to hang up.
     HangupRequested,
+    /// The carrier broke the media stream's limits; its socket is closed.
+    CarrierViolation,
 }
 
 /// What the bridge sends to Plivo next.
@@ -346,6 +348,7 @@ impl CallSession {
             }
             Input::Shutdown => self.end_now(EndReason::Shutdown, now),
             Input::HangupRequested => self.end_now(EndReason::HangupRequested, now),
+            Input::CarrierViolation => self.end_now(EndReason::ProtocolError, now),
         }
         self.check_timers(now);
     }

@@ -325,3 +325,54 @@ fn v2_signatures_are_refused_unless_explicitly_accepted() {
         "{error}"
     );
 }
+
+#[test]
+fn http_and_import_limits_have_defaults_and_refuse_nonsense() {
+    let settings = load(&[]).unwrap();
+    assert_eq!(
+        settings.server.http,
+        HttpLimits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+        }
+    );
+    assert_eq!(
+        settings.imports,
+        ImportSettings {
+            min_bytes_per_sec: 1024,
+            rate_grace: Duration::from_secs(10),
+        }
+    );
+    let settings = load(&[
+        ("VG_HTTP_HEADER_TIMEOUT_SECS", "2"),
+        ("VG_HTTP_IDLE_TIMEOUT_SECS", "30"),
+        ("VG_HTTP_MAX_CONNECTIONS", "3"),
+        ("VG_IMPORT_MIN_BYTES_PER_SEC", "4096"),
+        ("VG_IMPORT_RATE_GRACE_SECS", "1"),
+    ])
+    .unwrap();
+    assert_eq!(settings.server.http.header_timeout, Duration::from_secs(2));
+    assert_eq!(settings.server.http.idle_timeout, Duration::from_secs(30));
+    assert_eq!(settings.server.http.max_connections, 3);
+    assert_eq!(settings.imports.min_bytes_per_sec, 4096);
+    assert_eq!(settings.imports.rate_grace, Duration::from_secs(1));
+    for (key, value, fragment) in [
+        ("VG_HTTP_HEADER_TIMEOUT_SECS", "0", "seconds from 1 to 300"),
+        ("VG_HTTP_HEADER_TIMEOUT_SECS", "ten", "\"ten\""),
+        ("VG_HTTP_IDLE_TIMEOUT_SECS", "0", "seconds from 1 to 3600"),
+        ("VG_HTTP_MAX_CONNECTIONS", "0", "from 1 to 1000000"),
+        ("VG_IMPORT_MIN_BYTES_PER_SEC", "0", "bytes per second"),
+        ("VG_IMPORT_RATE_GRACE_SECS", "-1", "seconds from 1 to 3600"),
+    ] {
+        check_error(&[(key, value)], key, fragment);
+    }
+    let source = Source::from_toml_str(
+        "[server]\nhttp_max_connections = 50\n[imports]\nmin_bytes_per_sec = 2048\n",
+        Path::new("/etc/vg.toml"),
+    )
+    .unwrap();
+    let settings = Settings::load(&source, &host()).unwrap();
+    assert_eq!(settings.server.http.max_connections, 50);
+    assert_eq!(settings.imports.min_bytes_per_sec, 2048);
+}

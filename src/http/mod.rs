@@ -7,6 +7,7 @@
 mod guard;
 mod health;
 mod plivo;
+pub mod server;
 
 pub use guard::{MAX_WEBHOOK_BODY_BYTES, NONCE_REPLAY_WINDOW};
 pub use plivo::SOCKET_BUFFER_BYTES;

@@ -7,7 +7,7 @@ use axum::{
     body::Bytes,
     extract::{
         State,
-        ws::{Message, WebSocket, WebSocketUpgrade},
+        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code},
     },
     http::{StatusCode, header},
     response::{IntoResponse, Response},
@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::{AppState, guard::Webhook};
 use crate::{
     call::{
-        bridge::{CarrierMessage, run_call},
+        bridge::{CarrierError, CarrierMessage, run_call},
         token::{self, StreamClaims},
     },
     db::{
@@ -34,9 +34,10 @@ use crate::{
 
 /// How long a stream token stays valid: Plivo connects within seconds and retries twice.
 const STREAM_TOKEN_TTL_SECS: i64 = 300;
-/// WebSocket messages above this are refused by the socket itself; oversized media below it is
-/// skipped frame by frame.
-const MAX_WS_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
+/// A media message (or frame) over this ends the socket with close code 1009 and the call with
+/// reason `protocol_error`: Plivo's largest is about 1 KiB (a 20 ms frame, base64, in JSON).
+/// The limit is checked on the frame's header, before its payload is buffered.
+const MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
 /// Initial read buffer of a media socket. tungstenite's default (128 KiB) would dominate a call's
 /// memory; frames are about 1 KiB and the buffer grows when a larger one arrives. Writes go out
 /// at once (no write buffering), since every frame is flushed anyway.
@@ -592,7 +593,7 @@ pub async fn stream(
 /// The axum socket as the bridge's library-independent stream and sink.
 fn carrier_socket(
     socket: WebSocket,
-) -> impl futures_util::Stream<Item = Result<CarrierMessage, String>>
+) -> impl futures_util::Stream<Item = Result<CarrierMessage, CarrierError>>
 + futures_util::Sink<CarrierMessage>
 + Unpin
 + Send {
@@ -601,6 +602,10 @@ fn carrier_socket(
             future::ready(Ok::<_, axum::Error>(match message {
                 CarrierMessage::Text(text) => Message::Text(text.into()),
                 CarrierMessage::Close => Message::Close(None),
+                CarrierMessage::CloseTooBig => Message::Close(Some(CloseFrame {
+                    code: close_code::SIZE,
+                    reason: "message too big".into(),
+                })),
                 CarrierMessage::Other => Message::Ping(Bytes::new()),
             }))
         })
@@ -608,6 +613,23 @@ fn carrier_socket(
             Ok(Message::Text(text)) => Ok(CarrierMessage::Text(text.as_str().to_owned())),
             Ok(Message::Close(_)) => Ok(CarrierMessage::Close),
             Ok(_) => Ok(CarrierMessage::Other),
-            Err(error) => Err(error.to_string()),
+            Err(error) => Err(carrier_error(error)),
         })
+}
+
+/// A read error of the socket: over the size limit, or broken.
+fn carrier_error(error: axum::Error) -> CarrierError {
+    use tokio_tungstenite::tungstenite::{Error, error::CapacityError};
+    let text = error.to_string();
+    match error.into_inner().downcast::<Error>() {
+        Ok(inner)
+            if matches!(
+                *inner,
+                Error::Capacity(CapacityError::MessageTooLong { .. })
+            ) =>
+        {
+            CarrierError::TooBig(text)
+        }
+        _ => CarrierError::Broken(text),
+    }
 }

@@ -728,6 +728,7 @@ fn is_cut_short(end_reason: EndReason) -> bool {
             | EndReason::InternalError
             | EndReason::Shutdown
             | EndReason::MaxDuration
+            | EndReason::ProtocolError
     )
 }
 

@@ -55,6 +55,9 @@ pub enum Step {
     Dtmf(String),
     /// Send this text frame as is (malformed input tests).
     SendRaw(String),
+    /// Send this many media frames of silence back to back, as fast as the socket takes them
+    /// (a flooding peer).
+    Flood(usize),
     /// Send a `stop` and close the socket.
     HangUp,
     /// Until the gateway closes the socket.
@@ -81,6 +84,8 @@ pub struct CallReport {
     pub playback_gaps: u32,
     pub malformed: u32,
     pub closed_by_gateway: bool,
+    /// The code of the gateway's close frame, when it sent one.
+    pub close_code: Option<u16>,
     /// When the gateway's close was seen.
     pub closed_at: Option<Duration>,
     /// Every `playedStream` sent: when, and the checkpoint's name.
@@ -283,6 +288,22 @@ pub async fn run_stream(
                     let _ = socket.send(Message::text(text.clone())).await;
                     true
                 }
+                Step::Flood(count) => {
+                    for _ in 0..*count {
+                        sequence += 1;
+                        chunk += 1;
+                        out.clear();
+                        let timestamp = now.duration_since(opened).as_millis() as u64;
+                        stream::write_media(
+                            &mut out, sequence, &stream_id, timestamp, chunk, &silence,
+                        );
+                        if socket.feed(Message::text(out.clone())).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = socket.flush().await;
+                    true
+                }
                 Step::HangUp => {
                     sequence += 1;
                     out.clear();
@@ -356,7 +377,13 @@ pub async fn run_stream(
                 let now = Instant::now();
                 let text = match message {
                     Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    Some(Ok(Message::Close(frame))) => {
+                        report.closed_by_gateway = true;
+                        report.close_code = frame.map(|frame| u16::from(frame.code));
+                        report.closed_at = Some(opened.elapsed());
+                        break 'call;
+                    }
+                    None | Some(Err(_)) => {
                         report.closed_by_gateway = true;
                         report.closed_at = Some(opened.elapsed());
                         break 'call;

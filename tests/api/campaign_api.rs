@@ -1131,7 +1131,7 @@ type ImportedLead = (
 
 /// Posts `chunks` as a chunked request body over a raw connection, so the test decides when
 /// each part of the body leaves; returns the status and the JSON answer.
-async fn upload_stream(
+pub(crate) async fn upload_stream(
     address: SocketAddr,
     path: String,
     token: String,

@@ -9,6 +9,7 @@ mod dialer;
 mod do_not_call;
 mod embedded;
 mod helpers;
+mod limits;
 mod local;
 mod logs;
 mod rls;

@@ -390,6 +390,19 @@ fn exactly_one_end_reason() {
 }
 
 #[test]
+fn a_carrier_violation_ends_the_call_at_once_with_protocol_error() {
+    let mut harness = Harness::new();
+    harness.input(Input::CarrierViolation);
+    harness.input(Input::CallerGone);
+    let ends: Vec<&Action> = harness
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::End(_)))
+        .collect();
+    assert_eq!(ends, [&Action::End(EndReason::ProtocolError)]);
+}
+
+#[test]
 fn silence_and_maximum_duration_end_the_call() {
     let mut harness = Harness::new();
     harness.advance(Duration::from_secs(9));
