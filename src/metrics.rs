@@ -13,6 +13,9 @@ pub const DRAINING: &str = "vg_draining";
 pub const LIVE_CALLS: &str = "vg_live_calls";
 /// Counter: failed heartbeats of this server's `websocket_servers` row.
 pub const HEARTBEAT_FAILURES: &str = "vg_heartbeat_failures_total";
+/// Counter: calls a gateway that was gone left open, closed as `gateway_restart` (by its own
+/// restart or by this gateway's heartbeat).
+pub const CALLS_CLOSED_AFTER_RESTART: &str = "vg_calls_closed_gateway_restart_total";
 
 /// Counter: calls whose stream started here.
 pub const CALLS_STARTED: &str = "vg_calls_started_total";
@@ -90,6 +93,10 @@ fn describe() {
     metrics::describe_gauge!(DRAINING, "1 while the gateway drains after SIGTERM");
     metrics::describe_gauge!(LIVE_CALLS, "calls held by this gateway");
     metrics::describe_counter!(HEARTBEAT_FAILURES, "failed websocket_servers heartbeats");
+    metrics::describe_counter!(
+        CALLS_CLOSED_AFTER_RESTART,
+        "calls left open by a gateway that was gone, closed as gateway_restart"
+    );
     metrics::describe_counter!(CALLS_STARTED, "calls whose stream started here");
     metrics::describe_counter!(CALLS_ENDED, "calls ended, by end reason");
     metrics::describe_counter!(FRAMES_IN, "caller media frames received");

@@ -120,8 +120,10 @@ pub async fn run_call<S>(
 #[derive(Debug)]
 enum CallWrite {
     Open(CallStart),
-    /// A second stream after a transfer nobody took.
-    Resume,
+    /// A second stream after a transfer nobody took, held by this gateway (`server_name`).
+    Resume {
+        server_name: String,
+    },
     Event(CallEvent),
     Transfer(NewTransfer),
     /// The caller opted out: their number joins the organization's do-not-call list.
@@ -210,7 +212,9 @@ where
         metrics::counter!(crate::metrics::CALLS_STARTED).increment(1);
         metrics::gauge!(crate::metrics::LIVE_CALLS).increment(1.0);
         if claims.resume {
-            bridge.write(CallWrite::Resume);
+            bridge.write(CallWrite::Resume {
+                server_name: runtime.server_name.clone(),
+            });
         } else {
             bridge.write(CallWrite::Open(CallStart {
             call_sid: claims.call_sid.clone(),
@@ -263,7 +267,7 @@ where
             });
             first_event_seq = runtime
                 .db
-                .resume_call(&claims.call_sid)
+                .resume_call(&claims.call_sid, &runtime.server_name)
                 .await
                 .unwrap_or(RESUMED_SEQ_FALLBACK);
         }
@@ -1164,7 +1168,9 @@ async fn write_loop(db: Database, call_sid: String, mut writes: mpsc::Receiver<C
         loop {
             let result = match &write {
                 CallWrite::Open(start) => db.open_call(start).await.map(|_| ()),
-                CallWrite::Resume => db.resume_call(&call_sid).await.map(|_| ()),
+                CallWrite::Resume { server_name } => {
+                    db.resume_call(&call_sid, server_name).await.map(|_| ())
+                }
                 CallWrite::Transfer(transfer) => db.create_transfer(transfer).await.map(|_| ()),
                 CallWrite::Barrier(_) => Ok(()),
                 CallWrite::Event(event) => db.append_call_event(&call_sid, event).await.map(|_| ()),
@@ -1197,7 +1203,7 @@ async fn write_loop(db: Database, call_sid: String, mut writes: mpsc::Receiver<C
 fn write_kind(write: &CallWrite) -> &'static str {
     match write {
         CallWrite::Open(_) => "open",
-        CallWrite::Resume => "resume",
+        CallWrite::Resume { .. } => "resume",
         CallWrite::Event(_) => "event",
         CallWrite::Transfer(_) => "transfer",
         CallWrite::OptOut { .. } => "opt_out",

@@ -1,5 +1,5 @@
-//! The call lifecycle in the database: open, append events, record a transfer, close, and
-//! record calls that never reached the stream.
+//! The call lifecycle in the database: open, append events, record a transfer, close, record
+//! calls that never reached the stream, and close the calls of a gateway that is gone.
 //!
 //! Each operation is one transaction and idempotent by `call_sid`: the conditional write on
 //! `call_logs` (insert on conflict do nothing, or update where not yet done) is the gate, and
@@ -528,13 +528,15 @@ impl Database {
     }
 
     /// Reopens a call whose transfer nobody took, so its resumed stream can close it again
-    /// with the real end. Returns the next free event `seq`. A transferred call is not reopened.
-    pub async fn resume_call(&self, call_sid: &str) -> Result<i32, DbError> {
+    /// with the real end; the gateway holding the resumed stream (`server_name`) holds the
+    /// call now. Returns the next free event `seq`. A transferred call is not reopened.
+    pub async fn resume_call(&self, call_sid: &str, server_name: &str) -> Result<i32, DbError> {
         let resumed = sqlx::query!(
-            r#"UPDATE call_logs SET ended_at = NULL, end_reason = NULL
+            r#"UPDATE call_logs SET ended_at = NULL, end_reason = NULL, server_name = $2
                WHERE call_sid = $1 AND NOT transferred
                RETURNING id"#,
-            call_sid
+            call_sid,
+            server_name
         )
         .fetch_optional(&self.pool)
         .await?;
@@ -548,6 +550,54 @@ impl Database {
         .fetch_one(&self.pool)
         .await?;
         Ok(next)
+    }
+
+    /// Closes the open calls of the gateway `server_name`, which is gone (this is its restart
+    /// after a crash, or its heartbeat is stale), with the end reason `gateway_restart`. Each
+    /// goes through [`Database::close_call`], so the lead moves and the transcript is kept as
+    /// in any close, and a close that wins a race (the gateway was alive after all) stands.
+    /// The call ends at its last sign of life: the later of the gateway's last heartbeat and
+    /// the call's last event. Returns the calls this closed.
+    pub async fn close_orphaned_calls(
+        &self,
+        server_name: &str,
+        closed_by: &str,
+    ) -> Result<Vec<String>, DbError> {
+        let open = sqlx::query!(
+            r#"SELECT cl.call_sid AS "call_sid!",
+                      coalesce(least(now(), greatest(
+                          cl.call_timestamp, s.last_verified_at,
+                          (SELECT max(coalesce(e.ended_at, e.occurred_at)) FROM call_events e
+                           WHERE e.call_log_id = cl.id))), now()) AS "last_seen!"
+               FROM call_logs cl LEFT JOIN websocket_servers s ON s.name = cl.server_name
+               WHERE cl.server_name = $1 AND cl.ended_at IS NULL AND cl.call_sid IS NOT NULL
+               ORDER BY cl.call_timestamp"#,
+            server_name
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut closed = Vec::new();
+        for call in open {
+            let end = CallEnd {
+                ended_at: call.last_seen,
+                end_reason: EndReason::GatewayRestart,
+                outcome: CallOutcome::Called,
+                duration_secs: None,
+                summary: None,
+                recording_url: None,
+                metadata: serde_json::json!({
+                    "end_reason": EndReason::GatewayRestart.as_str(),
+                    "gateway_restart": {"server": server_name, "closed_by": closed_by},
+                }),
+                callback: None,
+                lead_facts: CallFacts::default(),
+                analysis: None,
+            };
+            if self.close_call(&call.call_sid, &end).await? == Applied::Now {
+                closed.push(call.call_sid);
+            }
+        }
+        Ok(closed)
     }
 
     async fn call_log_id(&self, call_sid: &str) -> Result<Option<Uuid>, DbError> {

@@ -226,7 +226,8 @@ async fn stream_to_best_server(
     inbound: bool,
     resume: bool,
 ) -> Response {
-    let fresh_within = state.settings.server.heartbeat_interval * crate::startup::STALE_HEARTBEATS;
+    let fresh_within =
+        state.settings.server.heartbeat_interval * crate::db::servers::STALE_HEARTBEATS;
     let stream_base = match state.db.pick_stream_server(fresh_within).await {
         Ok(Some(server)) => server.url,
         Ok(None) | Err(_) => crate::startup::stream_url(&state.settings).to_string(),

@@ -10,6 +10,7 @@ mod do_not_call;
 mod embedded;
 mod helpers;
 mod local;
+mod restart;
 mod rls;
 mod schema;
 mod serve;
