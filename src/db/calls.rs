@@ -6,6 +6,11 @@
 //! the counters and lead updates run only when that gate let the write through. Concurrent
 //! duplicates serialise on the `call_logs` row (or its unique index), so the loser sees the
 //! winner's write and changes nothing.
+//!
+//! Plivo's hangup callback may arrive before the stream's open is written. The row it writes
+//! then is provisional (closed, with no `server_name`: no gateway ever held it), and the open
+//! makes it the real call: reopened, held by the gateway, closed later by the stream's own
+//! close with its transcript. Only a machine's row (`voicemail`) stays as it is.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -97,7 +102,8 @@ struct NewCallback<'a> {
 /// At most this many callbacks wait for one lead; a newer request supersedes the oldest.
 pub const MAX_PENDING_CALLBACKS: i64 = 3;
 
-/// A call that ended before its media stream started (no answer, busy, failed, machine).
+/// A call that ended before its media stream started (no answer, busy, failed, machine), or
+/// whose hangup callback came before the stream's open.
 #[derive(Debug, Clone)]
 pub struct UnreachedCall {
     pub call_sid: String,
@@ -106,6 +112,11 @@ pub struct UnreachedCall {
     pub direction: Direction,
     pub at: DateTime<Utc>,
     pub end_reason: EndReason,
+    /// Plivo says the call was answered (`completed` with a duration or an answer time): it
+    /// is a `called` call whose open has not been written (yet), never a `no_answer`.
+    pub answered: bool,
+    /// Plivo's `Duration` of the whole call (0 for a call nobody answered).
+    pub duration_secs: i32,
     pub metadata: Value,
 }
 
@@ -142,17 +153,25 @@ pub struct CallLogRow {
 
 impl Database {
     /// Opens a call when its stream starts: the `call_logs` row, the lead's `call_log_id` and
-    /// `call_date`, and the campaign's `total_calls` (exactly once).
+    /// `call_date`, and the campaign's `total_calls` (exactly once). A provisional row the
+    /// hangup callback wrote first (see the module's documentation) is reopened as this call,
+    /// held by this gateway, and not counted again.
     pub async fn open_call(&self, call: &CallStart) -> Result<(Uuid, Applied), DbError> {
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query_scalar!(
+        let written = sqlx::query!(
             r#"INSERT INTO call_logs (campaign_id, lead_id, organization_id, call_sid, call_status,
                                      call_timestamp, direction, server_name, metadata)
                SELECT c.id, l.id, l.organization_id, $3, 'called', $4, $5, $6, $7
                FROM leads l JOIN campaigns c ON c.organization_id = l.organization_id
                WHERE l.id = $1 AND c.id = $2
-               ON CONFLICT (call_sid) DO NOTHING
-               RETURNING id"#,
+               ON CONFLICT (call_sid) DO UPDATE
+               SET call_status = 'called', call_timestamp = EXCLUDED.call_timestamp,
+                   server_name = EXCLUDED.server_name, ended_at = NULL, end_reason = NULL,
+                   metadata = coalesce(call_logs.metadata, '{}'::jsonb) || EXCLUDED.metadata
+               WHERE call_logs.server_name IS NULL AND call_logs.ended_at IS NOT NULL
+                 AND NOT call_logs.transferred AND call_logs.call_status <> 'voicemail'
+                 AND call_logs.lead_id = EXCLUDED.lead_id
+               RETURNING id, (xmax = 0) AS "inserted!""#,
             call.lead_id,
             call.campaign_id,
             call.call_sid,
@@ -163,7 +182,7 @@ impl Database {
         )
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(call_log_id) = inserted else {
+        let Some(written) = written else {
             tx.rollback().await?;
             return match self.call_log_id(&call.call_sid).await? {
                 Some(id) => Ok((id, Applied::Already)),
@@ -176,15 +195,19 @@ impl Database {
         sqlx::query!(
             r#"UPDATE leads SET call_log_id = $1, call_date = $2
                WHERE id = $3 AND (call_date IS NULL OR call_date <= $2)"#,
-            call_log_id,
+            written.id,
             call.started_at,
             call.lead_id,
         )
         .execute(&mut *tx)
         .await?;
-        bump_total_calls(&mut tx, call.campaign_id).await?;
+        if written.inserted {
+            bump_total_calls(&mut tx, call.campaign_id).await?;
+        } else {
+            tracing::info!(call_sid = %call.call_sid, "the hangup callback came first; its row is now the call");
+        }
         tx.commit().await?;
-        Ok((call_log_id, Applied::Now))
+        Ok((written.id, Applied::Now))
     }
 
     /// Appends one event to an open or closed call; appending the same `seq` again is a no-op.
@@ -281,7 +304,10 @@ impl Database {
                    -- A machine the detection reported (db::dialer::record_voicemail) stays one.
                    end_reason = CASE WHEN cl.call_status = 'voicemail' AND NOT cl.transferred
                                      THEN 'voicemail' ELSE $3 END,
-                   duration = coalesce($4, greatest(0, floor(extract(epoch FROM ($2 - cl.call_timestamp))))::integer),
+                   -- Plivo's hangup callback, when it came first, has the whole call's duration.
+                   duration = CASE WHEN cl.metadata ? 'hangup' THEN cl.duration
+                                   ELSE coalesce($4, greatest(0, floor(extract(epoch FROM ($2 - cl.call_timestamp))))::integer)
+                              END,
                    transcript = (
                        SELECT string_agg(
                                   CASE e.kind WHEN 'caller_speech' THEN 'Caller: ' ELSE 'Agent: ' END || e.text,
@@ -438,17 +464,22 @@ impl Database {
     }
 
     /// Records a call that ended before its stream started, from Plivo's callbacks. A call that
-    /// already has a row (it did reach the stream) is left as it is.
+    /// already has a row (it did reach the stream) is left as it is. An answered call is
+    /// `called` and moves the lead as a reached call does; its row is provisional until the
+    /// stream's open, if any, takes it over.
     pub async fn record_unreached_call(
         &self,
         call: &UnreachedCall,
     ) -> Result<(Uuid, Applied), DbError> {
-        let outcome = call.end_reason.unreached_outcome();
+        let outcome = match call.answered {
+            true => CallOutcome::Called,
+            false => call.end_reason.unreached_outcome(),
+        };
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query_scalar!(
             r#"INSERT INTO call_logs (campaign_id, lead_id, organization_id, call_sid, call_status,
                                      call_timestamp, duration, ended_at, end_reason, direction, metadata)
-               SELECT c.id, l.id, l.organization_id, $3, $4, $5, 0, $5, $6, $7, $8
+               SELECT c.id, l.id, l.organization_id, $3, $4, $5, $9, $5, $6, $7, $8
                FROM leads l JOIN campaigns c ON c.organization_id = l.organization_id
                WHERE l.id = $1 AND c.id = $2
                ON CONFLICT (call_sid) DO NOTHING
@@ -461,6 +492,7 @@ impl Database {
             call.end_reason.as_str(),
             call.direction.as_str(),
             call.metadata,
+            call.duration_secs.max(0),
         )
         .fetch_optional(&mut *tx)
         .await?;
@@ -484,6 +516,11 @@ impl Database {
         )
         .execute(&mut *tx)
         .await?;
+        let facts = CallFacts {
+            reached: call.answered,
+            ..CallFacts::default()
+        };
+        self.move_lead(&mut tx, call.lead_id, &facts).await?;
         bump_total_calls(&mut tx, call.campaign_id).await?;
         tx.commit().await?;
         Ok((call_log_id, Applied::Now))

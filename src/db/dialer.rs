@@ -555,6 +555,8 @@ impl Database {
             direction: Direction::Outbound,
             at: Utc::now(),
             end_reason: EndReason::Voicemail,
+            answered: false,
+            duration_secs: 0,
             metadata: metadata.clone(),
         };
         match self.record_unreached_call(&unreached).await? {

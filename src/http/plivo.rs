@@ -349,7 +349,9 @@ pub async fn hangup(
             return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
         }
     }
-    // No row: the call never reached the stream.
+    // No row: the call never reached the stream, or its open is not written yet. Plivo says
+    // whether it was answered; an answered call is `called`, and the open makes its row the
+    // real call when it comes.
     let end_reason = match status.as_str() {
         "busy" => EndReason::Busy,
         "failed" => EndReason::Failed,
@@ -357,6 +359,13 @@ pub async fn hangup(
         "cancel" | "canceled" | "cancelled" => EndReason::Canceled,
         _ => EndReason::CallerHangup,
     };
+    let answered = status == "completed"
+        && (duration > 0
+            || webhook.get("AnswerTime").is_some()
+            || webhook
+                .get("BillDuration")
+                .and_then(|value| value.parse::<i32>().ok())
+                .is_some_and(|billed| billed > 0));
     let ids = |key: &str| {
         webhook
             .get(key)
@@ -380,11 +389,25 @@ pub async fn hangup(
         direction,
         at: chrono::Utc::now(),
         end_reason,
-        metadata: details,
+        answered,
+        duration_secs: duration,
+        metadata: details.clone(),
     };
-    match state.db.record_unreached_call(&unreached).await {
-        Ok(_) => (StatusCode::OK, "ok").into_response(),
-        Err(crate::db::DbError::UnknownLead { .. }) => (StatusCode::OK, "ok").into_response(),
+    let recorded = match state.db.record_unreached_call(&unreached).await {
+        // The open won the race since we looked: the duration goes on its row.
+        Ok((_, crate::db::calls::Applied::Already)) => {
+            state
+                .db
+                .record_hangup_duration(&call_sid, duration, &details)
+                .await
+        }
+        Ok((_, crate::db::calls::Applied::Now)) | Err(crate::db::DbError::UnknownLead { .. }) => {
+            Ok(())
+        }
+        Err(error) => Err(error),
+    };
+    match recorded {
+        Ok(()) => (StatusCode::OK, "ok").into_response(),
         Err(error) => {
             tracing::error!(%call_sid, %error, "unreached call not recorded");
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
