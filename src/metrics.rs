@@ -59,7 +59,7 @@ pub const LOCAL_TURNS_HEARD_AHEAD: &str = "vg_local_turns_heard_ahead_total";
 pub const DIALER_CALLS: &str = "vg_dialer_calls_total";
 /// Counter: dial attempts ended, by `class` (completed, no_answer, busy, failed, …).
 pub const DIALER_ATTEMPTS_ENDED: &str = "vg_dialer_attempts_ended_total";
-/// Counter: attempts in flight that never heard back and were failed by the recovery.
+/// Counter: attempts in flight that never heard back and were ended by the recovery.
 pub const DIALER_RECOVERED: &str = "vg_dialer_attempts_recovered_total";
 /// Counter: campaigns the dialer completed.
 pub const DIALER_CAMPAIGNS_COMPLETED: &str = "vg_dialer_campaigns_completed_total";
@@ -115,7 +115,7 @@ fn describe() {
     metrics::describe_counter!(DIALER_ATTEMPTS_ENDED, "dial attempts ended, by class");
     metrics::describe_counter!(
         DIALER_RECOVERED,
-        "attempts failed by the recovery after no callback"
+        "attempts ended by the recovery after no callback"
     );
     metrics::describe_counter!(DIALER_CAMPAIGNS_COMPLETED, "campaigns the dialer completed");
     metrics::describe_counter!(
