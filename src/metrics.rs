@@ -16,6 +16,8 @@ pub const HEARTBEAT_FAILURES: &str = "vg_heartbeat_failures_total";
 /// Counter: calls a gateway that was gone left open, closed as `gateway_restart` (by its own
 /// restart or by this gateway's heartbeat).
 pub const CALLS_CLOSED_AFTER_RESTART: &str = "vg_calls_closed_gateway_restart_total";
+/// Counter: calls whose carrier socket took no writes for the write timeout (a stalled peer).
+pub const CARRIER_WRITE_TIMEOUTS: &str = "vg_carrier_write_timeouts_total";
 
 /// Counter: calls whose stream started here.
 pub const CALLS_STARTED: &str = "vg_calls_started_total";
@@ -96,6 +98,10 @@ fn describe() {
     metrics::describe_counter!(
         CALLS_CLOSED_AFTER_RESTART,
         "calls left open by a gateway that was gone, closed as gateway_restart"
+    );
+    metrics::describe_counter!(
+        CARRIER_WRITE_TIMEOUTS,
+        "calls whose carrier socket stalled on a write"
     );
     metrics::describe_counter!(CALLS_STARTED, "calls whose stream started here");
     metrics::describe_counter!(CALLS_ENDED, "calls ended, by end reason");

@@ -203,6 +203,7 @@ impl Application {
                 start_timeout: Duration::from_secs(10),
                 provider_send_timeout: settings.calls.provider_timeout,
                 summary_timeout: Duration::from_secs(5),
+                carrier_write_timeout: crate::call::bridge::CARRIER_WRITE_TIMEOUT,
                 final_playout_limit: Duration::from_secs(15),
             },
         };
@@ -277,6 +278,10 @@ impl Application {
                 // Media frames are small and latency-bound: no Nagle delay on any connection.
                 let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
                     let _ = tcp.set_nodelay(true);
+                    // At most this much unsent data waits in the kernel: a peer that stops
+                    // reading blocks our writes within seconds, not after megabytes.
+                    let _ = socket2::SockRef::from(&*tcp)
+                        .set_tcp_notsent_lowat(crate::http::SOCKET_NOTSENT_LOWAT_BYTES);
                 });
                 axum::serve(listener, router)
                     .with_graceful_shutdown(async move { http_stop.cancelled().await })

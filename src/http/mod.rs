@@ -6,7 +6,7 @@
 mod health;
 mod plivo;
 
-pub use plivo::SOCKET_BUFFER_BYTES;
+pub use plivo::{SOCKET_BUFFER_BYTES, SOCKET_NOTSENT_LOWAT_BYTES};
 
 use std::sync::Arc;
 

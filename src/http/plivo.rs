@@ -43,6 +43,12 @@ const MAX_WS_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
 /// memory; frames are about 1 KiB and the buffer grows when a larger one arrives. Writes go out
 /// at once (no write buffering), since every frame is flushed anyway.
 pub const SOCKET_BUFFER_BYTES: usize = 8 * 1024;
+/// Unsent bytes the kernel keeps for one of our sockets (`TCP_NOTSENT_LOWAT`, set on every
+/// accepted connection): beyond them a write waits. It bounds what a stalled peer can absorb
+/// (this plus its own receive window, instead of megabytes of autotuned send buffer), so a
+/// media socket that stopped reading is found within seconds, at about 15 KB of agent audio a
+/// second. Data already sent and not yet acknowledged does not count: throughput is unchanged.
+pub const SOCKET_NOTSENT_LOWAT_BYTES: u32 = 16 * 1024;
 /// What an unknown caller hears.
 const UNKNOWN_CALL_MESSAGE: &str = "Sorry, we could not find your details. Goodbye.";
 const NOBODY_AVAILABLE: &str = "Sorry, none of our colleagues can take your call right now. We will call you back soon. Goodbye.";
