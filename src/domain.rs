@@ -65,6 +65,9 @@ vocabulary! {
         Voicemail => "voicemail",
         /// Hung up on request (the API's hang-up, reaching the holder through NOTIFY).
         HangupRequested => "hangup_requested",
+        /// The gateway holding the call died (a crash, a kill, a lost host): closed when it
+        /// started again, or by another gateway once its heartbeat was stale.
+        GatewayRestart => "gateway_restart",
         /// The carrier broke the media stream's limits (a message over 64 KiB): the socket
         /// was closed with code 1009.
         ProtocolError => "protocol_error",

@@ -13,6 +13,11 @@ pub const DRAINING: &str = "vg_draining";
 pub const LIVE_CALLS: &str = "vg_live_calls";
 /// Counter: failed heartbeats of this server's `websocket_servers` row.
 pub const HEARTBEAT_FAILURES: &str = "vg_heartbeat_failures_total";
+/// Counter: calls a gateway that was gone left open, closed as `gateway_restart` (by its own
+/// restart or by this gateway's heartbeat).
+pub const CALLS_CLOSED_AFTER_RESTART: &str = "vg_calls_closed_gateway_restart_total";
+/// Counter: calls whose carrier socket took no writes for the write timeout (a stalled peer).
+pub const CARRIER_WRITE_TIMEOUTS: &str = "vg_carrier_write_timeouts_total";
 
 /// Counter: calls whose stream started here.
 pub const CALLS_STARTED: &str = "vg_calls_started_total";
@@ -67,7 +72,7 @@ pub const LOCAL_TURNS_HEARD_AHEAD: &str = "vg_local_turns_heard_ahead_total";
 pub const DIALER_CALLS: &str = "vg_dialer_calls_total";
 /// Counter: dial attempts ended, by `class` (completed, no_answer, busy, failed, …).
 pub const DIALER_ATTEMPTS_ENDED: &str = "vg_dialer_attempts_ended_total";
-/// Counter: attempts in flight that never heard back and were failed by the recovery.
+/// Counter: attempts in flight that never heard back and were ended by the recovery.
 pub const DIALER_RECOVERED: &str = "vg_dialer_attempts_recovered_total";
 /// Counter: campaigns the dialer completed.
 pub const DIALER_CAMPAIGNS_COMPLETED: &str = "vg_dialer_campaigns_completed_total";
@@ -101,6 +106,14 @@ fn describe() {
     metrics::describe_gauge!(DRAINING, "1 while the gateway drains after SIGTERM");
     metrics::describe_gauge!(LIVE_CALLS, "calls held by this gateway");
     metrics::describe_counter!(HEARTBEAT_FAILURES, "failed websocket_servers heartbeats");
+    metrics::describe_counter!(
+        CALLS_CLOSED_AFTER_RESTART,
+        "calls left open by a gateway that was gone, closed as gateway_restart"
+    );
+    metrics::describe_counter!(
+        CARRIER_WRITE_TIMEOUTS,
+        "calls whose carrier socket stalled on a write"
+    );
     metrics::describe_counter!(CALLS_STARTED, "calls whose stream started here");
     metrics::describe_counter!(CALLS_ENDED, "calls ended, by end reason");
     metrics::describe_counter!(FRAMES_IN, "caller media frames received");
@@ -119,7 +132,7 @@ fn describe() {
     metrics::describe_counter!(DIALER_ATTEMPTS_ENDED, "dial attempts ended, by class");
     metrics::describe_counter!(
         DIALER_RECOVERED,
-        "attempts failed by the recovery after no callback"
+        "attempts ended by the recovery after no callback"
     );
     metrics::describe_counter!(DIALER_CAMPAIGNS_COMPLETED, "campaigns the dialer completed");
     metrics::describe_counter!(

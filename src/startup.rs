@@ -14,7 +14,7 @@ use crate::{
     },
     config::AiProviderKind,
     config::Settings,
-    db::{self, Database, OpenOptions, embedded::EmbeddedPostgres},
+    db::{self, Database, OpenOptions, embedded::EmbeddedPostgres, servers::Heartbeat},
     dialer::{Clock, Dialer},
     http::{self, AppState},
     lifecycle::{DrainOutcome, Lifecycle},
@@ -27,8 +27,6 @@ pub const EMBEDDED_DATABASE: &str = "voice_gateway";
 const CALL_WRITE_DEADLINE: Duration = Duration::from_secs(15);
 /// How long background tasks get to stop.
 const BACKGROUND_STOP_DEADLINE: Duration = Duration::from_secs(5);
-/// A registry row older than this many heartbeats is stale and not picked for new streams.
-pub const STALE_HEARTBEATS: u32 = 3;
 /// How often the replay guards (webhook nonces, stream token claims) are pruned.
 const REPLAY_PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
@@ -121,9 +119,10 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the database, binds `VG_LISTEN` and registers this server (active, verified), so
-    /// that once this returns the registry knows it. Port 0 is allowed;
-    /// [`Application::local_addr`] tells the port chosen.
+    /// Opens the database, binds `VG_LISTEN`, closes the calls a previous run of this gateway
+    /// left open (it was killed: nothing else would ever close them), and registers this
+    /// server (active, verified), so that once this returns the registry knows it. Port 0 is
+    /// allowed; [`Application::local_addr`] tells the port chosen.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         // Models first: a missing one stops start-up before anything else happens.
         let local = load_local_pipeline(&settings).await?;
@@ -139,12 +138,32 @@ impl Application {
             }
         };
         let stream_url = stream_url(&settings);
+        // Before registering: the row still holds the dead run's last heartbeat, the calls'
+        // last sign of life.
+        match database
+            .db
+            .close_orphaned_calls(&settings.server.name, &settings.server.name)
+            .await
+        {
+            Ok(closed) if closed.is_empty() => {}
+            Ok(closed) => {
+                metrics::counter!(crate::metrics::CALLS_CLOSED_AFTER_RESTART)
+                    .increment(closed.len() as u64);
+                tracing::warn!(calls = closed.len(), call_sids = ?closed, "calls left open by this gateway's previous run closed as gateway_restart");
+            }
+            Err(error) => {
+                database.close().await.ok();
+                return Err(anyhow::Error::new(error)
+                    .context("closing the calls this gateway left open when it stopped"));
+            }
+        }
         if let Err(error) = database
             .db
             .register_server(
                 &settings.server.name,
                 stream_url.as_str(),
                 settings.server.priority,
+                settings.server.heartbeat_interval,
             )
             .await
         {
@@ -186,6 +205,7 @@ impl Application {
                 start_timeout: Duration::from_secs(10),
                 provider_send_timeout: settings.calls.provider_timeout,
                 summary_timeout: Duration::from_secs(5),
+                carrier_write_timeout: crate::call::bridge::CARRIER_WRITE_TIMEOUT,
                 final_playout_limit: Duration::from_secs(15),
             },
         };
@@ -345,7 +365,9 @@ fn spawn_replay_pruning(state: &AppState) {
 }
 
 /// Refreshes this server's registry row every heartbeat interval, re-registering it if the row
-/// vanished (but not if an operator deactivated it).
+/// vanished (but not if an operator deactivated it, nor while draining), then closes the open
+/// calls of gateways whose heartbeat is stale. It keeps beating while the gateway drains: the
+/// row is out of rotation, but the gateway is alive and still holds calls nobody else may close.
 fn spawn_heartbeat(state: &AppState, stream_url: String) {
     let db = state.db.clone();
     let lifecycle = state.lifecycle.clone();
@@ -360,28 +382,62 @@ fn spawn_heartbeat(state: &AppState, stream_url: String) {
                 _ = stop.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            if lifecycle.is_draining() {
-                continue;
-            }
             let live_calls = i32::try_from(lifecycle.live_calls()).unwrap_or(i32::MAX);
-            let result = match db.heartbeat_server(&server.name, live_calls).await {
-                Ok(true) => Ok(()),
-                Ok(false) => match db.server_exists(&server.name).await {
-                    Ok(true) => Ok(()), // Deactivated by an operator: respect it.
-                    Ok(false) => {
-                        db.register_server(&server.name, &stream_url, server.priority)
-                            .await
-                    }
-                    Err(error) => Err(error),
-                },
+            let beat = db
+                .heartbeat_server(&server.name, live_calls, server.heartbeat_interval)
+                .await;
+            let result = match beat {
+                Ok(Heartbeat::Active | Heartbeat::Inactive) => Ok(()),
+                Ok(Heartbeat::Missing) if lifecycle.is_draining() => Ok(()),
+                Ok(Heartbeat::Missing) => {
+                    db.register_server(
+                        &server.name,
+                        &stream_url,
+                        server.priority,
+                        server.heartbeat_interval,
+                    )
+                    .await
+                }
                 Err(error) => Err(error),
             };
-            if let Err(error) = result {
-                metrics::counter!(crate::metrics::HEARTBEAT_FAILURES).increment(1);
-                tracing::warn!(%error, "heartbeat failed");
+            match result {
+                Ok(()) => close_calls_of_stale_servers(&db, &server).await,
+                Err(error) => {
+                    metrics::counter!(crate::metrics::HEARTBEAT_FAILURES).increment(1);
+                    tracing::warn!(%error, "heartbeat failed");
+                }
             }
         }
     });
+}
+
+/// Closes the open calls of every other gateway whose heartbeat is stale, as `gateway_restart`.
+/// Only after this gateway's own heartbeat went through: a gateway cut off from the database
+/// judges nobody.
+async fn close_calls_of_stale_servers(db: &Database, server: &crate::config::ServerSettings) {
+    let stale = match db
+        .stale_servers_with_open_calls(&server.name, server.heartbeat_interval)
+        .await
+    {
+        Ok(stale) => stale,
+        Err(error) => {
+            tracing::warn!(%error, "looking for gateways that are gone failed");
+            return;
+        }
+    };
+    for gone in stale {
+        match db.close_orphaned_calls(&gone, &server.name).await {
+            Ok(closed) if closed.is_empty() => {}
+            Ok(closed) => {
+                metrics::counter!(crate::metrics::CALLS_CLOSED_AFTER_RESTART)
+                    .increment(closed.len() as u64);
+                tracing::warn!(server = %gone, calls = closed.len(), call_sids = ?closed, "calls of a gateway whose heartbeat is stale closed as gateway_restart");
+            }
+            Err(error) => {
+                tracing::warn!(server = %gone, %error, "closing the calls of a gateway that is gone failed")
+            }
+        }
+    }
 }
 
 /// Starts the campaign dialer when it is enabled and Plivo's credentials are there to place

@@ -50,6 +50,11 @@ use crate::{
 pub const CALL_WRITES_CAPACITY: usize = 256;
 /// How long a failing write is retried before it is given up (and logged).
 const WRITE_RETRY_BUDGET: Duration = Duration::from_secs(60);
+/// How long one write to the carrier's socket may block before the caller counts as gone: a
+/// peer that stops reading (a stalled Plivo socket) fills the kernel's buffers, and the call
+/// must still end, release its admission and write its close. Plivo reads 20 ms frames in real
+/// time, so a healthy socket never blocks for anything near this.
+pub const CARRIER_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the transfer's row may take to be stored before the stream closes anyway.
 const TRANSFER_WRITE_DEADLINE: Duration = Duration::from_secs(10);
 /// What the agent says when a transfer nobody took brings the caller back.
@@ -92,6 +97,9 @@ pub struct CallTiming {
     pub provider_send_timeout: Duration,
     /// How long to wait for the provider's summary after the call.
     pub summary_timeout: Duration,
+    /// How long a write to the carrier may block before the caller counts as gone
+    /// ([`CARRIER_WRITE_TIMEOUT`]).
+    pub carrier_write_timeout: Duration,
     pub final_playout_limit: Duration,
 }
 
@@ -134,8 +142,10 @@ pub async fn run_call<S>(
 #[derive(Debug)]
 enum CallWrite {
     Open(CallStart),
-    /// A second stream after a transfer nobody took.
-    Resume,
+    /// A second stream after a transfer nobody took, held by this gateway (`server_name`).
+    Resume {
+        server_name: String,
+    },
     Event(CallEvent),
     Transfer(NewTransfer),
     /// The caller opted out: their number joins the organization's do-not-call list.
@@ -154,6 +164,10 @@ struct Bridge<S> {
     /// Writes waiting for room in the channel.
     backlog: VecDeque<CallWrite>,
     caller_gone: bool,
+    /// How long one write to the carrier may block.
+    write_timeout: Duration,
+    /// A write to the carrier timed out: the peer stopped reading.
+    stalled: bool,
     out: String,
     /// What a transfer record needs beyond the session's plan.
     transfer_defaults: TransferDefaults,
@@ -190,6 +204,8 @@ where
             writes,
             backlog: VecDeque::new(),
             caller_gone: false,
+            write_timeout: runtime.timing.carrier_write_timeout,
+            stalled: false,
             out: String::with_capacity(1024),
             transfer_defaults: TransferDefaults::default(),
             transfer_written: false,
@@ -224,7 +240,9 @@ where
         metrics::counter!(crate::metrics::CALLS_STARTED).increment(1);
         metrics::gauge!(crate::metrics::LIVE_CALLS).increment(1.0);
         if claims.resume {
-            bridge.write(CallWrite::Resume);
+            bridge.write(CallWrite::Resume {
+                server_name: runtime.server_name.clone(),
+            });
         } else {
             bridge.write(CallWrite::Open(CallStart {
             call_sid: claims.call_sid.clone(),
@@ -277,7 +295,7 @@ where
             });
             first_event_seq = runtime
                 .db
-                .resume_call(&claims.call_sid)
+                .resume_call(&claims.call_sid, &runtime.server_name)
                 .await
                 .unwrap_or(RESUMED_SEQ_FALLBACK);
         }
@@ -471,6 +489,11 @@ where
                 self.transmit(&mut session, &clock, &mut frame, &mut counters)
                     .await;
             }
+            if self.caller_gone && !session.is_ended() {
+                // A write failed or stalled: nobody hears the call any more.
+                session.handle(Input::CallerGone, clock.now());
+                continue;
+            }
             self.feed_backlog();
             let now = clock.now();
             let deadline = session
@@ -561,6 +584,8 @@ where
             "callback": stats.callback,
             "opted_out": stats.opted_out,
             "provider_usage": stats.usage,
+            // The carrier stopped reading: the call ended after a write timed out.
+            "carrier_stalled": self.stalled,
         });
         metrics::counter!(crate::metrics::UNDERRUNS).increment(u64::from(stats.underruns));
         if let Some(first_audio) = stats.first_audio_ms {
@@ -813,7 +838,7 @@ where
     ) {
         let format = counters.format;
         // Everything due goes into the socket's buffer, then out in one write.
-        let mut fed = false;
+        let mut fed_any = false;
         while let Some(transmit) = session.poll_transmit(clock.now(), frame) {
             self.out.clear();
             match transmit {
@@ -828,19 +853,16 @@ where
             if self.caller_gone {
                 return;
             }
-            if self
-                .socket
-                .feed(CarrierMessage::Text(self.out.clone()))
-                .await
-                .is_err()
-            {
-                self.caller_gone = true;
+            let message = CarrierMessage::Text(self.out.clone());
+            let fed = tokio::time::timeout(self.write_timeout, self.socket.feed(message)).await;
+            if !self.carrier_written(fed) {
                 return;
             }
-            fed = true;
+            fed_any = true;
         }
-        if fed && self.socket.flush().await.is_err() {
-            self.caller_gone = true;
+        if fed_any {
+            let flushed = tokio::time::timeout(self.write_timeout, self.socket.flush()).await;
+            self.carrier_written(flushed);
         }
     }
 
@@ -848,13 +870,32 @@ where
         if self.caller_gone {
             return;
         }
-        if self
-            .socket
-            .send(CarrierMessage::Text(self.out.clone()))
-            .await
-            .is_err()
-        {
-            self.caller_gone = true;
+        let message = CarrierMessage::Text(self.out.clone());
+        let sent = tokio::time::timeout(self.write_timeout, self.socket.send(message)).await;
+        self.carrier_written(sent);
+    }
+
+    /// Whether a write to the carrier went through; a failed or timed-out one means the caller
+    /// is gone (a timeout: the peer stopped reading, counted and logged once).
+    fn carrier_written<E>(
+        &mut self,
+        result: Result<Result<(), E>, tokio::time::error::Elapsed>,
+    ) -> bool {
+        match result {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => {
+                self.caller_gone = true;
+                false
+            }
+            Err(_) => {
+                self.caller_gone = true;
+                if !self.stalled {
+                    self.stalled = true;
+                    metrics::counter!(crate::metrics::CARRIER_WRITE_TIMEOUTS).increment(1);
+                    tracing::warn!(timeout = ?self.write_timeout, "the carrier stopped reading; the caller counts as gone");
+                }
+                false
+            }
         }
     }
 
@@ -869,12 +910,19 @@ where
         }
     }
 
+    /// Closes the carrier's socket, each step within the write timeout. A stalled socket gets
+    /// no close frame (it would never go out); dropping the socket closes the connection.
     async fn close_socket(&mut self) {
         if !self.caller_gone {
-            let _ = self.socket.send(CarrierMessage::Close).await;
+            let sent =
+                tokio::time::timeout(self.write_timeout, self.socket.send(CarrierMessage::Close))
+                    .await;
+            self.carrier_written(sent);
             self.caller_gone = true;
         }
-        let _ = self.socket.close().await;
+        if !self.stalled {
+            let _ = tokio::time::timeout(self.write_timeout, self.socket.close()).await;
+        }
     }
 
     fn write(&mut self, write: CallWrite) {
@@ -1233,7 +1281,9 @@ async fn write_loop(db: Database, call_sid: String, mut writes: mpsc::Receiver<C
         loop {
             let result = match &write {
                 CallWrite::Open(start) => db.open_call(start).await.map(|_| ()),
-                CallWrite::Resume => db.resume_call(&call_sid).await.map(|_| ()),
+                CallWrite::Resume { server_name } => {
+                    db.resume_call(&call_sid, server_name).await.map(|_| ())
+                }
                 CallWrite::Transfer(transfer) => db.create_transfer(transfer).await.map(|_| ()),
                 CallWrite::Barrier(_) => Ok(()),
                 CallWrite::Event(event) => db.append_call_event(&call_sid, event).await.map(|_| ()),
@@ -1266,7 +1316,7 @@ async fn write_loop(db: Database, call_sid: String, mut writes: mpsc::Receiver<C
 fn write_kind(write: &CallWrite) -> &'static str {
     match write {
         CallWrite::Open(_) => "open",
-        CallWrite::Resume => "resume",
+        CallWrite::Resume { .. } => "resume",
         CallWrite::Event(_) => "event",
         CallWrite::Transfer(_) => "transfer",
         CallWrite::OptOut { .. } => "opt_out",

@@ -1,11 +1,16 @@
-//! The call lifecycle in the database: open, append events, record a transfer, close, and
-//! record calls that never reached the stream.
+//! The call lifecycle in the database: open, append events, record a transfer, close, record
+//! calls that never reached the stream, and close the calls of a gateway that is gone.
 //!
 //! Each operation is one transaction and idempotent by `call_sid`: the conditional write on
 //! `call_logs` (insert on conflict do nothing, or update where not yet done) is the gate, and
 //! the counters and lead updates run only when that gate let the write through. Concurrent
 //! duplicates serialise on the `call_logs` row (or its unique index), so the loser sees the
 //! winner's write and changes nothing.
+//!
+//! Plivo's hangup callback may arrive before the stream's open is written. The row it writes
+//! then is provisional (closed, with no `server_name`: no gateway ever held it), and the open
+//! makes it the real call: reopened, held by the gateway, closed later by the stream's own
+//! close with its transcript. Only a machine's row (`voicemail`) stays as it is.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -97,7 +102,8 @@ struct NewCallback<'a> {
 /// At most this many callbacks wait for one lead; a newer request supersedes the oldest.
 pub const MAX_PENDING_CALLBACKS: i64 = 3;
 
-/// A call that ended before its media stream started (no answer, busy, failed, machine).
+/// A call that ended before its media stream started (no answer, busy, failed, machine), or
+/// whose hangup callback came before the stream's open.
 #[derive(Debug, Clone)]
 pub struct UnreachedCall {
     pub call_sid: String,
@@ -106,6 +112,11 @@ pub struct UnreachedCall {
     pub direction: Direction,
     pub at: DateTime<Utc>,
     pub end_reason: EndReason,
+    /// Plivo says the call was answered (`completed` with a duration or an answer time): it
+    /// is a `called` call whose open has not been written (yet), never a `no_answer`.
+    pub answered: bool,
+    /// Plivo's `Duration` of the whole call (0 for a call nobody answered).
+    pub duration_secs: i32,
     pub metadata: Value,
 }
 
@@ -142,17 +153,25 @@ pub struct CallLogRow {
 
 impl Database {
     /// Opens a call when its stream starts: the `call_logs` row, the lead's `call_log_id` and
-    /// `call_date`, and the campaign's `total_calls` (exactly once).
+    /// `call_date`, and the campaign's `total_calls` (exactly once). A provisional row the
+    /// hangup callback wrote first (see the module's documentation) is reopened as this call,
+    /// held by this gateway, and not counted again.
     pub async fn open_call(&self, call: &CallStart) -> Result<(Uuid, Applied), DbError> {
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query_scalar!(
+        let written = sqlx::query!(
             r#"INSERT INTO call_logs (campaign_id, lead_id, organization_id, call_sid, call_status,
                                      call_timestamp, direction, server_name, metadata)
                SELECT c.id, l.id, l.organization_id, $3, 'called', $4, $5, $6, $7
                FROM leads l JOIN campaigns c ON c.organization_id = l.organization_id
                WHERE l.id = $1 AND c.id = $2
-               ON CONFLICT (call_sid) DO NOTHING
-               RETURNING id"#,
+               ON CONFLICT (call_sid) DO UPDATE
+               SET call_status = 'called', call_timestamp = EXCLUDED.call_timestamp,
+                   server_name = EXCLUDED.server_name, ended_at = NULL, end_reason = NULL,
+                   metadata = coalesce(call_logs.metadata, '{}'::jsonb) || EXCLUDED.metadata
+               WHERE call_logs.server_name IS NULL AND call_logs.ended_at IS NOT NULL
+                 AND NOT call_logs.transferred AND call_logs.call_status <> 'voicemail'
+                 AND call_logs.lead_id = EXCLUDED.lead_id
+               RETURNING id, (xmax = 0) AS "inserted!""#,
             call.lead_id,
             call.campaign_id,
             call.call_sid,
@@ -163,7 +182,7 @@ impl Database {
         )
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(call_log_id) = inserted else {
+        let Some(written) = written else {
             tx.rollback().await?;
             return match self.call_log_id(&call.call_sid).await? {
                 Some(id) => Ok((id, Applied::Already)),
@@ -176,15 +195,19 @@ impl Database {
         sqlx::query!(
             r#"UPDATE leads SET call_log_id = $1, call_date = $2
                WHERE id = $3 AND (call_date IS NULL OR call_date <= $2)"#,
-            call_log_id,
+            written.id,
             call.started_at,
             call.lead_id,
         )
         .execute(&mut *tx)
         .await?;
-        bump_total_calls(&mut tx, call.campaign_id).await?;
+        if written.inserted {
+            bump_total_calls(&mut tx, call.campaign_id).await?;
+        } else {
+            tracing::info!(call_sid = %call.call_sid, "the hangup callback came first; its row is now the call");
+        }
         tx.commit().await?;
-        Ok((call_log_id, Applied::Now))
+        Ok((written.id, Applied::Now))
     }
 
     /// Appends one event to an open or closed call; appending the same `seq` again is a no-op.
@@ -281,7 +304,10 @@ impl Database {
                    -- A machine the detection reported (db::dialer::record_voicemail) stays one.
                    end_reason = CASE WHEN cl.call_status = 'voicemail' AND NOT cl.transferred
                                      THEN 'voicemail' ELSE $3 END,
-                   duration = coalesce($4, greatest(0, floor(extract(epoch FROM ($2 - cl.call_timestamp))))::integer),
+                   -- Plivo's hangup callback, when it came first, has the whole call's duration.
+                   duration = CASE WHEN cl.metadata ? 'hangup' THEN cl.duration
+                                   ELSE coalesce($4, greatest(0, floor(extract(epoch FROM ($2 - cl.call_timestamp))))::integer)
+                              END,
                    transcript = (
                        SELECT string_agg(
                                   CASE e.kind WHEN 'caller_speech' THEN 'Caller: ' ELSE 'Agent: ' END || e.text,
@@ -438,17 +464,22 @@ impl Database {
     }
 
     /// Records a call that ended before its stream started, from Plivo's callbacks. A call that
-    /// already has a row (it did reach the stream) is left as it is.
+    /// already has a row (it did reach the stream) is left as it is. An answered call is
+    /// `called` and moves the lead as a reached call does; its row is provisional until the
+    /// stream's open, if any, takes it over.
     pub async fn record_unreached_call(
         &self,
         call: &UnreachedCall,
     ) -> Result<(Uuid, Applied), DbError> {
-        let outcome = call.end_reason.unreached_outcome();
+        let outcome = match call.answered {
+            true => CallOutcome::Called,
+            false => call.end_reason.unreached_outcome(),
+        };
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query_scalar!(
             r#"INSERT INTO call_logs (campaign_id, lead_id, organization_id, call_sid, call_status,
                                      call_timestamp, duration, ended_at, end_reason, direction, metadata)
-               SELECT c.id, l.id, l.organization_id, $3, $4, $5, 0, $5, $6, $7, $8
+               SELECT c.id, l.id, l.organization_id, $3, $4, $5, $9, $5, $6, $7, $8
                FROM leads l JOIN campaigns c ON c.organization_id = l.organization_id
                WHERE l.id = $1 AND c.id = $2
                ON CONFLICT (call_sid) DO NOTHING
@@ -461,6 +492,7 @@ impl Database {
             call.end_reason.as_str(),
             call.direction.as_str(),
             call.metadata,
+            call.duration_secs.max(0),
         )
         .fetch_optional(&mut *tx)
         .await?;
@@ -484,6 +516,11 @@ impl Database {
         )
         .execute(&mut *tx)
         .await?;
+        let facts = CallFacts {
+            reached: call.answered,
+            ..CallFacts::default()
+        };
+        self.move_lead(&mut tx, call.lead_id, &facts).await?;
         bump_total_calls(&mut tx, call.campaign_id).await?;
         tx.commit().await?;
         Ok((call_log_id, Applied::Now))
@@ -528,13 +565,15 @@ impl Database {
     }
 
     /// Reopens a call whose transfer nobody took, so its resumed stream can close it again
-    /// with the real end. Returns the next free event `seq`. A transferred call is not reopened.
-    pub async fn resume_call(&self, call_sid: &str) -> Result<i32, DbError> {
+    /// with the real end; the gateway holding the resumed stream (`server_name`) holds the
+    /// call now. Returns the next free event `seq`. A transferred call is not reopened.
+    pub async fn resume_call(&self, call_sid: &str, server_name: &str) -> Result<i32, DbError> {
         let resumed = sqlx::query!(
-            r#"UPDATE call_logs SET ended_at = NULL, end_reason = NULL
+            r#"UPDATE call_logs SET ended_at = NULL, end_reason = NULL, server_name = $2
                WHERE call_sid = $1 AND NOT transferred
                RETURNING id"#,
-            call_sid
+            call_sid,
+            server_name
         )
         .fetch_optional(&self.pool)
         .await?;
@@ -548,6 +587,54 @@ impl Database {
         .fetch_one(&self.pool)
         .await?;
         Ok(next)
+    }
+
+    /// Closes the open calls of the gateway `server_name`, which is gone (this is its restart
+    /// after a crash, or its heartbeat is stale), with the end reason `gateway_restart`. Each
+    /// goes through [`Database::close_call`], so the lead moves and the transcript is kept as
+    /// in any close, and a close that wins a race (the gateway was alive after all) stands.
+    /// The call ends at its last sign of life: the later of the gateway's last heartbeat and
+    /// the call's last event. Returns the calls this closed.
+    pub async fn close_orphaned_calls(
+        &self,
+        server_name: &str,
+        closed_by: &str,
+    ) -> Result<Vec<String>, DbError> {
+        let open = sqlx::query!(
+            r#"SELECT cl.call_sid AS "call_sid!",
+                      coalesce(least(now(), greatest(
+                          cl.call_timestamp, s.last_verified_at,
+                          (SELECT max(coalesce(e.ended_at, e.occurred_at)) FROM call_events e
+                           WHERE e.call_log_id = cl.id))), now()) AS "last_seen!"
+               FROM call_logs cl LEFT JOIN websocket_servers s ON s.name = cl.server_name
+               WHERE cl.server_name = $1 AND cl.ended_at IS NULL AND cl.call_sid IS NOT NULL
+               ORDER BY cl.call_timestamp"#,
+            server_name
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut closed = Vec::new();
+        for call in open {
+            let end = CallEnd {
+                ended_at: call.last_seen,
+                end_reason: EndReason::GatewayRestart,
+                outcome: CallOutcome::Called,
+                duration_secs: None,
+                summary: None,
+                recording_url: None,
+                metadata: serde_json::json!({
+                    "end_reason": EndReason::GatewayRestart.as_str(),
+                    "gateway_restart": {"server": server_name, "closed_by": closed_by},
+                }),
+                callback: None,
+                lead_facts: CallFacts::default(),
+                analysis: None,
+            };
+            if self.close_call(&call.call_sid, &end).await? == Applied::Now {
+                closed.push(call.call_sid);
+            }
+        }
+        Ok(closed)
     }
 
     async fn call_log_id(&self, call_sid: &str) -> Result<Option<Uuid>, DbError> {

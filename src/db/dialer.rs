@@ -85,12 +85,24 @@ pub struct VoicemailAttempt {
     pub messages: Messages,
 }
 
-/// An attempt in flight for too long.
+/// An attempt in flight for too long, with what the call's own record says.
 #[derive(Debug, Clone)]
 pub struct StuckAttempt {
     pub attempt_id: Uuid,
     pub status: String,
     pub call_sid: Option<String>,
+    /// The call's `call_logs` row, if there is one: by the attempt's `call_sid`, else (the
+    /// answer callback did not reach the attempt) the lead's outbound call in the campaign
+    /// since the attempt was placed.
+    pub logged: Option<LoggedCall>,
+}
+
+/// What a call's log says about a call the dialer lost track of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedCall {
+    pub call_sid: String,
+    /// `call_logs.call_status`: `called` and `transferred` reached the stream.
+    pub call_status: String,
 }
 
 const IN_FLIGHT: &[&str] = &["dialing", "ringing", "in_progress"];
@@ -551,6 +563,8 @@ impl Database {
             direction: Direction::Outbound,
             at: Utc::now(),
             end_reason: EndReason::Voicemail,
+            answered: false,
+            duration_secs: 0,
             metadata: metadata.clone(),
         };
         match self.record_unreached_call(&unreached).await? {
@@ -659,7 +673,8 @@ impl Database {
     }
 
     /// Attempts in flight whose last news is older than their campaign's ring timeout plus
-    /// maximum call duration plus `margin`: Plivo will not call back about them any more.
+    /// maximum call duration plus `margin`: Plivo will not call back about them any more. Each
+    /// comes with its call's log, if there is one, which says whether the call was reached.
     pub async fn stuck_attempts(
         &self,
         now: DateTime<Utc>,
@@ -667,8 +682,21 @@ impl Database {
         limit: i64,
     ) -> Result<Vec<StuckAttempt>, DbError> {
         let rows = sqlx::query!(
-            r#"SELECT a.id, a.status, a.call_sid
+            r#"SELECT a.id, a.status, a.call_sid, logged.call_sid AS "logged_call_sid?",
+                      logged.call_status AS "logged_status?"
                FROM dial_attempts a JOIN campaigns c ON c.id = a.campaign_id
+               LEFT JOIN LATERAL (
+                   SELECT l.call_sid, l.call_status FROM call_logs l
+                   WHERE l.call_sid = a.call_sid
+                   UNION ALL
+                   (SELECT l.call_sid, l.call_status FROM call_logs l
+                    WHERE a.call_sid IS NULL AND l.lead_id = a.lead_id
+                      AND l.campaign_id = a.campaign_id AND l.direction = 'outbound'
+                      AND l.call_sid IS NOT NULL
+                      AND l.call_timestamp >= coalesce(a.placed_at, a.claimed_at, a.created_at)
+                    ORDER BY l.call_timestamp
+                    LIMIT 1)
+                   LIMIT 1) logged ON TRUE
                WHERE a.status = ANY($3)
                  AND coalesce(a.answered_at, a.placed_at, a.claimed_at, a.updated_at)
                      + make_interval(secs => c.ring_timeout_seconds + c.max_call_duration_seconds + $2::float8)
@@ -688,6 +716,13 @@ impl Database {
                 attempt_id: row.id,
                 status: row.status,
                 call_sid: row.call_sid,
+                logged: match (row.logged_call_sid, row.logged_status) {
+                    (Some(call_sid), Some(call_status)) => Some(LoggedCall {
+                        call_sid,
+                        call_status,
+                    }),
+                    _ => None,
+                },
             })
             .collect())
     }

@@ -1,12 +1,33 @@
 //! The `websocket_servers` registry: each gateway registers its `wss://` URL, heartbeats with
 //! its live call count, and deactivates itself when draining. `/plivo/answer` picks the best
 //! active, verified, fresh server, which is not always the one answering.
+//!
+//! The heartbeat is also the gateway's sign of life, whether it takes new streams or not (an
+//! operator's deactivation, a drain): a row whose heartbeat is older than
+//! [`STALE_HEARTBEATS`] of its own intervals belongs to a gateway that is gone, and its open
+//! calls are closed by whichever gateway notices (see `db::calls::close_orphaned_calls`).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use super::{Database, DbError};
+
+/// A registry row older than this many of its heartbeat intervals is stale: not picked for new
+/// streams, and its gateway is taken for gone.
+pub const STALE_HEARTBEATS: u32 = 3;
+
+/// What a heartbeat found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// The row is active: refreshed, verified, its live calls counted.
+    Active,
+    /// The row is inactive (an operator's deactivation, or this gateway drains): its sign of
+    /// life is refreshed, nothing else; the heartbeat does not reactivate it.
+    Inactive,
+    /// There is no row for this name.
+    Missing,
+}
 
 /// A row of `websocket_servers`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,52 +42,60 @@ pub struct StreamServer {
 }
 
 impl Database {
-    /// Registers (or re-registers) this server as active and verified.
+    /// Registers (or re-registers) this server as active and verified, with its heartbeat
+    /// interval.
     pub async fn register_server(
         &self,
         name: &str,
         url: &str,
         priority: i32,
+        heartbeat: Duration,
     ) -> Result<(), DbError> {
         sqlx::query!(
-            r#"INSERT INTO websocket_servers (name, url, priority, is_active, status, last_verified_at, live_calls)
-               VALUES ($1, $2, $3, TRUE, 'verified', now(), 0)
+            r#"INSERT INTO websocket_servers (name, url, priority, is_active, status, last_verified_at,
+                                              live_calls, heartbeat_secs)
+               VALUES ($1, $2, $3, TRUE, 'verified', now(), 0, $4)
                ON CONFLICT (name) DO UPDATE
                SET url = EXCLUDED.url, priority = EXCLUDED.priority, is_active = TRUE,
-                   status = 'verified', last_verified_at = now(), live_calls = 0, failure_reason = NULL"#,
+                   status = 'verified', last_verified_at = now(), live_calls = 0, failure_reason = NULL,
+                   heartbeat_secs = EXCLUDED.heartbeat_secs"#,
             name,
             url,
             priority,
+            heartbeat_secs(heartbeat),
         )
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// Refreshes this server's row. Returns `false` if the row is gone or an operator
-    /// deactivated it (which the heartbeat respects: it does not reactivate the server).
-    pub async fn heartbeat_server(&self, name: &str, live_calls: i32) -> Result<bool, DbError> {
-        let result = sqlx::query!(
+    /// Refreshes this server's row: its sign of life always, its status and live calls while
+    /// it is active. An inactive row stays inactive (an operator deactivated it, or the gateway
+    /// drains, still alive and still holding calls).
+    pub async fn heartbeat_server(
+        &self,
+        name: &str,
+        live_calls: i32,
+        heartbeat: Duration,
+    ) -> Result<Heartbeat, DbError> {
+        let active = sqlx::query_scalar!(
             r#"UPDATE websocket_servers
-               SET last_verified_at = now(), status = 'verified', live_calls = $2
-               WHERE name = $1 AND is_active"#,
+               SET last_verified_at = now(), heartbeat_secs = $3,
+                   status = CASE WHEN is_active THEN 'verified' ELSE status END,
+                   live_calls = CASE WHEN is_active THEN $2 ELSE live_calls END
+               WHERE name = $1
+               RETURNING is_active"#,
             name,
             live_calls.max(0),
+            heartbeat_secs(heartbeat),
         )
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(result.rows_affected() == 1)
-    }
-
-    /// Whether a row for `name` exists at all (active or not).
-    pub async fn server_exists(&self, name: &str) -> Result<bool, DbError> {
-        let exists = sqlx::query_scalar!(
-            r#"SELECT EXISTS (SELECT 1 FROM websocket_servers WHERE name = $1) AS "exists!""#,
-            name
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(exists)
+        Ok(match active {
+            Some(true) => Heartbeat::Active,
+            Some(false) => Heartbeat::Inactive,
+            None => Heartbeat::Missing,
+        })
     }
 
     /// Takes this server out of rotation (draining or stopped).
@@ -126,4 +155,36 @@ impl Database {
         .await?;
         Ok(server)
     }
+
+    /// Other gateways whose heartbeat is stale (older than [`STALE_HEARTBEATS`] of their own
+    /// interval, or of `default_heartbeat` for a row that never said) and that still have open
+    /// calls: gone, with calls nobody will close.
+    pub async fn stale_servers_with_open_calls(
+        &self,
+        except: &str,
+        default_heartbeat: Duration,
+    ) -> Result<Vec<String>, DbError> {
+        let names = sqlx::query_scalar!(
+            r#"SELECT s.name FROM websocket_servers s
+               WHERE s.name <> $1
+                 AND coalesce(s.last_verified_at, '-infinity'::timestamptz)
+                     < now() - make_interval(secs => coalesce(s.heartbeat_secs, $2) * $3::float8)
+                 AND EXISTS (SELECT 1 FROM call_logs cl
+                             WHERE cl.server_name = s.name AND cl.ended_at IS NULL)
+               ORDER BY s.name"#,
+            except,
+            heartbeat_secs(default_heartbeat),
+            f64::from(STALE_HEARTBEATS),
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(names)
+    }
+}
+
+/// A heartbeat interval as the registry stores it: whole seconds, at least one.
+fn heartbeat_secs(heartbeat: Duration) -> i32 {
+    i32::try_from(heartbeat.as_secs())
+        .unwrap_or(i32::MAX)
+        .max(1)
 }

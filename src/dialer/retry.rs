@@ -80,6 +80,18 @@ pub fn classify_hangup(status: &str, cause: Option<&str>, code: Option<u32>) -> 
     }
 }
 
+/// The class of an attempt Plivo never called back about (its hangup callback was lost), from
+/// its call's log (`call_logs.call_status`, when there is a row): a call that reached the
+/// stream was answered and talked (`completed`, never re-dialled), a machine is `voicemail`;
+/// no row, or a row of a call that was not reached, fails it (and it is retried once).
+pub fn recovered_class(logged_status: Option<&str>) -> AttemptClass {
+    match logged_status {
+        Some("called" | "transferred") => AttemptClass::Completed,
+        Some("voicemail") => AttemptClass::Voicemail,
+        _ => AttemptClass::Failed,
+    }
+}
+
 /// Why placing a call through the REST API failed, as far as the retry cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlaceFailure {
@@ -164,6 +176,35 @@ mod tests {
                 expected,
                 "{status} {cause:?} {code:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_lost_hangup_callback_is_read_from_the_call_log() {
+        use AttemptClass::*;
+        for (logged, expected) in [
+            (Some("called"), Completed),
+            (Some("transferred"), Completed),
+            (Some("voicemail"), Voicemail),
+            (Some("no_answer"), Failed),
+            (None, Failed),
+        ] {
+            assert_eq!(recovered_class(logged), expected, "{logged:?}");
+            if expected == Completed {
+                let policy = Finished {
+                    class: expected,
+                    attempt_number: 1,
+                    is_test: false,
+                    earlier_failures: 0,
+                    max_attempts: 3,
+                    retry_backoff: Duration::from_secs(600),
+                };
+                assert_eq!(
+                    next_attempt_after(&policy),
+                    None,
+                    "a reached lead is not re-dialled"
+                );
+            }
         }
     }
 

@@ -1,5 +1,5 @@
 //! The dialer's loop inside `serve`: every poll interval it finishes attempts nobody heard
-//! back about, claims due attempts organization by organization (see `db::dialer` for the
+//! back about (by their call's log when there is one), claims due attempts organization by organization (see `db::dialer` for the
 //! locks), places the claimed calls through `plivo::rest` (each in its own tracked task, with a
 //! span per attempt), and completes campaigns with nothing left. It stops claiming as soon as
 //! the gateway drains; calls already claimed are still placed.
@@ -308,7 +308,9 @@ impl Dialer {
         }
     }
 
-    /// Finishes attempts in flight with no callback beyond their limit as failed.
+    /// Finishes attempts in flight with no callback beyond their limit: by what the call's own
+    /// log says (a call that reached the stream was answered: completed, no retry), else as
+    /// failed.
     async fn recover_stuck(&self, now: DateTime<Utc>) -> Result<usize, DbError> {
         let stuck = self
             .db
@@ -316,20 +318,43 @@ impl Dialer {
             .await?;
         let margin = self.settings.stuck_margin;
         for attempt in &stuck {
-            tracing::warn!(
-                attempt_id = %attempt.attempt_id, status = %attempt.status,
-                call_sid = ?attempt.call_sid, "no callback from Plivo in time: attempt failed"
-            );
-            let end = AttemptEnd {
-                attempt_id: attempt.attempt_id,
-                class: AttemptClass::Failed,
-                call_sid: None,
-                hangup_cause: None,
-                error: Some(format!(
-                    "no callback from Plivo within the ring timeout, the maximum duration and {}s (left {})",
-                    margin.as_secs(),
-                    attempt.status
-                )),
+            let logged = attempt.logged.as_ref();
+            let class = retry::recovered_class(logged.map(|call| call.call_status.as_str()));
+            let end = match (class, logged) {
+                (AttemptClass::Failed, _) | (_, None) => {
+                    tracing::warn!(
+                        attempt_id = %attempt.attempt_id, status = %attempt.status,
+                        call_sid = ?attempt.call_sid, "no callback from Plivo in time: attempt failed"
+                    );
+                    AttemptEnd {
+                        attempt_id: attempt.attempt_id,
+                        class: AttemptClass::Failed,
+                        call_sid: None,
+                        hangup_cause: None,
+                        error: Some(format!(
+                            "no callback from Plivo within the ring timeout, the maximum duration and {}s (left {})",
+                            margin.as_secs(),
+                            attempt.status
+                        )),
+                    }
+                }
+                (class, Some(call)) => {
+                    tracing::warn!(
+                        attempt_id = %attempt.attempt_id, status = %attempt.status,
+                        call_sid = %call.call_sid, class = class.as_str(),
+                        "no hangup callback from Plivo in time: the call's log says it was reached"
+                    );
+                    AttemptEnd {
+                        attempt_id: attempt.attempt_id,
+                        class,
+                        call_sid: Some(call.call_sid.clone()),
+                        hangup_cause: Some(format!(
+                            "no hangup callback; the call log says {}",
+                            call.call_status
+                        )),
+                        error: None,
+                    }
+                }
             };
             callbacks::finish(&self.db, &end).await?;
         }

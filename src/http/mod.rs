@@ -10,7 +10,7 @@ mod plivo;
 pub mod server;
 
 pub use guard::{MAX_WEBHOOK_BODY_BYTES, NONCE_REPLAY_WINDOW};
-pub use plivo::SOCKET_BUFFER_BYTES;
+pub use plivo::{SOCKET_BUFFER_BYTES, SOCKET_NOTSENT_LOWAT_BYTES};
 
 use std::sync::Arc;
 

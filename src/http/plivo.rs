@@ -42,6 +42,12 @@ const MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
 /// memory; frames are about 1 KiB and the buffer grows when a larger one arrives. Writes go out
 /// at once (no write buffering), since every frame is flushed anyway.
 pub const SOCKET_BUFFER_BYTES: usize = 8 * 1024;
+/// Unsent bytes the kernel keeps for one of our sockets (`TCP_NOTSENT_LOWAT`, set on every
+/// accepted connection): beyond them a write waits. It bounds what a stalled peer can absorb
+/// (this plus its own receive window, instead of megabytes of autotuned send buffer), so a
+/// media socket that stopped reading is found within seconds, at about 15 KB of agent audio a
+/// second. Data already sent and not yet acknowledged does not count: throughput is unchanged.
+pub const SOCKET_NOTSENT_LOWAT_BYTES: u32 = 16 * 1024;
 /// What an unknown caller hears.
 const UNKNOWN_CALL_MESSAGE: &str = "Sorry, we could not find your details. Goodbye.";
 const NOBODY_AVAILABLE: &str = "Sorry, none of our colleagues can take your call right now. We will call you back soon. Goodbye.";
@@ -112,7 +118,8 @@ async fn stream_to_best_server(
     inbound: bool,
     resume: bool,
 ) -> Response {
-    let fresh_within = state.settings.server.heartbeat_interval * crate::startup::STALE_HEARTBEATS;
+    let fresh_within =
+        state.settings.server.heartbeat_interval * crate::db::servers::STALE_HEARTBEATS;
     let stream_base = match state.db.pick_stream_server(fresh_within).await {
         Ok(Some(server)) => server.url,
         Ok(None) | Err(_) => crate::startup::stream_url(&state.settings).to_string(),
@@ -227,7 +234,9 @@ pub async fn hangup(
             return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
         }
     }
-    // No row: the call never reached the stream.
+    // No row: the call never reached the stream, or its open is not written yet. Plivo says
+    // whether it was answered; an answered call is `called`, and the open makes its row the
+    // real call when it comes.
     let end_reason = match status.as_str() {
         "busy" => EndReason::Busy,
         "failed" => EndReason::Failed,
@@ -235,6 +244,13 @@ pub async fn hangup(
         "cancel" | "canceled" | "cancelled" => EndReason::Canceled,
         _ => EndReason::CallerHangup,
     };
+    let answered = status == "completed"
+        && (duration > 0
+            || webhook.get("AnswerTime").is_some()
+            || webhook
+                .get("BillDuration")
+                .and_then(|value| value.parse::<i32>().ok())
+                .is_some_and(|billed| billed > 0));
     let ids = |key: &str| {
         webhook
             .get(key)
@@ -258,11 +274,25 @@ pub async fn hangup(
         direction,
         at: chrono::Utc::now(),
         end_reason,
-        metadata: details,
+        answered,
+        duration_secs: duration,
+        metadata: details.clone(),
     };
-    match state.db.record_unreached_call(&unreached).await {
-        Ok(_) => (StatusCode::OK, "ok").into_response(),
-        Err(crate::db::DbError::UnknownLead { .. }) => (StatusCode::OK, "ok").into_response(),
+    let recorded = match state.db.record_unreached_call(&unreached).await {
+        // The open won the race since we looked: the duration goes on its row.
+        Ok((_, crate::db::calls::Applied::Already)) => {
+            state
+                .db
+                .record_hangup_duration(&call_sid, duration, &details)
+                .await
+        }
+        Ok((_, crate::db::calls::Applied::Now)) | Err(crate::db::DbError::UnknownLead { .. }) => {
+            Ok(())
+        }
+        Err(error) => Err(error),
+    };
+    match recorded {
+        Ok(()) => (StatusCode::OK, "ok").into_response(),
         Err(error) => {
             tracing::error!(%call_sid, %error, "unreached call not recorded");
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()

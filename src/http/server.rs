@@ -94,6 +94,10 @@ pub async fn serve(
         };
         // Media frames are small and latency-bound: no Nagle delay on any connection.
         let _ = tcp.set_nodelay(true);
+        // At most this much unsent data waits in the kernel: a peer that stops reading blocks
+        // our writes within seconds, not after megabytes.
+        let _ = socket2::SockRef::from(&tcp)
+            .set_tcp_notsent_lowat(crate::http::SOCKET_NOTSENT_LOWAT_BYTES);
         match Arc::clone(&permits).try_acquire_owned() {
             Ok(permit) => {
                 let io = LimitedIo::new(tcp, permit);

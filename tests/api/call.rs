@@ -735,3 +735,96 @@ async fn an_l16_carrier_is_resampled_to_pcm_24k_and_back() {
         "the caller's resampled speech was heard by the provider's VAD"
     );
 }
+
+/// A Plivo media socket that sends `start` and then never reads again: a small receive buffer,
+/// so the kernel stops taking the gateway's audio after a few kilobytes.
+async fn stalled_carrier(
+    fixture: &Fixture,
+    stream_url: &str,
+    call_sid: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+    use voice_gateway::plivo::signature::{self, Method};
+
+    let nonce = "stalled0nonce";
+    let signature =
+        signature::v3_signature(AUTH_TOKEN.as_bytes(), Method::Get, stream_url, &[], nonce);
+    let path = &stream_url[stream_url.find("/plivo/stream").unwrap()..];
+    let mut request = format!("ws://{}{path}", fixture.app.address)
+        .into_client_request()
+        .unwrap();
+    let headers = request.headers_mut();
+    headers.insert(
+        "X-Plivo-Signature-V3",
+        HeaderValue::from_str(&signature).unwrap(),
+    );
+    headers.insert(
+        "X-Plivo-Signature-V3-Nonce",
+        HeaderValue::from_static(nonce),
+    );
+    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+    // Set before connecting, so the advertised window stays this small.
+    tcp.set_recv_buffer_size(4096).unwrap();
+    let tcp = tcp.connect(fixture.app.address).await.unwrap();
+    let (mut socket, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
+    let mut start = String::new();
+    voice_gateway::plivo::stream::write_start(
+        &mut start,
+        1,
+        call_sid,
+        "stream-stalled",
+        voice_gateway::audio::AudioFormat::MULAW_8K,
+    );
+    socket.send(Message::text(start)).await.unwrap();
+    socket
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plivo_socket_that_stops_reading_ends_the_call_and_keeps_its_row() {
+    // The agent would talk for two minutes; the drain would wait as long for the call.
+    let fake = FakeRealtimeConfig {
+        greeting_ms: 120_000,
+        ..FakeRealtimeConfig::default()
+    };
+    let fixture = Fixture::start(fake, 1, &[("VG_SHUTDOWN_GRACE_SECS", "60")]).await;
+    let config = fixture.caller(0, "CA-stalled");
+    let (status, xml, _) = plivo_caller::answer(&config, &fixture.http).await.unwrap();
+    assert_eq!(status, 200);
+    let stream_url = plivo_caller::stream_url_of(&xml).unwrap();
+    // Held, never read, until the end of the test.
+    let carrier = stalled_carrier(&fixture, &stream_url, "CA-stalled").await;
+    crate::campaign_api::wait_until("the call opened", Duration::from_secs(60), || async {
+        fixture
+            .test
+            .db
+            .call_log("CA-stalled")
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+
+    // SIGTERM's drain: the call is not held up by the dead socket, and it ends by itself.
+    let drain_started = std::time::Instant::now();
+    let (test, _org, _fake) = fixture.finish().await;
+    let drained_in = drain_started.elapsed();
+    assert!(
+        drained_in < Duration::from_secs(45),
+        "the stalled call ended on its own (socket buffers, then the 5 s write timeout), well inside the 60 s grace: {drained_in:?}"
+    );
+    let row = call_row(&test, "CA-stalled").await;
+    assert!(row.ended_at.is_some(), "the close is written");
+    assert_eq!(
+        row.end_reason.as_deref(),
+        Some("caller_hangup"),
+        "nobody hears the call any more"
+    );
+    let metadata = row.metadata.unwrap();
+    assert_eq!(metadata["carrier_stalled"], true, "{metadata}");
+    assert!(
+        metadata["frames"]["out"].as_u64().unwrap() > 0,
+        "audio went out before the stall: {metadata}"
+    );
+    drop(carrier);
+}

@@ -328,6 +328,8 @@ async fn unreached_calls_are_recorded_once_from_callbacks() {
         direction: Direction::Outbound,
         at: Utc::now(),
         end_reason: reason,
+        answered: false,
+        duration_secs: 0,
         metadata: json!({"hangup_cause": "NO_ANSWER"}),
     };
 
@@ -449,4 +451,151 @@ async fn the_hangup_callback_sets_the_whole_duration() {
         db.record_hangup_duration("CA-none", 1, &json!({})).await,
         Err(DbError::UnknownCall(_))
     ));
+}
+
+/// Plivo's hangup callback for an answered call whose open is not written yet.
+fn answered_hangup(org: &Org, lead: usize, call_sid: &str, duration: i32) -> UnreachedCall {
+    UnreachedCall {
+        call_sid: call_sid.to_owned(),
+        campaign_id: org.campaign_id,
+        lead_id: org.lead_ids[lead],
+        direction: Direction::Outbound,
+        at: Utc::now(),
+        end_reason: EndReason::CallerHangup,
+        answered: true,
+        duration_secs: duration,
+        metadata: json!({"hangup": {"status": "completed", "duration": duration}}),
+    }
+}
+
+#[tokio::test]
+async fn a_hangup_before_the_open_becomes_the_real_call_when_the_open_comes() {
+    let test = TestDb::new().await;
+    let db = &test.db;
+    let org = seed_org(db.pool(), "Acme", 3).await;
+
+    // Answered, hung up, and the callback overtook the stream's open.
+    let (provisional_id, _) = db
+        .record_unreached_call(&answered_hangup(&org, 0, "CA-H1", 37))
+        .await
+        .unwrap();
+    let row = db.call_log("CA-H1").await.unwrap().unwrap();
+    assert_eq!(
+        (row.call_status.as_str(), row.end_reason.as_deref()),
+        ("called", Some("caller_hangup")),
+        "Plivo says it was answered: never no_answer"
+    );
+    assert_eq!(lead_state(db, org.lead_ids[0]).await.0, "contacted");
+
+    let (opened_id, applied) = db.open_call(&start(&org, 0, "CA-H1")).await.unwrap();
+    assert_eq!((opened_id, applied), (provisional_id, Applied::Now));
+    let row = db.call_log("CA-H1").await.unwrap().unwrap();
+    assert_eq!(
+        (row.ended_at, row.end_reason),
+        (None, None),
+        "the open makes it the live call"
+    );
+    db.append_call_event(
+        "CA-H1",
+        &speech(0, EventKind::AgentSpeech, "Hello, this is Maya."),
+    )
+    .await
+    .unwrap();
+    db.append_call_event(
+        "CA-H1",
+        &speech(1, EventKind::CallerSpeech, "Tell me more."),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        db.close_call("CA-H1", &end(EndReason::AgentEnded))
+            .await
+            .unwrap(),
+        Applied::Now
+    );
+    let row = db.call_log("CA-H1").await.unwrap().unwrap();
+    assert_eq!(row.call_status, "called");
+    assert_eq!(row.end_reason.as_deref(), Some("agent_ended"));
+    assert_eq!(
+        row.transcript.as_deref(),
+        Some("Agent: Hello, this is Maya.\nCaller: Tell me more.")
+    );
+    assert_eq!(row.duration, 37, "Plivo's duration of the whole call");
+    let metadata = row.metadata.unwrap();
+    assert_eq!(metadata["stream_id"], "s-1");
+    assert_eq!(metadata["hangup"]["duration"], 37);
+    let (status, call_status, _, call_log_id) = lead_state(db, org.lead_ids[0]).await;
+    assert_eq!(
+        (status.as_str(), call_status.as_str(), call_log_id),
+        ("contacted", "called", Some(provisional_id))
+    );
+
+    // Even a callback that said "no answer" gives way to a stream that did start.
+    let unanswered = UnreachedCall {
+        end_reason: EndReason::NoAnswer,
+        answered: false,
+        duration_secs: 0,
+        ..answered_hangup(&org, 1, "CA-H2", 0)
+    };
+    db.record_unreached_call(&unanswered).await.unwrap();
+    assert_eq!(lead_state(db, org.lead_ids[1]).await.1, "no_answer");
+    db.open_call(&start(&org, 1, "CA-H2")).await.unwrap();
+    db.close_call("CA-H2", &end(EndReason::CallerHangup))
+        .await
+        .unwrap();
+    let row = db.call_log("CA-H2").await.unwrap().unwrap();
+    assert_eq!(
+        (row.call_status.as_str(), row.end_reason.as_deref()),
+        ("called", Some("caller_hangup"))
+    );
+    assert_eq!(lead_state(db, org.lead_ids[1]).await.1, "called");
+
+    // A machine's row stays a machine's: its late open is not the call.
+    let machine = UnreachedCall {
+        end_reason: EndReason::Voicemail,
+        answered: false,
+        duration_secs: 0,
+        ..answered_hangup(&org, 2, "CA-M", 0)
+    };
+    db.record_unreached_call(&machine).await.unwrap();
+    assert_eq!(
+        db.open_call(&start(&org, 2, "CA-M")).await.unwrap().1,
+        Applied::Already
+    );
+    let row = db.call_log("CA-M").await.unwrap().unwrap();
+    assert_eq!(
+        (row.call_status.as_str(), row.end_reason.as_deref()),
+        ("voicemail", Some("voicemail"))
+    );
+
+    assert_eq!(
+        counters(db, org.campaign_id).await.0,
+        3,
+        "each call counted once"
+    );
+    // A repeated open changes nothing once the stream holds the call.
+    assert_eq!(
+        db.open_call(&start(&org, 0, "CA-H1")).await.unwrap().1,
+        Applied::Already
+    );
+}
+
+#[tokio::test]
+async fn a_hangup_between_the_open_and_the_close_keeps_plivo_s_duration() {
+    let test = TestDb::new().await;
+    let db = &test.db;
+    let org = seed_org(db.pool(), "Acme", 1).await;
+    db.open_call(&start(&org, 0, "CA-H3")).await.unwrap();
+    db.record_hangup_duration("CA-H3", 41, &json!({"hangup": {"duration": 41}}))
+        .await
+        .unwrap();
+    db.close_call("CA-H3", &end(EndReason::CallerHangup))
+        .await
+        .unwrap();
+    let row = db.call_log("CA-H3").await.unwrap().unwrap();
+    assert_eq!(
+        row.duration, 41,
+        "the close does not overwrite the whole call's duration"
+    );
+    assert_eq!(row.end_reason.as_deref(), Some("caller_hangup"));
 }

@@ -1039,3 +1039,90 @@ async fn a_lead_enrolled_while_the_campaign_is_completing_keeps_it_running() {
     assert_eq!(completed, vec![campaign.id]);
     assert_eq!(campaign_status(pool, campaign.id).await.0, "completed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_hangup_callback_never_re_dials_a_lead_the_call_reached() {
+    use voice_gateway::{db::calls::CallStart, domain::Direction};
+    let test = TestDb::new().await;
+    let pool = test.pool();
+    let campaign = seed_campaign(pool, 10, "max_attempts = 3").await;
+    let placed_at = utc("2026-06-15T14:00:00Z");
+    let leads = enroll(pool, &campaign, 6, 3, placed_at).await;
+    // Lead 0 was answered (the answer callback linked the call), lead 1 too (but the answer
+    // callback never reached its attempt), lead 2 never: every hangup callback was lost.
+    for (lead, status, call_sid) in [
+        (0, "in_progress", Some("CA-reached")),
+        (1, "ringing", None),
+        (2, "ringing", None),
+    ] {
+        sqlx::query(
+            "UPDATE dial_attempts SET status = $2, claimed_at = $3, placed_at = $3,
+                    answered_at = CASE WHEN $4::text IS NULL THEN NULL ELSE $3 END,
+                    call_sid = $4, claimed_by = 'a-gateway', request_uuid = 'lost'
+             WHERE lead_id = $1",
+        )
+        .bind(leads[lead].0)
+        .bind(status)
+        .bind(placed_at)
+        .bind(call_sid)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    for (lead, call_sid) in [(0, "CA-reached"), (1, "CA-unlinked")] {
+        test.db
+            .open_call(&CallStart {
+                call_sid: call_sid.to_owned(),
+                campaign_id: campaign.id,
+                lead_id: leads[lead].0,
+                direction: Direction::Outbound,
+                started_at: placed_at + TimeDelta::seconds(20),
+                server_name: "a-gateway".to_owned(),
+                metadata: serde_json::json!({}),
+            })
+            .await
+            .unwrap();
+    }
+    let fake = FakePlivoApi::start(false).await.unwrap();
+    let clock = ManualClock::new(placed_at + TimeDelta::seconds(931));
+    let dialer = manual_dialer(&test.db, &fake, 2, &clock);
+    let pass = dialer.pass(&Lifecycle::default()).await.unwrap();
+    assert_eq!(pass.recovered, 3);
+
+    let rows = attempts(pool, campaign.id).await;
+    let of = |lead: usize| -> Vec<&Attempt> {
+        rows.iter()
+            .filter(|attempt| attempt.lead_id == leads[lead].0)
+            .collect()
+    };
+    for (lead, call_sid) in [(0, "CA-reached"), (1, "CA-unlinked")] {
+        let attempts = of(lead);
+        assert_eq!(
+            attempts.len(),
+            1,
+            "lead {lead} reached: never dialled again"
+        );
+        assert_eq!(attempts[0].status, "completed", "lead {lead}");
+        assert_eq!(attempts[0].call_sid.as_deref(), Some(call_sid));
+        assert!(
+            attempts[0]
+                .hangup_cause
+                .as_deref()
+                .unwrap()
+                .contains("call log says called"),
+            "{:?}",
+            attempts[0].hangup_cause
+        );
+    }
+    let unreached = of(2);
+    assert_eq!(
+        unreached
+            .iter()
+            .map(|attempt| attempt.status.as_str())
+            .collect::<Vec<_>>(),
+        ["failed", "scheduled"],
+        "no record of the call: failed, and retried"
+    );
+    assert!(fake.state().calls.is_empty());
+    fake.stop().await;
+}

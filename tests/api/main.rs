@@ -12,6 +12,7 @@ mod helpers;
 mod limits;
 mod local;
 mod logs;
+mod restart;
 mod rls;
 mod schema;
 mod serve;

@@ -14,10 +14,10 @@ use crate::helpers::{TestApp, TestDb, settings_for};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_voice-gateway");
 /// A safety net for a hung child, never a synchronisation point.
-const CHILD_DEADLINE: Duration = Duration::from_secs(120);
+pub(crate) const CHILD_DEADLINE: Duration = Duration::from_secs(120);
 
 /// The binary with a clean environment plus `vars`.
-fn gateway(args: &[&str], vars: &[(&str, &str)]) -> Command {
+pub(crate) fn gateway(args: &[&str], vars: &[(&str, &str)]) -> Command {
     let mut command = Command::new(BINARY);
     command
         .args(args)
@@ -102,7 +102,7 @@ async fn migrate_applies_the_schema_to_an_empty_database() {
 }
 
 /// Reads JSON log lines until one has `message == wanted`; returns it.
-async fn wait_for_log(
+pub(crate) async fn wait_for_log(
     lines: &mut Lines<BufReader<ChildStderr>>,
     wanted: &str,
 ) -> serde_json::Value {

@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
+use voice_gateway::db::servers::Heartbeat;
+
 use crate::helpers::TestDb;
+
+const BEAT: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn the_best_fresh_active_server_is_picked() {
@@ -15,17 +19,23 @@ async fn the_best_fresh_active_server_is_picked() {
         "no servers, no pick"
     );
 
-    db.register_server("gw-a", "wss://a.test/plivo/stream", 0)
+    db.register_server("gw-a", "wss://a.test/plivo/stream", 0, BEAT)
         .await
         .unwrap();
-    db.register_server("gw-b", "wss://b.test/plivo/stream", 10)
+    db.register_server("gw-b", "wss://b.test/plivo/stream", 10, BEAT)
         .await
         .unwrap();
-    db.register_server("gw-c", "wss://c.test/plivo/stream", 10)
+    db.register_server("gw-c", "wss://c.test/plivo/stream", 10, BEAT)
         .await
         .unwrap();
-    assert!(db.heartbeat_server("gw-b", 40).await.unwrap());
-    assert!(db.heartbeat_server("gw-c", 3).await.unwrap());
+    assert_eq!(
+        db.heartbeat_server("gw-b", 40, BEAT).await.unwrap(),
+        Heartbeat::Active
+    );
+    assert_eq!(
+        db.heartbeat_server("gw-c", 3, BEAT).await.unwrap(),
+        Heartbeat::Active
+    );
     let best = db.pick_stream_server(fresh).await.unwrap().unwrap();
     assert_eq!(
         best.name, "gw-c",
@@ -45,7 +55,10 @@ async fn the_best_fresh_active_server_is_picked() {
 
     // Deactivated and failed servers are skipped; the heartbeat does not reactivate them.
     db.deactivate_server("gw-b").await.unwrap();
-    assert!(!db.heartbeat_server("gw-b", 1).await.unwrap());
+    assert_eq!(
+        db.heartbeat_server("gw-b", 1, BEAT).await.unwrap(),
+        Heartbeat::Inactive
+    );
     assert!(!db.stream_server("gw-b").await.unwrap().unwrap().is_active);
     db.mark_server_failed("gw-a", "TLS handshake failed")
         .await
@@ -53,7 +66,7 @@ async fn the_best_fresh_active_server_is_picked() {
     assert_eq!(db.pick_stream_server(fresh).await.unwrap(), None);
 
     // Re-registering brings a server back, with the same row.
-    db.register_server("gw-a", "wss://a2.test/plivo/stream", 1)
+    db.register_server("gw-a", "wss://a2.test/plivo/stream", 1, BEAT)
         .await
         .unwrap();
     let back = db.pick_stream_server(fresh).await.unwrap().unwrap();

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 use voice_gateway::{
+    audio::AudioFormat,
     plivo::signature::{self, Method},
     simulators::{
         openai_realtime::{FakeMode, FakeRealtimeConfig, FakeRealtimeServer, FakeTurn},
@@ -401,4 +402,145 @@ async fn sigterm_drains_live_calls_and_refuses_new_ones() {
     assert!(test.db.call_log("CA-late").await.unwrap().is_none());
     let server = test.db.stream_server(&name).await.unwrap().unwrap();
     assert!(!server.is_active);
+}
+
+/// Plivo's hangup callback of an answered call that lasted `duration` seconds.
+async fn post_answered_hangup(
+    config: &CallerConfig,
+    http: &reqwest::Client,
+    org: &Org,
+    lead: usize,
+    duration: &str,
+) {
+    let path = format!(
+        "/plivo/hangup?lead_id={}&campaign_id={}",
+        org.lead_ids[lead], org.campaign_id
+    );
+    let form: Vec<(String, String)> = [
+        ("CallUUID", config.call_sid.as_str()),
+        ("CallStatus", "completed"),
+        ("HangupCause", "NORMAL_CLEARING"),
+        ("HangupSource", "Callee"),
+        ("Duration", duration),
+        ("BillDuration", duration),
+        ("AnswerTime", "2026-12-07 10:00:00"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let response = plivo_caller::signed_post(config, http, &path, &form)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+async fn lead_and_total(test: &TestDb, org: &Org, lead: usize) -> (String, String, i32) {
+    sqlx::query_as(
+        "SELECT l.status, l.call_status, c.total_calls FROM campaigns c, leads l WHERE c.id = $1 AND l.id = $2",
+    )
+    .bind(org.campaign_id)
+    .bind(org.lead_ids[lead])
+    .fetch_one(test.pool())
+    .await
+    .unwrap()
+}
+
+fn one_turn() -> FakeRealtimeConfig {
+    FakeRealtimeConfig {
+        turns: vec![FakeTurn {
+            caller_says: "Tell me the price".into(),
+            agent_says: "It starts at eighty lakh.".into(),
+            tool: None,
+        }],
+        ..FakeRealtimeConfig::default()
+    }
+}
+
+const ONE_TURN_THEN_HANG_UP: [Step; 6] = [
+    Step::WaitForAgentAudio,
+    Step::WaitForAgentSilence(Duration::from_millis(300)),
+    Step::Speak(Duration::from_millis(500)),
+    Step::WaitForAgentAudio,
+    Step::WaitForAgentSilence(Duration::from_millis(300)),
+    Step::HangUp,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hangup_callback_that_overtakes_the_stream_leaves_the_call_whole() {
+    let (test, org, _fake, app, _) = start(one_turn(), &[]).await;
+    let http = reqwest::Client::new();
+    let config = caller(&app, &org, 0, "CA-overtaken");
+    let (status, xml, _) = plivo_caller::answer(&config, &http).await.unwrap();
+    assert_eq!(status, 200);
+    let stream_url = plivo_caller::stream_url_of(&xml).unwrap();
+
+    // Plivo's hangup callback arrives before the stream's open is written.
+    post_answered_hangup(&config, &http, &org, 0, "37").await;
+    let row = test.db.call_log("CA-overtaken").await.unwrap().unwrap();
+    assert_eq!(
+        (row.call_status.as_str(), row.end_reason.as_deref()),
+        ("called", Some("caller_hangup")),
+        "answered, so never no_answer"
+    );
+
+    // Then the stream: the open takes the row over, the close writes the conversation.
+    plivo_caller::run_stream(
+        &config,
+        &stream_url,
+        &ONE_TURN_THEN_HANG_UP,
+        AudioFormat::MULAW_8K,
+        CallReport::default(),
+    )
+    .await
+    .unwrap();
+    app.shutdown().await;
+
+    let row = test.db.call_log("CA-overtaken").await.unwrap().unwrap();
+    assert_eq!(
+        (row.call_status.as_str(), row.end_reason.as_deref()),
+        ("called", Some("caller_hangup"))
+    );
+    let transcript = row.transcript.unwrap_or_default();
+    assert!(
+        transcript.contains("Caller: Tell me the price")
+            && transcript.contains("Agent: It starts at eighty lakh."),
+        "the conversation is kept: {transcript:?}"
+    );
+    assert!(row.conversation_summary.is_some());
+    assert_eq!(row.duration, 37, "Plivo's duration of the whole call");
+    let metadata = row.metadata.unwrap();
+    assert!(metadata["stream_id"].is_string(), "{metadata}");
+    assert!(metadata["analysis"].is_object(), "{metadata}");
+    assert_eq!(
+        lead_and_total(&test, &org, 0).await,
+        ("contacted".to_owned(), "called".to_owned(), 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hangup_callback_before_the_close_keeps_plivo_s_duration() {
+    // The summary takes its time, so the close comes well after the caller hung up.
+    let fake = FakeRealtimeConfig {
+        text_time: Duration::from_secs(4),
+        ..one_turn()
+    };
+    let (test, org, _fake, app, _) = start(fake, &[]).await;
+    let http = reqwest::Client::new();
+    let config = caller(&app, &org, 1, "CA-before-close");
+    plivo_caller::place_call(&config, &http, &ONE_TURN_THEN_HANG_UP)
+        .await
+        .unwrap();
+    let row = test.db.call_log("CA-before-close").await.unwrap().unwrap();
+    assert_eq!(row.ended_at, None, "the close waits for the summary");
+    post_answered_hangup(&config, &http, &org, 1, "41").await;
+    app.shutdown().await;
+
+    let row = test.db.call_log("CA-before-close").await.unwrap().unwrap();
+    assert_eq!(row.end_reason.as_deref(), Some("caller_hangup"));
+    assert_eq!(
+        row.duration, 41,
+        "the close does not overwrite the whole call's duration"
+    );
+    assert!(row.transcript.unwrap_or_default().contains("eighty lakh"));
+    assert_eq!(lead_and_total(&test, &org, 1).await.2, 1);
 }

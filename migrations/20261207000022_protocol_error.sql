@@ -6,4 +6,4 @@ ALTER TABLE call_logs ADD CONSTRAINT call_logs_end_reason_check CHECK (end_reaso
     'caller_hangup', 'agent_ended', 'transferred', 'provider_error', 'max_duration',
     'silence', 'shutdown', 'internal_error',
     'no_answer', 'busy', 'failed', 'canceled', 'voicemail',
-    'hangup_requested', 'protocol_error'));
+    'hangup_requested', 'gateway_restart', 'protocol_error'));
