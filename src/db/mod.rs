@@ -85,17 +85,24 @@ impl DbError {
                 ) || error
                     .as_database_error()
                     .and_then(|db| db.code())
-                    // Class 08 (connection), 40001 (serialization), 40P01 (deadlock), 57P0x (shutdown).
-                    .is_some_and(|code| {
-                        code.starts_with("08")
-                            || code == "40001"
-                            || code == "40P01"
-                            || code.starts_with("57P0")
-                    })
+                    .is_some_and(|code| transient_sqlstate(&code))
             }
             _ => false,
         }
     }
+}
+
+/// SQLSTATEs after which the same statement may succeed later: class 08 (connection lost),
+/// 40001 (serialization failure) and 40P01 (deadlock), 53300 (too many connections) and 53400
+/// (a configured limit), 55P03 (lock not available), 57P01–57P05 (the server shutting down, a
+/// failover, idle sessions ended), 57014 (a statement cancelled, such as a timeout).
+fn transient_sqlstate(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("57P0")
+        || matches!(
+            code,
+            "40001" | "40P01" | "53300" | "53400" | "55P03" | "57014"
+        )
 }
 
 /// Whether the gateway's own role bypasses RLS or has to switch to `service_role`.
@@ -249,4 +256,24 @@ pub async fn ensure_database(admin_url: &str, name: &str) -> Result<(), DbError>
     }
     connection.close().await.ok();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transient_sqlstate;
+
+    #[test]
+    fn failover_overload_and_contention_are_transient_and_mistakes_are_not() {
+        for code in [
+            "08000", "08006", "08P01", "40001", "40P01", "53300", "53400", "55P03", "57014",
+            "57P01", "57P02", "57P03", "57P05",
+        ] {
+            assert!(transient_sqlstate(code), "{code}");
+        }
+        for code in [
+            "23505", "23514", "42P01", "42703", "22P02", "53100", "XX000",
+        ] {
+            assert!(!transient_sqlstate(code), "{code}");
+        }
+    }
 }
