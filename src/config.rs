@@ -24,6 +24,7 @@ const KEYS: &[(&str, &str)] = &[
     ("DATABASE_URL", "database.url"),
     ("VG_DB_MAX_CONNECTIONS", "database.max_connections"),
     ("VG_DATA_DIR", "database.data_dir"),
+    ("VG_SPOOL_MAX_MB", "database.spool_max_mb"),
     ("VG_LISTEN", "server.listen"),
     ("VG_PUBLIC_URL", "server.public_url"),
     ("VG_SERVER_NAME", "server.name"),
@@ -356,8 +357,11 @@ pub struct DatabaseSettings {
     /// External PostgreSQL (`DATABASE_URL`); `None` runs the embedded cluster under `data_dir`.
     pub url: Option<SecretString>,
     pub max_connections: u32,
-    /// State of this instance (`VG_DATA_DIR`): the embedded cluster lives in `postgres/` here.
+    /// State of this instance (`VG_DATA_DIR`): the embedded cluster lives in `postgres/` here,
+    /// the spool of call writes in `spool/`.
     pub data_dir: PathBuf,
+    /// The most the spool of call writes may hold (`VG_SPOOL_MAX_MB`).
+    pub spool_max_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -456,6 +460,8 @@ pub mod defaults {
     pub const HTTP_MAX_CONNECTIONS: usize = 10_000;
     pub const IMPORT_MIN_BYTES_PER_SEC: u64 = 1024;
     pub const IMPORT_RATE_GRACE_SECS: u64 = 10;
+    /// A 60 s outage at 2,000 calls spools about 20 MiB (events of ~1 KiB, a few per call).
+    pub const SPOOL_MAX_MB: u64 = 256;
 }
 
 impl Settings {
@@ -588,6 +594,19 @@ impl Settings {
             .get("VG_DATA_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| host.default_data_dir());
+        let spool_max_bytes = source
+            .parse(
+                "VG_SPOOL_MAX_MB",
+                "a whole number of MiB from 1 to 1048576",
+                |raw| {
+                    raw.parse::<u64>()
+                        .ok()
+                        .filter(|mb| (1..=1_048_576).contains(mb))
+                },
+            )?
+            .unwrap_or(defaults::SPOOL_MAX_MB)
+            * 1024
+            * 1024;
 
         let (stream_secret, stream_secret_generated) = match source.get("VG_STREAM_SECRET") {
             Some(secret) if secret.len() < defaults::MIN_STREAM_SECRET_LEN => {
@@ -837,6 +856,7 @@ impl Settings {
                 url: database_url,
                 max_connections,
                 data_dir,
+                spool_max_bytes,
             },
             telemetry: TelemetrySettings { log_format },
             ai: AiSettings {

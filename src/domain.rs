@@ -4,12 +4,13 @@
 
 use std::fmt;
 
-/// Generates `as_str`, `ALL` and `Display` for a fieldless enum with fixed spellings.
+/// Generates `as_str`, `ALL`, `Display` and serde spellings (the spool stores them) for a
+/// fieldless enum with fixed spellings.
 macro_rules! vocabulary {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name { $($(#[$vmeta])* $variant,)+ }
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum $name { $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+ }
 
         impl $name {
             /// Every value, in declaration order.

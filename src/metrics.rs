@@ -44,8 +44,21 @@ pub const BARGE_IN_SECONDS: &str = "vg_barge_in_clear_seconds";
 pub const FRAME_IN_SECONDS: &str = "vg_frame_in_processing_seconds";
 /// Counter: call writes retried because the database was unreachable.
 pub const DB_WRITE_RETRIES: &str = "vg_db_write_retries_total";
-/// Counter: call writes given up after their retry budget.
+/// Counter: call writes lost: given up after their retry budget, refused by the database
+/// for good, or taken by neither the database nor the spool.
 pub const DB_WRITE_FAILURES: &str = "vg_db_write_failures_total";
+/// Counter: call writes handed to the call's writer, by `kind` (open, event, close...).
+pub const CALL_WRITES: &str = "vg_call_writes_total";
+/// Counter: call writes kept in the spool because the database could not take them, by `kind`.
+pub const SPOOL_WRITES: &str = "vg_spool_writes_total";
+/// Counter: spooled call writes applied to the database by the replayer.
+pub const SPOOL_REPLAYED: &str = "vg_spool_replayed_total";
+/// Counter: spool files corrupt past a point, replayed that far and set aside in `failed/`.
+pub const SPOOL_CORRUPT_FILES: &str = "vg_spool_corrupt_files_total";
+/// Gauge: sealed spool files waiting for the database.
+pub const SPOOL_PENDING_FILES: &str = "vg_spool_pending_files";
+/// Gauge: bytes held by the spool.
+pub const SPOOL_BYTES: &str = "vg_spool_bytes";
 /// Counter: stream status callbacks, by `event` (start, stop, dropped, degraded, other).
 pub const STREAM_STATUS: &str = "vg_stream_status_total";
 /// Gauge: HTTP connections open, upgraded media WebSockets included.
@@ -140,7 +153,16 @@ fn describe() {
         "model analyses refused by the schema; the deterministic analysis was kept"
     );
     metrics::describe_counter!(DB_WRITE_RETRIES, "call writes retried");
-    metrics::describe_counter!(DB_WRITE_FAILURES, "call writes given up");
+    metrics::describe_counter!(DB_WRITE_FAILURES, "call writes lost");
+    metrics::describe_counter!(CALL_WRITES, "call writes handed to the writer, by kind");
+    metrics::describe_counter!(SPOOL_WRITES, "call writes kept in the spool, by kind");
+    metrics::describe_counter!(SPOOL_REPLAYED, "spooled call writes replayed");
+    metrics::describe_counter!(SPOOL_CORRUPT_FILES, "corrupt spool files set aside");
+    metrics::describe_gauge!(
+        SPOOL_PENDING_FILES,
+        "sealed spool files waiting for the database"
+    );
+    metrics::describe_gauge!(SPOOL_BYTES, "bytes held by the spool");
     metrics::describe_counter!(STREAM_STATUS, "stream status callbacks, by event");
     metrics::describe_counter!(SIGNATURE_REJECTIONS, "webhooks refused for their signature");
     metrics::describe_counter!(WEBHOOK_REPLAYS, "signed webhooks refused as replays");

@@ -11,6 +11,8 @@ use crate::{
     call::{
         bridge::{CallRuntime, CallTiming},
         registry::Registry,
+        spool::Spool,
+        writer::{replay_loop, replay_spool},
     },
     config::AiProviderKind,
     config::Settings,
@@ -138,6 +140,18 @@ impl Application {
             }
         };
         let stream_url = stream_url(&settings);
+        // What a previous run could not write goes in first, so its own closes (a SIGTERM
+        // during an outage) stand rather than the `gateway_restart` below.
+        let spool = open_spool(&settings).await;
+        if let Some(spool) = &spool {
+            let pass = replay_spool(&database.db, spool).await;
+            if pass.blocked {
+                tracing::warn!(
+                    remaining = *spool.pending().borrow(),
+                    "the spool could not be replayed in full; the rest follows when the database takes it"
+                );
+            }
+        }
         // Before registering: the row still holds the dead run's last heartbeat, the calls'
         // last sign of life.
         match database
@@ -208,6 +222,7 @@ impl Application {
                 carrier_write_timeout: crate::call::bridge::CARRIER_WRITE_TIMEOUT,
                 final_playout_limit: Duration::from_secs(15),
             },
+            spool,
         };
         let state = AppState {
             runtime,
@@ -263,6 +278,12 @@ impl Application {
             "listening"
         );
         spawn_heartbeat(&state, stream_url.to_string());
+        if let Some(spool) = state.runtime.spool.clone() {
+            let (db, stop) = (state.db.clone(), state.lifecycle.background_stop_token());
+            state
+                .lifecycle
+                .spawn_background(replay_loop(db, spool, stop));
+        }
         spawn_replay_pruning(&state);
         // Hang-up requests from the API, whichever gateway served it.
         crate::api::spawn_hangup_listener(
@@ -309,6 +330,38 @@ impl Application {
         database.close().await?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// The spool of call writes under `VG_DATA_DIR/spool`; an unwritable directory is a warning,
+/// not a failure: calls still run, and their writes are retried in memory, then given up.
+async fn open_spool(settings: &Settings) -> Option<Arc<Spool>> {
+    let dir = settings.database.data_dir.join("spool");
+    let max = settings.database.spool_max_bytes;
+    let opened = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || Spool::open(&dir, max)).await
+    };
+    match opened {
+        Ok(Ok(spool)) => {
+            let pending = *spool.pending().borrow();
+            if pending > 0 {
+                tracing::info!(
+                    files = pending,
+                    bytes = spool.used_bytes(),
+                    "spooled call writes from a previous run"
+                );
+            }
+            Some(spool)
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, dir = %dir.display(), "no spool for call writes: during a database outage they are retried for 60 s, then lost");
+            None
+        }
+        Err(error) => {
+            tracing::warn!(%error, "opening the spool failed");
+            None
+        }
     }
 }
 

@@ -2,8 +2,8 @@
 //!
 //! It reads the carrier's socket, the provider and the session's timers in one `select!`,
 //! feeds the pure [`CallSession`], and carries out its actions. Database writes go through an
-//! in-task writer (a bounded channel drained by a loop that retries with backoff), so a slow or
-//! absent database never blocks audio. Whatever happens, the call ends with exactly one end
+//! in-task writer ([`super::writer`]: a bounded channel drained by a loop that retries, then
+//! spools to disk), so a slow or absent database never blocks audio. Whatever happens, the call ends with exactly one end
 //! reason and its close is written.
 
 use std::{
@@ -23,6 +23,7 @@ use super::{
     registry::{LiveCall, Registry},
     session::{Action, CallSession, Input, RecordedEvent, SessionConfig, TransferConfig, Transmit},
     token::StreamClaims,
+    writer::{CallWrite, write_loop},
 };
 use crate::{
     ai::{
@@ -48,8 +49,6 @@ use crate::{
 /// Pending database writes of one call. When full, writes wait in the bridge's own queue
 /// (never on the audio path); the call's writes are never dropped.
 pub const CALL_WRITES_CAPACITY: usize = 256;
-/// How long a failing write is retried before it is given up (and logged).
-const WRITE_RETRY_BUDGET: Duration = Duration::from_secs(60);
 /// How long one write to the carrier's socket may block before the caller counts as gone: a
 /// peer that stops reading (a stalled Plivo socket) fills the kernel's buffers, and the call
 /// must still end, release its admission and write its close. Plivo reads 20 ms frames in real
@@ -116,6 +115,9 @@ pub struct CallRuntime {
     pub registry: Registry,
     pub server_name: String,
     pub timing: CallTiming,
+    /// Where the call's writes wait while the database cannot take them (`None`: the data
+    /// directory is unwritable, and writes are retried in memory, then given up).
+    pub spool: Option<Arc<super::spool::Spool>>,
 }
 
 /// Runs one call to its end. `shutdown` is cancelled when the gateway's grace period is over.
@@ -130,32 +132,17 @@ pub async fn run_call<S>(
     let span = tracing::info_span!("call", call_sid = %claims.call_sid, lead_id = %claims.lead_id, campaign_id = %claims.campaign_id);
     async move {
         let (writes_tx, writes_rx) = mpsc::channel(CALL_WRITES_CAPACITY);
-        let writer = write_loop(runtime.db.clone(), claims.call_sid.clone(), writes_rx);
+        let writer = write_loop(
+            runtime.db.clone(),
+            runtime.spool.clone(),
+            claims.call_sid.clone(),
+            writes_rx,
+        );
         let bridge = Bridge::run(runtime, claims, socket, shutdown, writes_tx);
         let ((), ()) = tokio::join!(bridge, writer);
     }
     .instrument(span)
     .await
-}
-
-/// A write about the call, applied in order.
-#[derive(Debug)]
-enum CallWrite {
-    Open(CallStart),
-    /// A second stream after a transfer nobody took, held by this gateway (`server_name`).
-    Resume {
-        server_name: String,
-    },
-    Event(CallEvent),
-    Transfer(NewTransfer),
-    /// The caller opted out: their number joins the organization's do-not-call list.
-    OptOut {
-        lead_id: uuid::Uuid,
-        reason: String,
-    },
-    Close(CallEnd),
-    /// Answered once every write before it is applied.
-    Barrier(tokio::sync::oneshot::Sender<()>),
 }
 
 struct Bridge<S> {
@@ -1265,62 +1252,5 @@ fn apology(format: AudioFormat) -> Vec<u8> {
         (Encoding::Mulaw, _) => APOLOGY_MULAW.to_vec(),
         (Encoding::L16, 16000) => L16_16K.get_or_init(|| to_l16(16000)).clone(),
         (Encoding::L16, _) => L16_8K.get_or_init(|| to_l16(8000)).clone(),
-    }
-}
-
-/// Applies a call's writes in order, retrying each with backoff while the database is
-/// unreachable, until the bridge drops its sender.
-async fn write_loop(db: Database, call_sid: String, mut writes: mpsc::Receiver<CallWrite>) {
-    while let Some(write) = writes.recv().await {
-        if let CallWrite::Barrier(done) = write {
-            let _ = done.send(());
-            continue;
-        }
-        let deadline = tokio::time::Instant::now() + WRITE_RETRY_BUDGET;
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            let result = match &write {
-                CallWrite::Open(start) => db.open_call(start).await.map(|_| ()),
-                CallWrite::Resume { server_name } => {
-                    db.resume_call(&call_sid, server_name).await.map(|_| ())
-                }
-                CallWrite::Transfer(transfer) => db.create_transfer(transfer).await.map(|_| ()),
-                CallWrite::Barrier(_) => Ok(()),
-                CallWrite::Event(event) => db.append_call_event(&call_sid, event).await.map(|_| ()),
-                CallWrite::OptOut { lead_id, reason } => db
-                    .suppress_from_call(*lead_id, &call_sid, reason)
-                    .await
-                    .map(|_| ()),
-                CallWrite::Close(end) => db.close_call(&call_sid, end).await.map(|_| ()),
-            };
-            match result {
-                Ok(()) => break,
-                Err(error)
-                    if error.is_transient() && tokio::time::Instant::now() + backoff < deadline =>
-                {
-                    metrics::counter!(crate::metrics::DB_WRITE_RETRIES).increment(1);
-                    tracing::warn!(%error, ?backoff, "call write failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-                Err(error) => {
-                    metrics::counter!(crate::metrics::DB_WRITE_FAILURES).increment(1);
-                    tracing::error!(%error, write = ?write_kind(&write), "call write given up");
-                    break;
-                }
-            }
-        }
-    }
-}
-
-fn write_kind(write: &CallWrite) -> &'static str {
-    match write {
-        CallWrite::Open(_) => "open",
-        CallWrite::Resume { .. } => "resume",
-        CallWrite::Event(_) => "event",
-        CallWrite::Transfer(_) => "transfer",
-        CallWrite::OptOut { .. } => "opt_out",
-        CallWrite::Close(_) => "close",
-        CallWrite::Barrier(_) => "barrier",
     }
 }

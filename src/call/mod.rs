@@ -5,4 +5,6 @@ pub mod bridge;
 pub mod flood;
 pub mod registry;
 pub mod session;
+pub mod spool;
 pub mod token;
+pub mod writer;

@@ -23,7 +23,7 @@ use crate::{
 };
 
 /// A call whose media stream has started.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CallStart {
     /// Plivo's CallUUID.
     pub call_sid: String,
@@ -38,7 +38,7 @@ pub struct CallStart {
 
 /// One per-turn event of a call. `seq` orders events within the call and makes a retried
 /// append a no-op.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CallEvent {
     pub seq: i32,
     pub kind: EventKind,
@@ -57,7 +57,7 @@ pub struct TransferRecord {
 }
 
 /// How a call that reached the stream ended.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CallEnd {
     pub ended_at: DateTime<Utc>,
     pub end_reason: EndReason,
@@ -79,7 +79,7 @@ pub struct CallEnd {
 }
 
 /// A callback the lead asked for in the call, resolved inside the campaign's calling window.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CallbackRequest {
     pub due_at: DateTime<Utc>,
     /// What was said ("tomorrow at 11").

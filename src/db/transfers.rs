@@ -22,7 +22,7 @@ pub struct TransferSetup {
 }
 
 /// A transfer to write.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewTransfer {
     pub call_sid: String,
     pub trigger: String,

@@ -79,11 +79,23 @@ pub async fn answer(
     let Some(call_sid) = webhook.get("CallUUID").map(str::to_owned) else {
         return (StatusCode::BAD_REQUEST, "CallUUID is required").into_response();
     };
-    let parties = match identify(&state, &webhook).await {
-        Ok(Some(parties)) => parties,
+    let (lead_id, campaign_id) = match identify(&state, &webhook).await {
+        Ok(Some(parties)) => (parties.lead_id, parties.campaign_id),
         Ok(None) => {
             tracing::warn!(%call_sid, from = %crate::phone::Redacted(webhook.get("From").unwrap_or_default()), to = %crate::phone::Redacted(webhook.get("To").unwrap_or_default()), "unknown call: no matching lead and campaign");
             return polite_hangup(UNKNOWN_CALL_MESSAGE);
+        }
+        // Our own dialer put the ids in this signed URL: during an outage the call is served
+        // on them (its writes wait in the spool) rather than dropped.
+        Err(error)
+            if error.is_transient()
+                && let (Some(lead_id), Some(campaign_id)) = (
+                    uuid_param(&webhook, "lead_id"),
+                    uuid_param(&webhook, "campaign_id"),
+                ) =>
+        {
+            tracing::warn!(%call_sid, %error, "database unavailable: answering on the signed URL's lead and campaign");
+            (lead_id, campaign_id)
         }
         Err(error) => {
             tracing::error!(%call_sid, %error, "answering failed: database unavailable");
@@ -91,22 +103,14 @@ pub async fn answer(
         }
     };
     let inbound = webhook.get("lead_id").is_none();
-    tracing::info!(%call_sid, lead_id = %parties.lead_id, campaign_id = %parties.campaign_id, "call answered");
+    tracing::info!(%call_sid, %lead_id, %campaign_id, "call answered");
     if let Some(attempt_id) = uuid_param(&webhook, "attempt_id")
         && let Err(error) = dialer::callbacks::on_answer(&state.db, attempt_id, &call_sid).await
     {
         // The call goes on; the hangup callback still ends the attempt.
         tracing::warn!(%call_sid, %attempt_id, %error, "attempt not marked answered");
     }
-    stream_to_best_server(
-        &state,
-        call_sid,
-        parties.lead_id,
-        parties.campaign_id,
-        inbound,
-        false,
-    )
-    .await
+    stream_to_best_server(&state, call_sid, lead_id, campaign_id, inbound, false).await
 }
 
 /// The `<Stream>` answer pointing at the best active gateway, with a fresh call token.

@@ -50,7 +50,7 @@ spelled! {
 }
 
 /// What one call established about its lead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct CallFacts {
     /// A person was on the line: not voicemail, not unanswered.
     pub reached: bool,

@@ -62,6 +62,29 @@ pub enum Step {
     HangUp,
     /// Until the gateway closes the socket.
     WaitForClose,
+    /// Silence until the test opens this gate (a fault injected at a known point of the call).
+    WaitForGate(Gate),
+}
+
+/// A point in a caller's script that the test opens, so a fault lands exactly between two
+/// steps (checked on the caller's 20 ms tick).
+#[derive(Debug, Clone, Default)]
+pub struct Gate(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Gate {
+    pub fn open(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn is_open(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl PartialEq for Gate {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// What happened on the call, with times since the WebSocket opened.
@@ -313,6 +336,7 @@ pub async fn run_stream(
                     break 'call;
                 }
                 Step::WaitForClose => false,
+                Step::WaitForGate(gate) => gate.is_open(),
             };
             if !done {
                 break;

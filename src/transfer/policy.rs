@@ -303,7 +303,7 @@ fn find_phrase(text: &str, phrases: &[String]) -> Option<String> {
 }
 
 /// A human who can take a call.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Target {
     pub id: Uuid,
     pub name: String,

@@ -165,6 +165,11 @@ pub fn settings_for(url: &str, server_name: &str, extra: &[(&str, &str)]) -> Set
     ];
     // Tests that are not about the AI pipeline need no models: they name their provider.
     let named = |name: &str| extra.iter().any(|(key, _)| *key == name);
+    // Each gateway its own data directory: a spool is replayed into its own database only.
+    let data_dir = test_data_dir();
+    if !named("VG_DATA_DIR") {
+        pairs.push(("VG_DATA_DIR", data_dir.as_str()));
+    }
     if !named("VG_AI_PROVIDER") {
         pairs.push(("VG_AI_PROVIDER", "openai"));
         if !named("OPENAI_API_KEY") {
@@ -175,12 +180,23 @@ pub fn settings_for(url: &str, server_name: &str, extra: &[(&str, &str)]) -> Set
     Settings::load(&Source::from_pairs(pairs), &HostFacts::current()).expect("valid test settings")
 }
 
+/// A fresh directory for one gateway's state, under this test run's own directory.
+pub fn test_data_dir() -> String {
+    static RUN: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let run = RUN.get_or_init(|| tempfile::tempdir().expect("a temporary directory"));
+    let dir = run.path().join(Uuid::new_v4().simple().to_string());
+    std::fs::create_dir_all(&dir).expect("a data directory");
+    dir.to_str().expect("a UTF-8 path").to_owned()
+}
+
 /// A gateway running in this process, stopped by dropping or sending on `stop`.
 pub struct TestApp {
     pub address: std::net::SocketAddr,
     pub lifecycle: voice_gateway::lifecycle::Lifecycle,
     pub stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The gateway's spool of call writes.
+    pub spool: Option<std::sync::Arc<voice_gateway::call::spool::Spool>>,
 }
 
 impl TestApp {
@@ -190,6 +206,7 @@ impl TestApp {
             .expect("build the application");
         let address = application.local_addr();
         let lifecycle = application.state().lifecycle.clone();
+        let spool = application.state().runtime.spool.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(application.run_until_stopped(async move {
             let _ = stopped.await;
@@ -199,6 +216,7 @@ impl TestApp {
             lifecycle,
             stop: Some(stop),
             task,
+            spool,
         }
     }
 

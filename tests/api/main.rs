@@ -12,6 +12,7 @@ mod helpers;
 mod limits;
 mod local;
 mod logs;
+mod outage;
 mod restart;
 mod rls;
 mod schema;

@@ -27,9 +27,9 @@ use crate::{
     serve::{gateway, wait_for_log},
 };
 
-const AUTH_TOKEN: &str = "plivo-test-token";
+pub(crate) const AUTH_TOKEN: &str = "plivo-test-token";
 /// How long a condition may take before the test fails; never a synchronisation by itself.
-const DEADLINE: Duration = Duration::from_secs(60);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(60);
 const BEAT: Duration = Duration::from_secs(10);
 
 fn start(org: &Org, lead: usize, call_sid: &str, server_name: &str) -> CallStart {
@@ -55,7 +55,7 @@ fn speech(seq: i32, kind: EventKind, text: &str, seconds_ago: i64) -> CallEvent 
     }
 }
 
-async fn lead_status(test: &TestDb, lead: Uuid) -> (String, String) {
+pub(crate) async fn lead_status(test: &TestDb, lead: Uuid) -> (String, String) {
     sqlx::query_as("SELECT status, call_status FROM leads WHERE id = $1")
         .bind(lead)
         .fetch_one(test.pool())
@@ -63,7 +63,7 @@ async fn lead_status(test: &TestDb, lead: Uuid) -> (String, String) {
         .unwrap()
 }
 
-async fn total_calls(test: &TestDb, org: &Org) -> i32 {
+pub(crate) async fn total_calls(test: &TestDb, org: &Org) -> i32 {
     sqlx::query_scalar("SELECT total_calls FROM campaigns WHERE id = $1")
         .bind(org.campaign_id)
         .fetch_one(test.pool())
@@ -227,12 +227,22 @@ async fn a_gateway_is_stale_after_three_of_its_own_heartbeats() {
 
 /// The gateway binary against the test's database, with the fake provider.
 fn spawn_binary(test: &TestDb, fake: &FakeRealtimeServer, name: &str, data_dir: &str) -> Child {
+    spawn_binary_at(&test.url, fake, name, data_dir)
+}
+
+/// The gateway binary against the database at `url` (a test's, or a proxy in front of it).
+pub(crate) fn spawn_binary_at(
+    url: &str,
+    fake: &FakeRealtimeServer,
+    name: &str,
+    data_dir: &str,
+) -> Child {
     let secret = "s".repeat(48);
     let realtime = fake.url();
     gateway(
         &["serve"],
         &[
-            ("DATABASE_URL", &test.url),
+            ("DATABASE_URL", url),
             ("VG_DATA_DIR", data_dir),
             ("VG_LISTEN", "127.0.0.1:0"),
             ("VG_LOG_FORMAT", "json"),
@@ -254,7 +264,7 @@ fn spawn_binary(test: &TestDb, fake: &FakeRealtimeServer, name: &str, data_dir: 
 }
 
 /// Waits for `listening` and returns the address.
-async fn listening(lines: &mut Lines<BufReader<ChildStderr>>) -> String {
+pub(crate) async fn listening(lines: &mut Lines<BufReader<ChildStderr>>) -> String {
     let listening = wait_for_log(lines, "listening").await;
     listening["address"]
         .as_str()
@@ -262,7 +272,7 @@ async fn listening(lines: &mut Lines<BufReader<ChildStderr>>) -> String {
         .to_owned()
 }
 
-fn caller(address: &str, org: &Org, lead: usize, call_sid: &str) -> CallerConfig {
+pub(crate) fn caller(address: &str, org: &Org, lead: usize, call_sid: &str) -> CallerConfig {
     CallerConfig {
         gateway: format!("http://{address}"),
         public_url: "https://gateway.test".to_owned(),
@@ -280,7 +290,7 @@ fn caller(address: &str, org: &Org, lead: usize, call_sid: &str) -> CallerConfig
 
 /// A call that stays up (the caller listens to the greeting, then stays silent) until the
 /// gateway goes; returns once its greeting is on record.
-async fn live_call(
+pub(crate) async fn live_call(
     test: &TestDb,
     config: CallerConfig,
     silence: Duration,
@@ -311,12 +321,12 @@ async fn live_call(
     task
 }
 
-async fn kill(mut child: Child) {
+pub(crate) async fn kill(mut child: Child) {
     child.start_kill().expect("SIGKILL");
     child.wait().await.expect("reaped");
 }
 
-async fn terminate(mut child: Child, lines: &mut Lines<BufReader<ChildStderr>>) {
+pub(crate) async fn terminate(mut child: Child, lines: &mut Lines<BufReader<ChildStderr>>) {
     let pid = child.id().expect("running").to_string();
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -328,7 +338,7 @@ async fn terminate(mut child: Child, lines: &mut Lines<BufReader<ChildStderr>>) 
 }
 
 /// A test database with a campaign whose calls outlive the test's silences, and the fake.
-async fn world() -> (TestDb, Org, FakeRealtimeServer, tempfile::TempDir) {
+pub(crate) async fn world() -> (TestDb, Org, FakeRealtimeServer, tempfile::TempDir) {
     let test = TestDb::new().await;
     let org = seed_org(test.pool(), "Acme Homes", 2).await;
     sqlx::query("UPDATE campaigns SET silence_timeout_seconds = 600 WHERE id = $1")
