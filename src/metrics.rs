@@ -19,6 +19,10 @@ pub const CALLS_CLOSED_AFTER_RESTART: &str = "vg_calls_closed_gateway_restart_to
 /// Counter: calls whose carrier socket took no writes for the write timeout (a stalled peer).
 pub const CARRIER_WRITE_TIMEOUTS: &str = "vg_carrier_write_timeouts_total";
 
+/// Counter: media WebSockets refused before the call, by `reason` (`full`, `duplicate`,
+/// `replayed`, `database`).
+pub const STREAMS_REFUSED: &str = "vg_streams_refused_total";
+
 /// Counter: calls whose stream started here.
 pub const CALLS_STARTED: &str = "vg_calls_started_total";
 /// Counter: calls ended, by `reason` (an end reason).
@@ -113,6 +117,10 @@ fn describe() {
     metrics::describe_counter!(
         CARRIER_WRITE_TIMEOUTS,
         "calls whose carrier socket stalled on a write"
+    );
+    metrics::describe_counter!(
+        STREAMS_REFUSED,
+        "media WebSockets refused before the call, by reason"
     );
     metrics::describe_counter!(CALLS_STARTED, "calls whose stream started here");
     metrics::describe_counter!(CALLS_ENDED, "calls ended, by end reason");

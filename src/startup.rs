@@ -215,6 +215,7 @@ impl Application {
             db: database.db.clone(),
             lifecycle: Lifecycle::default(),
             metrics,
+            unrecorded_tokens: Arc::default(),
         };
         Ok(Self {
             listener,

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{
-    registry::{LiveCall, Registry},
+    registry::{Admission, Registry},
     session::{Action, CallSession, Input, RecordedEvent, SessionConfig, TransferConfig, Transmit},
     token::StreamClaims,
 };
@@ -119,9 +119,12 @@ pub struct CallRuntime {
 }
 
 /// Runs one call to its end. `shutdown` is cancelled when the gateway's grace period is over.
+/// `admission` is the call's place in the registry, taken before the stream was accepted; it
+/// is held until the call's task ends.
 pub async fn run_call<S>(
     runtime: CallRuntime,
     claims: StreamClaims,
+    admission: Admission,
     socket: S,
     shutdown: CancellationToken,
 ) where
@@ -131,7 +134,7 @@ pub async fn run_call<S>(
     async move {
         let (writes_tx, writes_rx) = mpsc::channel(CALL_WRITES_CAPACITY);
         let writer = write_loop(runtime.db.clone(), claims.call_sid.clone(), writes_rx);
-        let bridge = Bridge::run(runtime, claims, socket, shutdown, writes_tx);
+        let bridge = Bridge::run(runtime, claims, admission, socket, shutdown, writes_tx);
         let ((), ()) = tokio::join!(bridge, writer);
     }
     .instrument(span)
@@ -195,6 +198,8 @@ where
     async fn run(
         runtime: CallRuntime,
         claims: StreamClaims,
+        // Held to the end of the call: dropping it frees the place.
+        admission: Admission,
         socket: S,
         shutdown: CancellationToken,
         writes: mpsc::Sender<CallWrite>,
@@ -222,21 +227,7 @@ where
             bridge.close_socket().await;
             return;
         }
-        let hangup = CancellationToken::new();
-        let _admission = match runtime.registry.admit(LiveCall {
-            call_sid: claims.call_sid.clone(),
-            lead_id: claims.lead_id,
-            campaign_id: claims.campaign_id,
-            started_at,
-            hangup: hangup.clone(),
-        }) {
-            Ok(admission) => admission,
-            Err(error) => {
-                tracing::warn!(%error, "call refused");
-                bridge.close_socket().await;
-                return;
-            }
-        };
+        let hangup = admission.hangup();
         metrics::counter!(crate::metrics::CALLS_STARTED).increment(1);
         metrics::gauge!(crate::metrics::LIVE_CALLS).increment(1.0);
         if claims.resume {

@@ -179,6 +179,8 @@ pub fn settings_for(url: &str, server_name: &str, extra: &[(&str, &str)]) -> Set
 pub struct TestApp {
     pub address: std::net::SocketAddr,
     pub lifecycle: voice_gateway::lifecycle::Lifecycle,
+    /// What the handlers share: the registry of live calls, the gateway's own pool.
+    pub state: voice_gateway::http::AppState,
     pub stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -190,6 +192,7 @@ impl TestApp {
             .expect("build the application");
         let address = application.local_addr();
         let lifecycle = application.state().lifecycle.clone();
+        let state = application.state().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(application.run_until_stopped(async move {
             let _ = stopped.await;
@@ -197,6 +200,7 @@ impl TestApp {
         Self {
             address,
             lifecycle,
+            state,
             stop: Some(stop),
             task,
         }

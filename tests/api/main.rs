@@ -1,6 +1,7 @@
 //! The integration suite: one test binary, one ephemeral PostgreSQL cluster, a fresh database
 //! per test. Nothing here mocks the database.
 
+mod admission;
 mod call;
 mod callbacks;
 mod calls;
