@@ -22,6 +22,9 @@ pub const CARRIER_WRITE_TIMEOUTS: &str = "vg_carrier_write_timeouts_total";
 /// Counter: media WebSockets refused before the call, by `reason` (`full`, `duplicate`,
 /// `replayed`, `database`).
 pub const STREAMS_REFUSED: &str = "vg_streams_refused_total";
+/// Counter: answers that found no gateway with room (all full, stale or inactive) and
+/// streamed to the gateway that answered.
+pub const NO_STREAM_SERVER: &str = "vg_answers_without_server_total";
 
 /// Counter: calls whose stream started here.
 pub const CALLS_STARTED: &str = "vg_calls_started_total";
@@ -121,6 +124,10 @@ fn describe() {
     metrics::describe_counter!(
         STREAMS_REFUSED,
         "media WebSockets refused before the call, by reason"
+    );
+    metrics::describe_counter!(
+        NO_STREAM_SERVER,
+        "answers that found no gateway with room and streamed to themselves"
     );
     metrics::describe_counter!(CALLS_STARTED, "calls whose stream started here");
     metrics::describe_counter!(CALLS_ENDED, "calls ended, by end reason");

@@ -119,11 +119,23 @@ async fn stream_to_best_server(
     inbound: bool,
     resume: bool,
 ) -> Response {
-    let fresh_within =
-        state.settings.server.heartbeat_interval * crate::db::servers::STALE_HEARTBEATS;
-    let stream_base = match state.db.pick_stream_server(fresh_within).await {
+    // With no gateway to pick, the stream goes to this one, as the only one known to be alive;
+    // if it is full as well, its stream is refused with 503 and the token stays unspent.
+    let stream_base = match state
+        .db
+        .pick_stream_server(state.settings.server.heartbeat_interval)
+        .await
+    {
         Ok(Some(server)) => server.url,
-        Ok(None) | Err(_) => crate::startup::stream_url(&state.settings).to_string(),
+        Ok(None) => {
+            metrics::counter!(crate::metrics::NO_STREAM_SERVER).increment(1);
+            tracing::warn!(%call_sid, "no gateway has room (all full, stale or inactive); streaming to this one");
+            crate::startup::stream_url(&state.settings).to_string()
+        }
+        Err(error) => {
+            tracing::warn!(%call_sid, %error, "the server pick failed; streaming to this one");
+            crate::startup::stream_url(&state.settings).to_string()
+        }
     };
     let claims = StreamClaims {
         call_sid,
