@@ -451,6 +451,7 @@ where
             flood: FloodGuard::default(),
             frames_flooded: 0,
             frames_flooded_total: metrics::counter!(crate::metrics::FRAMES_REJECTED, "reason" => "flood"),
+            agent_audio_overflow: 0,
             stream_id: start.stream_id.clone(),
             format,
         };
@@ -511,7 +512,10 @@ where
                     match event {
                         Ok(ProviderEvent::Summary { text }) => summary = Some(text),
                         Ok(ProviderEvent::Warning { message }) => tracing::info!(%message, "provider notice"),
-                        Ok(event) => session.handle(Input::Provider(event), clock.now()),
+                        Ok(event) => {
+                            session.handle(Input::Provider(event), clock.now());
+                            counters.agent_audio_overflow(session.stats().agent_audio_overflow);
+                        }
                         Err(error) => {
                             tracing::warn!(%error, "provider failed");
                             provider = None;
@@ -566,6 +570,8 @@ where
                 "turn_p50_ms": turn_p50,
             },
             "frames": {"in": counters.frames_in, "out": stats.frames_sent, "rejected": counters.frames_rejected, "unknown_events": counters.unknown_events, "flooded": counters.frames_flooded},
+            // Agent audio over the call's cap of unplayed audio, dropped.
+            "agent_audio_dropped_ms": format.bytes_to_ms(stats.agent_audio_overflow as usize),
             "barge_ins": stats.barge_ins,
             "underruns": stats.underruns,
             "ignored_barge_ins": stats.ignored_barge_ins,
@@ -988,6 +994,8 @@ struct Counters {
     /// Messages dropped unread above the ceiling.
     frames_flooded: u64,
     frames_flooded_total: metrics::Counter,
+    /// Agent audio dropped above the cap of unplayed audio, as counted so far (bytes).
+    agent_audio_overflow: u64,
     stream_id: String,
     format: AudioFormat,
 }
@@ -1003,6 +1011,23 @@ impl Counters {
         }
         self.frames_flooded += 1;
         self.frames_flooded_total.increment(1);
+    }
+
+    /// The session's count of agent audio dropped over its cap: the metric follows it, and the
+    /// first drop of the call is logged.
+    fn agent_audio_overflow(&mut self, total: u64) {
+        if total <= self.agent_audio_overflow {
+            return;
+        }
+        if self.agent_audio_overflow == 0 {
+            tracing::warn!(
+                cap_secs = super::session::MAX_UNPLAYED_AGENT_AUDIO_SECS,
+                "the provider sent more agent audio than the call may hold; the excess is dropped"
+            );
+        }
+        metrics::counter!(crate::metrics::AGENT_AUDIO_DROPPED_BYTES)
+            .increment(total - self.agent_audio_overflow);
+        self.agent_audio_overflow = total;
     }
 }
 

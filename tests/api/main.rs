@@ -13,6 +13,7 @@ mod helpers;
 mod limits;
 mod local;
 mod logs;
+mod provider_limits;
 mod restart;
 mod rls;
 mod schema;
