@@ -67,12 +67,16 @@ impl Registry {
         }
     }
 
-    /// Admits a call, unless the gateway is full or already holds it.
+    /// Admits a call, unless the gateway already holds it or is full (in that order: a second
+    /// stream of a live call is told so, full or not).
     pub fn admit(&self, call: LiveCall) -> Result<Admission, AdmissionError> {
+        let call_sid = call.call_sid.clone();
+        if self.calls.contains_key(&call_sid) {
+            return Err(AdmissionError::Duplicate(call_sid));
+        }
         if self.calls.len() >= self.max_calls {
             return Err(AdmissionError::Full(self.max_calls));
         }
-        let call_sid = call.call_sid.clone();
         let hangup = call.hangup.clone();
         match self.calls.entry(call_sid.clone()) {
             dashmap::Entry::Occupied(_) => return Err(AdmissionError::Duplicate(call_sid)),
@@ -151,6 +155,11 @@ mod tests {
         assert_eq!(
             registry.admit(call("c")).unwrap_err(),
             AdmissionError::Full(2)
+        );
+        assert_eq!(
+            registry.admit(call("b")).unwrap_err(),
+            AdmissionError::Duplicate("b".into()),
+            "full, but a live call's second stream is told it is live"
         );
         drop(first);
         assert_eq!(registry.len(), 1);

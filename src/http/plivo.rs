@@ -630,6 +630,13 @@ pub async fn stream(
             return (StatusCode::SERVICE_UNAVAILABLE, "gateway full").into_response();
         }
         Err(error @ AdmissionError::Duplicate(_)) => {
+            // The live call's own token again is a replay; another token for the same call (a
+            // resumed stream racing the last one's wrap-up) stays unspent for Plivo's retry.
+            if matches!(state.db.stream_token_used(&claims.nonce).await, Ok(true)) {
+                refused("replayed");
+                tracing::warn!(call_sid = %claims.call_sid, "stream refused: token replayed");
+                return (StatusCode::FORBIDDEN, "call token already used").into_response();
+            }
             refused("duplicate");
             tracing::warn!(call_sid = %claims.call_sid, %error, "stream refused");
             return (StatusCode::CONFLICT, "call already live here").into_response();

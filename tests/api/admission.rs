@@ -78,6 +78,17 @@ async fn a_full_gateway_refuses_the_stream_with_503_and_the_same_token_works_onc
     );
     first.send(Message::text(start)).await.unwrap();
     assert_eq!(registry.len(), 1, "admitted before the upgrade");
+    // While it is live, its own token again is a replay (403); another token for the same
+    // call is a duplicate (409), left unspent.
+    let replay = plivo_caller::connect_stream(&fixture.caller(0, "CA-first"), &first_url).await;
+    assert!(
+        matches!(replay, Err(CallerError::Refused(403))),
+        "{replay:?}"
+    );
+    let again_url = stream_url(&fixture, 0, "CA-first").await;
+    let again = plivo_caller::connect_stream(&fixture.caller(0, "CA-first"), &again_url).await;
+    assert!(matches!(again, Err(CallerError::Refused(409))), "{again:?}");
+    assert_eq!(token_claims(&fixture.test, "CA-first").await, 1);
 
     let second_url = stream_url(&fixture, 1, "CA-second").await;
     let refused = plivo_caller::connect_stream(&fixture.caller(1, "CA-second"), &second_url).await;
