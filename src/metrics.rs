@@ -19,6 +19,17 @@ pub const CALLS_CLOSED_AFTER_RESTART: &str = "vg_calls_closed_gateway_restart_to
 /// Counter: calls whose carrier socket took no writes for the write timeout (a stalled peer).
 pub const CARRIER_WRITE_TIMEOUTS: &str = "vg_carrier_write_timeouts_total";
 
+/// Counter: media WebSockets refused before the call, by `reason` (`full`, `duplicate`,
+/// `replayed`, `database`).
+pub const STREAMS_REFUSED: &str = "vg_streams_refused_total";
+/// Counter: answers that found no gateway with room (all full, stale or inactive) and
+/// streamed to the gateway that answered.
+pub const NO_STREAM_SERVER: &str = "vg_answers_without_server_total";
+/// Counter: bytes of agent audio dropped because a call's unplayed audio was at its cap.
+pub const AGENT_AUDIO_DROPPED_BYTES: &str = "vg_agent_audio_dropped_bytes_total";
+/// Counter: provider sessions reopened mid-call (OpenAI's `session_expired`).
+pub const PROVIDER_RECONNECTS: &str = "vg_provider_reconnects_total";
+
 /// Counter: calls whose stream started here.
 pub const CALLS_STARTED: &str = "vg_calls_started_total";
 /// Counter: calls ended, by `reason` (an end reason).
@@ -127,6 +138,19 @@ fn describe() {
         CARRIER_WRITE_TIMEOUTS,
         "calls whose carrier socket stalled on a write"
     );
+    metrics::describe_counter!(
+        STREAMS_REFUSED,
+        "media WebSockets refused before the call, by reason"
+    );
+    metrics::describe_counter!(
+        NO_STREAM_SERVER,
+        "answers that found no gateway with room and streamed to themselves"
+    );
+    metrics::describe_counter!(
+        AGENT_AUDIO_DROPPED_BYTES,
+        "agent audio dropped above a call's cap of unplayed audio"
+    );
+    metrics::describe_counter!(PROVIDER_RECONNECTS, "provider sessions reopened mid-call");
     metrics::describe_counter!(CALLS_STARTED, "calls whose stream started here");
     metrics::describe_counter!(CALLS_ENDED, "calls ended, by end reason");
     metrics::describe_counter!(FRAMES_IN, "caller media frames received");

@@ -178,6 +178,7 @@ impl Application {
                 stream_url.as_str(),
                 settings.server.priority,
                 settings.server.heartbeat_interval,
+                settings.calls.max_live,
             )
             .await
         {
@@ -230,6 +231,7 @@ impl Application {
             db: database.db.clone(),
             lifecycle: Lifecycle::default(),
             metrics,
+            unrecorded_tokens: Arc::default(),
         };
         Ok(Self {
             listener,
@@ -424,6 +426,8 @@ fn spawn_replay_pruning(state: &AppState) {
 fn spawn_heartbeat(state: &AppState, stream_url: String) {
     let db = state.db.clone();
     let lifecycle = state.lifecycle.clone();
+    let registry = state.runtime.registry.clone();
+    let max_calls = state.settings.calls.max_live;
     let stop = lifecycle.background_stop_token();
     let server = state.settings.server.clone();
     state.lifecycle.spawn_background(async move {
@@ -435,7 +439,9 @@ fn spawn_heartbeat(state: &AppState, stream_url: String) {
                 _ = stop.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            let live_calls = i32::try_from(lifecycle.live_calls()).unwrap_or(i32::MAX);
+            // The calls admitted here, as counted against VG_MAX_CALLS: this also corrects the
+            // places the server pick reserved for streams that never came.
+            let live_calls = i32::try_from(registry.len()).unwrap_or(i32::MAX);
             let beat = db
                 .heartbeat_server(&server.name, live_calls, server.heartbeat_interval)
                 .await;
@@ -448,6 +454,7 @@ fn spawn_heartbeat(state: &AppState, stream_url: String) {
                         &stream_url,
                         server.priority,
                         server.heartbeat_interval,
+                        max_calls,
                     )
                     .await
                 }

@@ -45,6 +45,19 @@ const PCM_RATE: u32 = 24_000;
 const TRANSCRIPTION_MODEL: &str = "gpt-4o-mini-transcribe";
 /// The voice when the campaign names none.
 const DEFAULT_VOICE: &str = "marin";
+/// The largest server event read (and frame). tungstenite's default is 64 MiB per message,
+/// which a misbehaving server could send to every call at once. The largest legitimate events
+/// are far below this: `session.updated` echoes our own session (instructions and tool
+/// declarations, a few KiB to tens of KiB), `response.done` carries the response's items
+/// with their transcripts but never raw audio (at most 4,096 output tokens, some 16 KiB of
+/// text), and an audio delta is a fraction of a second (1 s of PCM 24 kHz is 64 KiB in
+/// base64). A larger event fails the read: the call ends as `provider_error`.
+pub const MAX_SERVER_MESSAGE_BYTES: usize = 1024 * 1024;
+/// How many times one call's session may be reopened after `session_expired` (a session lasts
+/// up to 60 minutes, so this covers calls of hours). A server that expires sessions over and
+/// over would otherwise have the call reconnect, replay its history and hold the caller in
+/// silence for ever; beyond this the call ends as `provider_error`.
+pub const MAX_RECONNECTS: u32 = 3;
 /// Instructions of the text-only summary response.
 const SUMMARY_INSTRUCTIONS: &str = "The call is over. In at most two sentences of plain text, summarise it for the sales team: what the caller said they want and how the call ended. Do not address the caller.";
 
@@ -81,6 +94,8 @@ pub struct OpenAiRealtime {
     /// Text responses started: response id and purpose.
     text_responses: Vec<(String, TextPurpose)>,
     reconnect_needed: bool,
+    /// Sessions reopened on this call so far, at most [`MAX_RECONNECTS`].
+    reconnects: u32,
     /// The reopen under way. Kept here, not in `next_event`'s future, because the session
     /// cancels `next_event` whenever another branch of its loop fires: a reopen must survive that.
     reopening: Option<Reopening>,
@@ -187,6 +202,7 @@ impl OpenAiRealtime {
             text_requests: VecDeque::new(),
             text_responses: Vec::new(),
             reconnect_needed: false,
+            reconnects: 0,
             reopening: None,
             queued: Vec::new(),
         };
@@ -366,6 +382,13 @@ impl OpenAiRealtime {
                     .unwrap_or("unknown error")
                     .to_owned();
                 if code == "session_expired" {
+                    if self.reconnects >= MAX_RECONNECTS {
+                        return Err(ProviderError::Protocol(format!(
+                            "the session expired again after {MAX_RECONNECTS} reopens on this call"
+                        )));
+                    }
+                    self.reconnects += 1;
+                    metrics::counter!(crate::metrics::PROVIDER_RECONNECTS).increment(1);
                     self.reconnect_needed = true;
                     self.pending.push_back(ProviderEvent::Warning {
                         message: "session expired; reopening it with the conversation so far"
@@ -551,11 +574,14 @@ async fn open_session(config: &OpenAiConfig) -> Result<Socket, ProviderError> {
 }
 
 /// Small socket buffers: tungstenite's default 128 KiB read buffer would dominate a call's
-/// memory; audio deltas are a few KiB and the buffer grows for a larger message.
+/// memory; audio deltas are a few KiB and the buffer grows for a larger message. A message (or
+/// frame) over [`MAX_SERVER_MESSAGE_BYTES`] fails the read instead of growing it further.
 fn socket_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
     tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(crate::http::SOCKET_BUFFER_BYTES)
         .write_buffer_size(0)
+        .max_message_size(Some(MAX_SERVER_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_SERVER_MESSAGE_BYTES))
 }
 
 /// The GA `session.update` for a call.

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{
-    registry::{LiveCall, Registry},
+    registry::{Admission, Registry},
     session::{Action, CallSession, Input, RecordedEvent, SessionConfig, TransferConfig, Transmit},
     token::StreamClaims,
     writer::{CallWrite, write_loop},
@@ -121,9 +121,12 @@ pub struct CallRuntime {
 }
 
 /// Runs one call to its end. `shutdown` is cancelled when the gateway's grace period is over.
+/// `admission` is the call's place in the registry, taken before the stream was accepted; it
+/// is held until the call's task ends.
 pub async fn run_call<S>(
     runtime: CallRuntime,
     claims: StreamClaims,
+    admission: Admission,
     socket: S,
     shutdown: CancellationToken,
 ) where
@@ -138,7 +141,7 @@ pub async fn run_call<S>(
             claims.call_sid.clone(),
             writes_rx,
         );
-        let bridge = Bridge::run(runtime, claims, socket, shutdown, writes_tx);
+        let bridge = Bridge::run(runtime, claims, admission, socket, shutdown, writes_tx);
         let ((), ()) = tokio::join!(bridge, writer);
     }
     .instrument(span)
@@ -182,6 +185,8 @@ where
     async fn run(
         runtime: CallRuntime,
         claims: StreamClaims,
+        // Held to the end of the call: dropping it frees the place.
+        admission: Admission,
         socket: S,
         shutdown: CancellationToken,
         writes: mpsc::Sender<CallWrite>,
@@ -209,21 +214,7 @@ where
             bridge.close_socket().await;
             return;
         }
-        let hangup = CancellationToken::new();
-        let _admission = match runtime.registry.admit(LiveCall {
-            call_sid: claims.call_sid.clone(),
-            lead_id: claims.lead_id,
-            campaign_id: claims.campaign_id,
-            started_at,
-            hangup: hangup.clone(),
-        }) {
-            Ok(admission) => admission,
-            Err(error) => {
-                tracing::warn!(%error, "call refused");
-                bridge.close_socket().await;
-                return;
-            }
-        };
+        let hangup = admission.hangup();
         metrics::counter!(crate::metrics::CALLS_STARTED).increment(1);
         metrics::gauge!(crate::metrics::LIVE_CALLS).increment(1.0);
         if claims.resume {
@@ -447,6 +438,7 @@ where
             flood: FloodGuard::default(),
             frames_flooded: 0,
             frames_flooded_total: metrics::counter!(crate::metrics::FRAMES_REJECTED, "reason" => "flood"),
+            agent_audio_overflow: 0,
             stream_id: start.stream_id.clone(),
             format,
         };
@@ -507,7 +499,10 @@ where
                     match event {
                         Ok(ProviderEvent::Summary { text }) => summary = Some(text),
                         Ok(ProviderEvent::Warning { message }) => tracing::info!(%message, "provider notice"),
-                        Ok(event) => session.handle(Input::Provider(event), clock.now()),
+                        Ok(event) => {
+                            session.handle(Input::Provider(event), clock.now());
+                            counters.agent_audio_overflow(session.stats().agent_audio_overflow);
+                        }
                         Err(error) => {
                             tracing::warn!(%error, "provider failed");
                             provider = None;
@@ -562,6 +557,8 @@ where
                 "turn_p50_ms": turn_p50,
             },
             "frames": {"in": counters.frames_in, "out": stats.frames_sent, "rejected": counters.frames_rejected, "unknown_events": counters.unknown_events, "flooded": counters.frames_flooded},
+            // Agent audio over the call's cap of unplayed audio, dropped.
+            "agent_audio_dropped_ms": format.bytes_to_ms(stats.agent_audio_overflow as usize),
             "barge_ins": stats.barge_ins,
             "underruns": stats.underruns,
             "ignored_barge_ins": stats.ignored_barge_ins,
@@ -984,6 +981,8 @@ struct Counters {
     /// Messages dropped unread above the ceiling.
     frames_flooded: u64,
     frames_flooded_total: metrics::Counter,
+    /// Agent audio dropped above the cap of unplayed audio, as counted so far (bytes).
+    agent_audio_overflow: u64,
     stream_id: String,
     format: AudioFormat,
 }
@@ -999,6 +998,23 @@ impl Counters {
         }
         self.frames_flooded += 1;
         self.frames_flooded_total.increment(1);
+    }
+
+    /// The session's count of agent audio dropped over its cap: the metric follows it, and the
+    /// first drop of the call is logged.
+    fn agent_audio_overflow(&mut self, total: u64) {
+        if total <= self.agent_audio_overflow {
+            return;
+        }
+        if self.agent_audio_overflow == 0 {
+            tracing::warn!(
+                cap_secs = super::session::MAX_UNPLAYED_AGENT_AUDIO_SECS,
+                "the provider sent more agent audio than the call may hold; the excess is dropped"
+            );
+        }
+        metrics::counter!(crate::metrics::AGENT_AUDIO_DROPPED_BYTES)
+            .increment(total - self.agent_audio_overflow);
+        self.agent_audio_overflow = total;
     }
 }
 

@@ -1,4 +1,9 @@
 //! Live calls held by this gateway: lookup by CallUUID (to hang one up), admission limit.
+//!
+//! A call is admitted when its media WebSocket is accepted, before its stream token is spent
+//! and before the upgrade: a full gateway refuses the stream and the token stays good. The
+//! [`Admission`] travels into the call's task and holds the place until the task ends, however
+//! it ends (a stream that never starts included).
 
 use std::sync::Arc;
 
@@ -30,6 +35,14 @@ pub struct Registry {
 pub struct Admission {
     calls: Arc<DashMap<String, LiveCall>>,
     call_sid: String,
+    hangup: CancellationToken,
+}
+
+impl Admission {
+    /// Cancelled when an operator or the API asks this call to hang up.
+    pub fn hangup(&self) -> CancellationToken {
+        self.hangup.clone()
+    }
 }
 
 impl Drop for Admission {
@@ -54,26 +67,42 @@ impl Registry {
         }
     }
 
-    /// Admits a call, unless the gateway is full or already holds it.
+    /// Admits a call, unless the gateway already holds it or is full (in that order: a second
+    /// stream of a live call is told so, full or not).
     pub fn admit(&self, call: LiveCall) -> Result<Admission, AdmissionError> {
+        let call_sid = call.call_sid.clone();
+        if self.calls.contains_key(&call_sid) {
+            return Err(AdmissionError::Duplicate(call_sid));
+        }
         if self.calls.len() >= self.max_calls {
             return Err(AdmissionError::Full(self.max_calls));
         }
-        let call_sid = call.call_sid.clone();
+        let hangup = call.hangup.clone();
         match self.calls.entry(call_sid.clone()) {
-            dashmap::Entry::Occupied(_) => Err(AdmissionError::Duplicate(call_sid)),
+            dashmap::Entry::Occupied(_) => return Err(AdmissionError::Duplicate(call_sid)),
             dashmap::Entry::Vacant(slot) => {
                 slot.insert(call);
-                Ok(Admission {
-                    calls: self.calls.clone(),
-                    call_sid,
-                })
             }
         }
+        let admission = Admission {
+            calls: self.calls.clone(),
+            call_sid,
+            hangup,
+        };
+        // Two admissions racing past the first check: the later one gives its place back.
+        if self.calls.len() > self.max_calls {
+            return Err(AdmissionError::Full(self.max_calls));
+        }
+        Ok(admission)
     }
 
     pub fn len(&self) -> usize {
         self.calls.len()
+    }
+
+    /// How many live calls this gateway accepts at once (`VG_MAX_CALLS`).
+    pub fn max_calls(&self) -> usize {
+        self.max_calls
     }
 
     pub fn is_empty(&self) -> bool {
@@ -126,6 +155,11 @@ mod tests {
         assert_eq!(
             registry.admit(call("c")).unwrap_err(),
             AdmissionError::Full(2)
+        );
+        assert_eq!(
+            registry.admit(call("b")).unwrap_err(),
+            AdmissionError::Duplicate("b".into()),
+            "full, but a live call's second stream is told it is live"
         );
         drop(first);
         assert_eq!(registry.len(), 1);

@@ -35,6 +35,11 @@ const PLAYED_GRACE: Duration = Duration::from_millis(500);
 pub const HANDOFF_LINE: &str = "Let me connect you with a colleague now. Please hold.";
 /// The checkpoint after the apology a provider failure plays.
 const APOLOGY_CHECKPOINT: &str = "apology";
+/// The most agent audio one call holds unplayed, in seconds of its own format (60 s: 480 KB of
+/// μ-law, 1.9 MB of L16 at 16 kHz). Providers write faster than real time, but a reply is
+/// seconds long; beyond this, audio is dropped and counted, so what a provider sends never
+/// grows a call's memory without bound.
+pub const MAX_UNPLAYED_AGENT_AUDIO_SECS: usize = 60;
 
 /// Rules of one call.
 #[derive(Debug, Clone)]
@@ -179,6 +184,9 @@ pub struct SessionStats {
     pub underruns: u32,
     pub tool_calls: u32,
     pub late_audio_dropped: u64,
+    /// Bytes of agent audio dropped because the call's unplayed audio was at its cap
+    /// ([`MAX_UNPLAYED_AGENT_AUDIO_SECS`]).
+    pub agent_audio_overflow: u64,
     /// The outcome the agent recorded (`record_outcome`), if any.
     pub interest_level: Option<String>,
     pub outcome_notes: Option<String>,
@@ -225,8 +233,9 @@ pub struct CallSession {
     config: SessionConfig,
     started_at: Instant,
     frame_bytes: usize,
-    /// Agent audio not yet sent to Plivo.
+    /// Agent audio not yet sent to Plivo, at most `max_outgoing` bytes.
     outgoing: VecDeque<u8>,
+    max_outgoing: usize,
     /// Checkpoints, by the stream position (bytes) after which they are sent.
     markers: VecDeque<(u64, String)>,
     /// Checkpoints sent whose `playedStream` has not come back, with their positions.
@@ -264,12 +273,16 @@ pub struct CallSession {
 impl CallSession {
     pub fn new(config: SessionConfig, now: Instant) -> Self {
         let frame_bytes = config.format.frame_bytes();
+        let max_outgoing = config.format.sample_rate as usize
+            * config.format.bytes_per_sample()
+            * MAX_UNPLAYED_AGENT_AUDIO_SECS;
         let first_event_seq = config.first_event_seq;
         Self {
             config,
             started_at: now,
             frame_bytes,
             outgoing: VecDeque::with_capacity(frame_bytes * 64),
+            max_outgoing,
             markers: VecDeque::new(),
             sent_markers: VecDeque::new(),
             heard_position: 0,
@@ -612,10 +625,15 @@ impl CallSession {
                 transcript: None,
             });
         }
-        self.outgoing.extend(audio.iter().copied());
-        self.queued_position += audio.len() as u64;
+        // Over the cap the rest of the delta is dropped: the item is queued as far as it fits,
+        // so its positions (and a truncation) stay true to what the caller can hear.
+        let room = self.max_outgoing.saturating_sub(self.outgoing.len());
+        let (kept, dropped) = audio.split_at(audio.len().min(room));
+        self.stats.agent_audio_overflow += dropped.len() as u64;
+        self.outgoing.extend(kept.iter().copied());
+        self.queued_position += kept.len() as u64;
         if let Some(playback) = &mut self.playback {
-            playback.queued_bytes += audio.len() as u64;
+            playback.queued_bytes += kept.len() as u64;
         }
         self.last_activity = now;
     }

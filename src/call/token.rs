@@ -2,7 +2,11 @@
 //!
 //! `base64url(claims JSON) "." base64url(HMAC-SHA256(secret, claims part))`. The claims say
 //! which call, lead and campaign the stream belongs to, until when, and carry a nonce that the
-//! upgrade claims once in the database, so a replayed URL is refused.
+//! upgrade claims once in the database, so a replayed URL is refused. When the database cannot
+//! take the claim (an outage), the nonce is remembered in [`UnrecordedTokens`] instead, so the
+//! gateway that accepted the token still refuses its replay.
+
+use std::collections::HashMap;
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, KeyInit, Mac};
@@ -81,6 +85,67 @@ pub fn verify(secret: &[u8], token: &str, now: i64) -> Result<StreamClaims, Toke
     Ok(claims)
 }
 
+/// How many tokens accepted without a database claim one gateway remembers at once. Tokens
+/// expire within minutes, so this is hundreds of new calls a minute for the length of an
+/// outage (the dialer places a few a second for a whole account), in about 1 MiB.
+pub const UNRECORDED_TOKENS_CAPACITY: usize = 10_000;
+
+/// The nonces of stream tokens this gateway accepted while the database could not record
+/// them, each until its token expires: a replay to this gateway is refused without the
+/// database. Bounded: once full of live tokens, no more is accepted this way.
+#[derive(Debug)]
+pub struct UnrecordedTokens {
+    capacity: usize,
+    /// Nonce → the token's expiry (unix seconds).
+    nonces: HashMap<String, i64>,
+}
+
+/// [`UnrecordedTokens`] holds as many unexpired tokens as it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0} stream tokens accepted without the database are remembered already")]
+pub struct UnrecordedFull(pub usize);
+
+impl Default for UnrecordedTokens {
+    fn default() -> Self {
+        Self::with_capacity(UNRECORDED_TOKENS_CAPACITY)
+    }
+}
+
+impl UnrecordedTokens {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            capacity,
+            nonces: HashMap::new(),
+        }
+    }
+
+    /// Whether `nonce` was accepted here already and its token has not expired at `now`.
+    pub fn contains(&self, nonce: &str, now: i64) -> bool {
+        self.nonces
+            .get(nonce)
+            .is_some_and(|expires_at| now <= *expires_at)
+    }
+
+    /// Remembers `claims`' nonce until its token expires. Expired entries are dropped first
+    /// (the set is small and only written during an outage); full of live ones, it refuses.
+    pub fn insert(&mut self, claims: &StreamClaims, now: i64) -> Result<(), UnrecordedFull> {
+        self.nonces.retain(|_, expires_at| now <= *expires_at);
+        if self.nonces.len() >= self.capacity {
+            return Err(UnrecordedFull(self.capacity));
+        }
+        self.nonces.insert(claims.nonce.clone(), claims.expires_at);
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.nonces.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nonces.is_empty()
+    }
+}
+
 fn mac(secret: &[u8], body: &[u8]) -> Hmac<Sha256> {
     let mut mac =
         <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes any key length");
@@ -114,6 +179,44 @@ mod tests {
         assert_eq!(verify(b"secret", &token, 999), Ok(claims()));
         assert_eq!(verify(b"secret", &token, 1_000), Ok(claims()));
         assert_eq!(verify(b"secret", &token, 1_001), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn unrecorded_tokens_are_refused_until_they_expire_and_the_set_is_bounded() {
+        let mut spent = UnrecordedTokens::with_capacity(2);
+        let first = claims(); // expires at 1_000
+        assert!(!spent.contains("n1", 0));
+        spent.insert(&first, 0).unwrap();
+        assert!(
+            spent.contains("n1", 1_000),
+            "a replay while the token lives"
+        );
+        assert!(
+            !spent.contains("n1", 1_001),
+            "an expired token is refused anyway"
+        );
+        let second = StreamClaims {
+            nonce: "n2".into(),
+            expires_at: 2_000,
+            ..claims()
+        };
+        spent.insert(&second, 500).unwrap();
+        let third = StreamClaims {
+            nonce: "n3".into(),
+            expires_at: 2_000,
+            ..claims()
+        };
+        assert_eq!(
+            spent.insert(&third, 900),
+            Err(UnrecordedFull(2)),
+            "full of live tokens"
+        );
+        assert!(!spent.contains("n3", 900));
+        // Once the first token has expired its place is free again.
+        spent.insert(&third, 1_001).unwrap();
+        assert_eq!(spent.len(), 2);
+        assert!(spent.contains("n2", 1_001) && spent.contains("n3", 1_001));
+        assert!(!spent.contains("n1", 1_001));
     }
 
     #[test]

@@ -161,6 +161,17 @@ impl Database {
         Ok(result.rows_affected() == 1)
     }
 
+    /// Whether a stream token's nonce was claimed already, without claiming it.
+    pub async fn stream_token_used(&self, nonce: &str) -> Result<bool, DbError> {
+        let used = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM stream_token_uses WHERE nonce = $1) AS "used!""#,
+            nonce
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(used)
+    }
+
     /// Forgets token claims older than a day (tokens expire within minutes).
     pub async fn prune_stream_tokens(&self) -> Result<u64, DbError> {
         let result =

@@ -1,6 +1,7 @@
-//! The `websocket_servers` registry: each gateway registers its `wss://` URL, heartbeats with
-//! its live call count, and deactivates itself when draining. `/plivo/answer` picks the best
-//! active, verified, fresh server, which is not always the one answering.
+//! The `websocket_servers` registry: each gateway registers its `wss://` URL and its capacity
+//! (`VG_MAX_CALLS`), heartbeats with its live call count, and deactivates itself when draining.
+//! `/plivo/answer` picks the best active, verified, fresh server with room, which is not always
+//! the one answering, and reserves a place on it (see [`Database::pick_stream_server`]).
 //!
 //! The heartbeat is also the gateway's sign of life, whether it takes new streams or not (an
 //! operator's deactivation, a drain): a row whose heartbeat is older than
@@ -16,6 +17,8 @@ use super::{Database, DbError};
 /// A registry row older than this many of its heartbeat intervals is stale: not picked for new
 /// streams, and its gateway is taken for gone.
 pub const STALE_HEARTBEATS: u32 = 3;
+/// How many times a pick is tried when a concurrent pick filled its candidate first.
+const PICK_ATTEMPTS: usize = 3;
 
 /// What a heartbeat found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,31 +41,35 @@ pub struct StreamServer {
     pub status: String,
     pub priority: i32,
     pub live_calls: i32,
+    /// The gateway's capacity (`VG_MAX_CALLS`); `None`: not known, never full.
+    pub max_calls: Option<i32>,
     pub last_verified_at: Option<DateTime<Utc>>,
 }
 
 impl Database {
     /// Registers (or re-registers) this server as active and verified, with its heartbeat
-    /// interval.
+    /// interval and its capacity.
     pub async fn register_server(
         &self,
         name: &str,
         url: &str,
         priority: i32,
         heartbeat: Duration,
+        max_calls: usize,
     ) -> Result<(), DbError> {
         sqlx::query!(
             r#"INSERT INTO websocket_servers (name, url, priority, is_active, status, last_verified_at,
-                                              live_calls, heartbeat_secs)
-               VALUES ($1, $2, $3, TRUE, 'verified', now(), 0, $4)
+                                              live_calls, heartbeat_secs, max_calls)
+               VALUES ($1, $2, $3, TRUE, 'verified', now(), 0, $4, $5)
                ON CONFLICT (name) DO UPDATE
                SET url = EXCLUDED.url, priority = EXCLUDED.priority, is_active = TRUE,
                    status = 'verified', last_verified_at = now(), live_calls = 0, failure_reason = NULL,
-                   heartbeat_secs = EXCLUDED.heartbeat_secs"#,
+                   heartbeat_secs = EXCLUDED.heartbeat_secs, max_calls = EXCLUDED.max_calls"#,
             name,
             url,
             priority,
             heartbeat_secs(heartbeat),
+            i32::try_from(max_calls).unwrap_or(i32::MAX),
         )
         .execute(&self.pool)
         .await?;
@@ -121,33 +128,63 @@ impl Database {
         Ok(())
     }
 
-    /// The best server for a new stream: active, verified, heard from within `fresh_within`;
+    /// The best server for a new stream, with a place reserved on it: active, verified, fresh
+    /// (heard from within [`STALE_HEARTBEATS`] of its own heartbeat interval, or of
+    /// `default_heartbeat` for a row that never said) and not full (`live_calls < max_calls`);
     /// highest priority first, then fewest live calls, then the most recently verified.
+    /// `None`: no gateway can take the call.
+    ///
+    /// The pick adds one to the chosen row's `live_calls`. Between heartbeats the count is
+    /// otherwise stale, and a burst of answers would all go to the same "emptiest" gateway and
+    /// past its capacity; the reservation makes each answer see the ones before it. The
+    /// gateway's next heartbeat writes its real count (its admitted calls), which also takes
+    /// back the place of a stream that never came. Admission and release do not write the
+    /// row: that would be two more writes on every call's path, for a count the heartbeat
+    /// corrects within seconds anyway.
+    ///
+    /// One statement: the candidate is chosen in the statement's snapshot, and the update
+    /// checks the row's room again once it holds the row lock (PostgreSQL re-evaluates the
+    /// update's own conditions on the newest version), so two concurrent picks never both take
+    /// a gateway's last place. When a concurrent pick took it first, the next best is tried.
     pub async fn pick_stream_server(
         &self,
-        fresh_within: Duration,
+        default_heartbeat: Duration,
     ) -> Result<Option<StreamServer>, DbError> {
-        let fresh_secs = fresh_within.as_secs_f64();
-        let server = sqlx::query_as!(
-            StreamServer,
-            r#"SELECT name, url, is_active, status, priority, live_calls, last_verified_at
-               FROM websocket_servers
-               WHERE is_active AND status = 'verified'
-                 AND last_verified_at > now() - make_interval(secs => $1)
-               ORDER BY priority DESC, live_calls ASC, last_verified_at DESC
-               LIMIT 1"#,
-            fresh_secs,
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(server)
+        for _ in 0..PICK_ATTEMPTS {
+            let server = sqlx::query_as!(
+                StreamServer,
+                r#"UPDATE websocket_servers
+                   SET live_calls = live_calls + 1
+                   WHERE name = (
+                           SELECT name FROM websocket_servers
+                           WHERE is_active AND status = 'verified'
+                             AND last_verified_at > now() - make_interval(
+                                     secs => coalesce(heartbeat_secs, $1) * $2::float8)
+                             AND (max_calls IS NULL OR live_calls < max_calls)
+                           ORDER BY priority DESC, live_calls ASC, last_verified_at DESC
+                           LIMIT 1)
+                     AND is_active AND status = 'verified'
+                     AND (max_calls IS NULL OR live_calls < max_calls)
+                   RETURNING name, url, is_active, status, priority, live_calls, max_calls,
+                             last_verified_at"#,
+                heartbeat_secs(default_heartbeat),
+                f64::from(STALE_HEARTBEATS),
+            )
+            .fetch_optional(&self.pool)
+            .await?;
+            if server.is_some() {
+                return Ok(server);
+            }
+        }
+        Ok(None)
     }
 
     /// One server's row, by name.
     pub async fn stream_server(&self, name: &str) -> Result<Option<StreamServer>, DbError> {
         let server = sqlx::query_as!(
             StreamServer,
-            r#"SELECT name, url, is_active, status, priority, live_calls, last_verified_at
+            r#"SELECT name, url, is_active, status, priority, live_calls, max_calls,
+                      last_verified_at
                FROM websocket_servers WHERE name = $1"#,
             name
         )

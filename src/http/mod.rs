@@ -31,6 +31,9 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// What the media WebSocket hands every call.
     pub runtime: CallRuntime,
+    /// Stream tokens accepted while the database could not record them, refused if replayed
+    /// here (`call::token::UnrecordedTokens`).
+    pub unrecorded_tokens: Arc<std::sync::Mutex<crate::call::token::UnrecordedTokens>>,
 }
 
 /// The application's routes, without a listener, so tests can drive it as a `tower::Service`.

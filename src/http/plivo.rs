@@ -20,6 +20,7 @@ use super::{AppState, guard::Webhook};
 use crate::{
     call::{
         bridge::{CarrierError, CarrierMessage, run_call},
+        registry::{AdmissionError, LiveCall},
         token::{self, StreamClaims},
     },
     db::{
@@ -122,11 +123,23 @@ async fn stream_to_best_server(
     inbound: bool,
     resume: bool,
 ) -> Response {
-    let fresh_within =
-        state.settings.server.heartbeat_interval * crate::db::servers::STALE_HEARTBEATS;
-    let stream_base = match state.db.pick_stream_server(fresh_within).await {
+    // With no gateway to pick, the stream goes to this one, as the only one known to be alive;
+    // if it is full as well, its stream is refused with 503 and the token stays unspent.
+    let stream_base = match state
+        .db
+        .pick_stream_server(state.settings.server.heartbeat_interval)
+        .await
+    {
         Ok(Some(server)) => server.url,
-        Ok(None) | Err(_) => crate::startup::stream_url(&state.settings).to_string(),
+        Ok(None) => {
+            metrics::counter!(crate::metrics::NO_STREAM_SERVER).increment(1);
+            tracing::warn!(%call_sid, "no gateway has room (all full, stale or inactive); streaming to this one");
+            crate::startup::stream_url(&state.settings).to_string()
+        }
+        Err(error) => {
+            tracing::warn!(%call_sid, %error, "the server pick failed; streaming to this one");
+            crate::startup::stream_url(&state.settings).to_string()
+        }
     };
     let claims = StreamClaims {
         call_sid,
@@ -570,6 +583,13 @@ pub async fn transfer_whisper(
 }
 
 /// `GET /plivo/stream`: the media WebSocket. Needs Plivo's signature and the call token.
+///
+/// The call is admitted (a place among `VG_MAX_CALLS`) before its token is spent: a full
+/// gateway answers 503 and the token stays good for a retry once a place frees. The token's
+/// nonce is then claimed in the database; when the database cannot take the claim (a transient
+/// failure) the stream is accepted anyway, since the token is signed and expires within
+/// minutes, and the nonce is remembered here until then, so a replay to this gateway is still
+/// refused.
 pub async fn stream(
     State(state): State<AppState>,
     Extension(webhook): Extension<Webhook>,
@@ -587,11 +607,43 @@ pub async fn stream(
         .stream_secret
         .expose_secret()
         .as_bytes();
-    let claims = match token::verify(secret, &token_text, chrono::Utc::now().timestamp()) {
+    let now = chrono::Utc::now().timestamp();
+    let claims = match token::verify(secret, &token_text, now) {
         Ok(claims) => claims,
         Err(error) => {
             tracing::warn!(%error, "stream refused");
             return (StatusCode::FORBIDDEN, "invalid call token").into_response();
+        }
+    };
+    if unrecorded_tokens(&state).contains(&claims.nonce, now) {
+        refused("replayed");
+        tracing::warn!(call_sid = %claims.call_sid, "stream refused: token replayed (accepted here during a database outage)");
+        return (StatusCode::FORBIDDEN, "call token already used").into_response();
+    }
+    let admission = match state.runtime.registry.admit(LiveCall {
+        call_sid: claims.call_sid.clone(),
+        lead_id: claims.lead_id,
+        campaign_id: claims.campaign_id,
+        started_at: chrono::Utc::now(),
+        hangup: tokio_util::sync::CancellationToken::new(),
+    }) {
+        Ok(admission) => admission,
+        Err(error @ AdmissionError::Full(_)) => {
+            refused("full");
+            tracing::warn!(call_sid = %claims.call_sid, %error, "stream refused: gateway full; the token is not spent");
+            return (StatusCode::SERVICE_UNAVAILABLE, "gateway full").into_response();
+        }
+        Err(error @ AdmissionError::Duplicate(_)) => {
+            // The live call's own token again is a replay; another token for the same call (a
+            // resumed stream racing the last one's wrap-up) stays unspent for Plivo's retry.
+            if matches!(state.db.stream_token_used(&claims.nonce).await, Ok(true)) {
+                refused("replayed");
+                tracing::warn!(call_sid = %claims.call_sid, "stream refused: token replayed");
+                return (StatusCode::FORBIDDEN, "call token already used").into_response();
+            }
+            refused("duplicate");
+            tracing::warn!(call_sid = %claims.call_sid, %error, "stream refused");
+            return (StatusCode::CONFLICT, "call already live here").into_response();
         }
     };
     match state
@@ -601,16 +653,28 @@ pub async fn stream(
     {
         Ok(true) => {}
         Ok(false) => {
+            refused("replayed");
             tracing::warn!(call_sid = %claims.call_sid, "stream refused: token replayed");
             return (StatusCode::FORBIDDEN, "call token already used").into_response();
         }
+        Err(error) if error.is_transient() => {
+            if let Err(full) = unrecorded_tokens(&state).insert(&claims, now) {
+                refused("database");
+                tracing::error!(call_sid = %claims.call_sid, %error, %full, "stream refused: database unavailable");
+                return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
+            }
+            tracing::warn!(call_sid = %claims.call_sid, %error, "stream token not recorded: database unavailable; accepted, its replay is refused by this gateway until it expires");
+        }
         Err(error) => {
-            tracing::error!(%error, "stream refused: database unavailable");
+            refused("database");
+            tracing::error!(call_sid = %claims.call_sid, %error, "stream refused: database error");
             return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
         }
     }
     let runtime = state.runtime.clone();
     let lifecycle = state.lifecycle.clone();
+    // The admission moves into the call's task; if the upgrade never completes, the closure is
+    // dropped with it and the place is freed.
     upgrade
         .read_buffer_size(SOCKET_BUFFER_BYTES)
         // Frames are fed, then flushed together: one write per batch, not per frame.
@@ -619,9 +683,23 @@ pub async fn stream(
         .max_frame_size(MAX_WS_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
             lifecycle.spawn_call(move |shutdown| {
-                run_call(runtime, claims, carrier_socket(socket), shutdown)
+                run_call(runtime, claims, admission, carrier_socket(socket), shutdown)
             });
         })
+}
+
+/// The tokens this gateway accepted without the database. The lock is held for a lookup or an
+/// insert, never across an `.await`.
+fn unrecorded_tokens(state: &AppState) -> std::sync::MutexGuard<'_, token::UnrecordedTokens> {
+    state
+        .unrecorded_tokens
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Counts a refused media WebSocket by reason.
+fn refused(reason: &'static str) {
+    metrics::counter!(crate::metrics::STREAMS_REFUSED, "reason" => reason).increment(1);
 }
 
 /// The axum socket as the bridge's library-independent stream and sink.

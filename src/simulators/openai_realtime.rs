@@ -6,7 +6,8 @@
 //! transcripts and tool calls, `response.cancel`, `conversation.item.truncate` (refusing an
 //! `audio_end_ms` beyond the item's audio, as the real API does), text-only summaries and
 //! post-call analyses (told apart by the request's `metadata.purpose`, echoed back), and
-//! failure modes (never ready, dropping the connection, expiring the session). Everything the
+//! failure modes (never ready, dropping the connection, expiring the session once or every
+//! time, an oversized event). Everything the
 //! gateway sends is recorded for assertions.
 
 use std::{
@@ -55,7 +56,16 @@ pub enum FakeMode {
     /// The next session takes `REOPEN_DELAY` to become ready, as a real reconnect can, so the
     /// caller's frames keep arriving while the gateway reopens.
     ExpireAfterGreeting,
+    /// Expires every session: the first once the greeting has been sent, every later one as
+    /// soon as it is ready (a server stuck expiring sessions).
+    ExpireEverySession,
+    /// Sends one event of [`OVERSIZED_EVENT_BYTES`] once the greeting has been sent.
+    OversizedEvent,
 }
+
+/// The size of the event [`FakeMode::OversizedEvent`] sends: over the gateway's limit on a
+/// provider message.
+pub const OVERSIZED_EVENT_BYTES: usize = crate::ai::openai_realtime::MAX_SERVER_MESSAGE_BYTES + 1;
 
 #[derive(Debug, Clone)]
 pub struct FakeRealtimeConfig {
@@ -399,6 +409,10 @@ impl Connection {
                     .outbox
                     .send(json!({"type": "session.updated", "session": event["session"]}))
                     .await;
+                if self.shared.config.mode == FakeMode::ExpireEverySession && self.index > 1 {
+                    let _ = self.outbox.send(session_expired()).await;
+                    let _ = self.outbox.send(json!({"type": "__close"})).await;
+                }
             }
             "response.create" => {
                 let text_only = event["response"]["output_modalities"] == json!(["text"]);
@@ -411,10 +425,22 @@ impl Connection {
                     // Failure modes strike once the greeting has been sent in full.
                     let after = match self.shared.config.mode {
                         FakeMode::DropAfterGreeting => vec![json!({"type": "__close"})],
-                        FakeMode::ExpireAfterGreeting if self.index == 1 => vec![
-                            json!({"type": "error", "error": {"type": "invalid_request_error", "code": "session_expired", "message": "Your session hit the maximum duration."}}),
-                            json!({"type": "__close"}),
-                        ],
+                        FakeMode::ExpireAfterGreeting if self.index == 1 => {
+                            vec![session_expired(), json!({"type": "__close"})]
+                        }
+                        FakeMode::ExpireEverySession => {
+                            vec![session_expired(), json!({"type": "__close"})]
+                        }
+                        FakeMode::OversizedEvent => {
+                            // A text delta padded so its JSON is just over the limit.
+                            let padding = OVERSIZED_EVENT_BYTES
+                                - json!({"type": "response.output_text.delta", "delta": ""})
+                                    .to_string()
+                                    .len();
+                            vec![
+                                json!({"type": "response.output_text.delta", "delta": "x".repeat(padding)}),
+                            ]
+                        }
                         _ => Vec::new(),
                     };
                     self.respond(greeting, ms, None, Duration::ZERO, after);
@@ -655,6 +681,11 @@ impl Connection {
             }
         });
     }
+}
+
+/// The error a session that hit its maximum duration gets.
+fn session_expired() -> Value {
+    json!({"type": "error", "error": {"type": "invalid_request_error", "code": "session_expired", "message": "Your session hit the maximum duration."}})
 }
 
 /// The agent's voice: a 440 Hz tone, μ-law 8 kHz or PCM16 24 kHz.

@@ -137,6 +137,9 @@ pub enum CallerError {
     NoStream(String),
     #[error("media WebSocket refused: {0}")]
     Connect(String),
+    /// The gateway answered the upgrade with this HTTP status.
+    #[error("media WebSocket refused with HTTP {0}")]
+    Refused(u16),
 }
 
 /// Posts the signed answer webhook and returns the status, the body and the latency.
@@ -534,6 +537,11 @@ pub async fn connect_stream_with_nonce(
         .write_buffer_size(0);
     let (socket, _) = tokio_tungstenite::connect_async_with_config(request, Some(websocket), true)
         .await
-        .map_err(|error| CallerError::Connect(error.to_string()))?;
+        .map_err(|error| match error {
+            tokio_tungstenite::tungstenite::Error::Http(response) => {
+                CallerError::Refused(response.status().as_u16())
+            }
+            error => CallerError::Connect(error.to_string()),
+        })?;
     Ok(socket)
 }

@@ -193,6 +193,8 @@ pub fn test_data_dir() -> String {
 pub struct TestApp {
     pub address: std::net::SocketAddr,
     pub lifecycle: voice_gateway::lifecycle::Lifecycle,
+    /// What the handlers share: the registry of live calls, the gateway's own pool.
+    pub state: voice_gateway::http::AppState,
     pub stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
     /// The gateway's spool of call writes.
@@ -207,6 +209,7 @@ impl TestApp {
         let address = application.local_addr();
         let lifecycle = application.state().lifecycle.clone();
         let spool = application.state().runtime.spool.clone();
+        let state = application.state().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(application.run_until_stopped(async move {
             let _ = stopped.await;
@@ -214,6 +217,7 @@ impl TestApp {
         Self {
             address,
             lifecycle,
+            state,
             stop: Some(stop),
             task,
             spool,

@@ -1,6 +1,7 @@
 //! The integration suite: one test binary, one ephemeral PostgreSQL cluster, a fresh database
 //! per test. Nothing here mocks the database.
 
+mod admission;
 mod call;
 mod callbacks;
 mod calls;
@@ -13,6 +14,7 @@ mod limits;
 mod local;
 mod logs;
 mod outage;
+mod provider_limits;
 mod restart;
 mod rls;
 mod schema;

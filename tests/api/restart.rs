@@ -88,7 +88,7 @@ async fn the_open_calls_of_a_gateway_that_is_gone_are_closed_once_keeping_what_t
     let test = TestDb::new().await;
     let db = &test.db;
     let org = seed_org(db.pool(), "Acme", 3).await;
-    db.register_server("gw-a", "wss://a.test/plivo/stream", 0, BEAT)
+    db.register_server("gw-a", "wss://a.test/plivo/stream", 0, BEAT, 100)
         .await
         .unwrap();
     db.open_call(&start(&org, 0, "CA-A1", "gw-a"))
@@ -203,6 +203,7 @@ async fn a_gateway_is_stale_after_three_of_its_own_heartbeats() {
             "wss://x.test/plivo/stream",
             0,
             Duration::from_secs(heartbeat),
+            100,
         )
         .await
         .unwrap();
@@ -423,6 +424,7 @@ async fn a_peer_closes_the_calls_of_a_killed_gateway_once_its_heartbeat_is_stale
             "wss://c.test/plivo/stream",
             0,
             Duration::from_secs(60),
+            100,
         )
         .await
         .unwrap();

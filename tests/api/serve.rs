@@ -273,7 +273,7 @@ async fn readiness_metrics_and_the_registry_follow_the_lifecycle() {
     assert_eq!(server.url, "wss://gateway.test/plivo/stream");
     let picked = test
         .db
-        .pick_stream_server(Duration::from_secs(30))
+        .pick_stream_server(Duration::from_secs(10))
         .await
         .unwrap()
         .unwrap();
@@ -293,7 +293,7 @@ async fn readiness_metrics_and_the_registry_follow_the_lifecycle() {
     assert!(!server.is_active, "shutdown marks the server inactive");
     assert_eq!(
         test.db
-            .pick_stream_server(Duration::from_secs(30))
+            .pick_stream_server(Duration::from_secs(10))
             .await
             .unwrap(),
         None

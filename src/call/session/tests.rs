@@ -149,6 +149,51 @@ fn audio_is_paced_at_most_the_lead_ahead_of_real_time() {
 }
 
 #[test]
+fn unplayed_agent_audio_is_capped_and_the_excess_dropped_and_counted() {
+    let mut harness = Harness::new();
+    let second = 8000; // μ-law at 8 kHz
+    let cap = MAX_UNPLAYED_AGENT_AUDIO_SECS * second;
+    greeting(&mut harness, cap - second);
+    let sent_at_once = harness.sent_frames.len() * 160;
+    assert_eq!(harness.session.stats().agent_audio_overflow, 0);
+    // Two more seconds at once: what fits under the cap is queued, the rest dropped.
+    harness.audio("r0", "i0", 2 * second);
+    let room = second + sent_at_once;
+    assert_eq!(
+        harness.session.stats().agent_audio_overflow,
+        (2 * second - room) as u64
+    );
+    // At the cap, a whole delta is dropped.
+    harness.audio("r0", "i0", second);
+    assert_eq!(
+        harness.session.stats().agent_audio_overflow,
+        (3 * second - room) as u64
+    );
+    // Playing frees room again.
+    harness.advance(Duration::from_secs(1));
+    harness.audio("r0", "i0", second / 2);
+    assert_eq!(
+        harness.session.stats().agent_audio_overflow,
+        (3 * second - room) as u64,
+        "half a second fits once a second has played"
+    );
+    harness.provider(ProviderEvent::AudioDone {
+        response_id: "r0".into(),
+        item_id: "i0".into(),
+    });
+    harness.advance(Duration::from_secs(
+        MAX_UNPLAYED_AGENT_AUDIO_SECS as u64 + 5,
+    ));
+    let queued = cap - second + room + second / 2;
+    assert_eq!(
+        harness.sent_frames.len(),
+        queued.div_ceil(160),
+        "exactly what was kept is played"
+    );
+    assert_eq!(harness.checkpoints, ["i0"]);
+}
+
+#[test]
 fn partial_frames_are_padded_at_the_end_of_an_item_and_followed_by_its_checkpoint() {
     let mut harness = Harness::new();
     greeting(&mut harness, 250);
