@@ -4,7 +4,15 @@
 //! seeded in its database, optionally the fake provider for it, and its `/metrics` for CPU and
 //! memory.
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::{
+    path::PathBuf,
+    process::Stdio,
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
 
 /// How many of the gateway's last log lines an early exit reports.
 const STARTUP_LOG_LINES: usize = 20;
@@ -28,12 +36,17 @@ pub const PUBLIC_URL: &str = "https://gateway.loadtest";
 /// Everything running for a local load test.
 pub struct LocalEnvironment {
     pub gateway_address: String,
-    pub gateway_pid: u32,
     pub campaign: SeededCampaign,
     pub fake: FakeRealtimeServer,
-    gateway: Child,
+    gateway: tokio::sync::Mutex<Child>,
+    gateway_pid: AtomicU32,
+    gateway_bin: PathBuf,
+    gateway_env: Vec<(String, String)>,
     database: Database,
-    cluster: Option<EmbeddedPostgres>,
+    /// Behind a lock so that `--chaos` can stop and restart it mid-run.
+    cluster: Arc<std::sync::Mutex<Option<EmbeddedPostgres>>>,
+    /// The gateway's `VG_DATA_DIR` (its spool), kept across a restart.
+    _data_dir: tempfile::TempDir,
 }
 
 impl LocalEnvironment {
@@ -57,90 +70,162 @@ impl LocalEnvironment {
             .seed_campaign("Load test", leads, &serde_json::json!({}))
             .await?;
         let fake = FakeRealtimeServer::start(fake).await?;
-        let fake_url = fake.url();
-        let max_calls = max_calls.to_string();
-        let secret = "l".repeat(48);
-        let mut gateway = Command::new(&gateway_bin)
-            .arg("serve")
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .envs([
-                ("DATABASE_URL", url.as_str()),
-                ("VG_LISTEN", "127.0.0.1:0"),
-                ("VG_PUBLIC_URL", PUBLIC_URL),
-                ("VG_SERVER_NAME", "loadtest-gateway"),
-                ("VG_STREAM_SECRET", secret.as_str()),
-                ("VG_AI_PROVIDER", "openai"),
-                ("OPENAI_API_KEY", "sk-loadtest"),
-                ("OPENAI_REALTIME_URL", fake_url.as_str()),
-                ("PLIVO_AUTH_ID", "MALOADTEST"),
-                ("PLIVO_AUTH_TOKEN", AUTH_TOKEN),
-                ("VG_MAX_CALLS", max_calls.as_str()),
-                ("VG_DB_MAX_CONNECTIONS", "40"),
-                ("VG_SHUTDOWN_GRACE_SECS", "5"),
-                ("VG_LOG_FORMAT", "json"),
-                ("RUST_LOG", "warn,voice_gateway::startup=info"),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting the gateway {}", gateway_bin.display()))?;
+        let data_dir = tempfile::tempdir().context("a data directory for the gateway")?;
+        // A fixed port, so a restarted gateway (`--chaos kill-gateway`) is where callers look.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let gateway_env: Vec<(String, String)> = [
+            ("DATABASE_URL", url.as_str()),
+            ("VG_LISTEN", &format!("127.0.0.1:{port}")),
+            ("VG_PUBLIC_URL", PUBLIC_URL),
+            ("VG_SERVER_NAME", "loadtest-gateway"),
+            ("VG_STREAM_SECRET", &"l".repeat(48)),
+            ("VG_DATA_DIR", &data_dir.path().to_string_lossy()),
+            ("VG_AI_PROVIDER", "openai"),
+            ("OPENAI_API_KEY", "sk-loadtest"),
+            ("OPENAI_REALTIME_URL", &fake.url()),
+            ("PLIVO_AUTH_ID", "MALOADTEST"),
+            ("PLIVO_AUTH_TOKEN", AUTH_TOKEN),
+            ("VG_MAX_CALLS", &max_calls.to_string()),
+            ("VG_DB_MAX_CONNECTIONS", "40"),
+            ("VG_SHUTDOWN_GRACE_SECS", "5"),
+            ("VG_LOG_FORMAT", "json"),
+            ("RUST_LOG", "warn,voice_gateway::startup=info"),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect();
+        let (gateway, address) = spawn_gateway(&gateway_bin, &gateway_env).await?;
         let gateway_pid = gateway.id().context("the gateway exited at once")?;
-        let mut lines = BufReader::new(gateway.stderr.take().expect("piped")).lines();
-        let address = tokio::time::timeout(Duration::from_secs(60), async {
-            // The last lines, to say why the gateway stopped if it does.
-            let mut last = std::collections::VecDeque::with_capacity(STARTUP_LOG_LINES);
-            while let Some(line) = lines.next_line().await? {
-                let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
-                    if last.len() == STARTUP_LOG_LINES {
-                        last.pop_front();
-                    }
-                    last.push_back(line);
-                    continue;
-                };
-                if value["message"] == "listening" {
-                    return Ok::<_, anyhow::Error>(
-                        value["address"].as_str().unwrap_or_default().to_owned(),
-                    );
-                }
-                if last.len() == STARTUP_LOG_LINES {
-                    last.pop_front();
-                }
-                last.push_back(line);
-            }
-            let said: Vec<String> = last.into();
-            anyhow::bail!("the gateway exited before listening:\n{}", said.join("\n"))
-        })
-        .await
-        .context("the gateway did not start in time")??;
-        // Keep draining the gateway's log so it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Self {
             gateway_address: format!("http://{address}"),
-            gateway_pid,
             campaign,
             fake,
-            gateway,
+            gateway: tokio::sync::Mutex::new(gateway),
+            gateway_pid: AtomicU32::new(gateway_pid),
+            gateway_bin,
+            gateway_env,
             database,
-            cluster: Some(cluster),
+            cluster: Arc::new(std::sync::Mutex::new(Some(cluster))),
+            _data_dir: data_dir,
         })
     }
 
+    pub fn gateway_pid(&self) -> u32 {
+        self.gateway_pid.load(Ordering::Relaxed)
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// Stops the load test's PostgreSQL (fast shutdown, files kept).
+    pub async fn stop_database(&self) -> anyhow::Result<()> {
+        let cluster = self.cluster.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut cluster = cluster.lock().expect("cluster lock");
+            match cluster.as_mut() {
+                Some(cluster) => cluster.stop_for_outage().map_err(anyhow::Error::from),
+                None => Ok(()),
+            }
+        })
+        .await?
+    }
+
+    /// Starts it again on the same port.
+    pub async fn restart_database(&self) -> anyhow::Result<()> {
+        let cluster = self.cluster.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut cluster = cluster.lock().expect("cluster lock");
+            match cluster.as_mut() {
+                Some(cluster) => cluster.restart().map_err(anyhow::Error::from),
+                None => Ok(()),
+            }
+        })
+        .await?
+    }
+
+    /// SIGKILLs the gateway and starts it again with the same settings (address, data
+    /// directory, server name), as a supervisor would after a crash.
+    pub async fn kill_and_restart_gateway(&self) -> anyhow::Result<()> {
+        let mut gateway = self.gateway.lock().await;
+        gateway.start_kill().context("SIGKILL the gateway")?;
+        gateway.wait().await?;
+        let (restarted, _) = spawn_gateway(&self.gateway_bin, &self.gateway_env).await?;
+        self.gateway_pid.store(
+            restarted
+                .id()
+                .context("the restarted gateway exited at once")?,
+            Ordering::Relaxed,
+        );
+        *gateway = restarted;
+        Ok(())
+    }
+
     /// Stops the gateway (SIGTERM, drained), the fake and the database.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
+    pub async fn stop(self) -> anyhow::Result<()> {
         let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.gateway_pid.to_string()])
+            .args(["-TERM", &self.gateway_pid().to_string()])
             .status();
-        let _ = tokio::time::timeout(Duration::from_secs(30), self.gateway.wait()).await;
+        let mut gateway = self.gateway.into_inner();
+        let _ = tokio::time::timeout(Duration::from_secs(30), gateway.wait()).await;
         self.fake.stop().await;
         self.database.close().await;
-        if let Some(cluster) = self.cluster.take() {
+        let cluster = self.cluster.lock().expect("cluster lock").take();
+        if let Some(cluster) = cluster {
             tokio::task::spawn_blocking(move || cluster.stop()).await??;
         }
         Ok(())
     }
+}
+
+/// Starts the gateway binary with `env` and waits until it listens; returns its address.
+async fn spawn_gateway(
+    gateway_bin: &PathBuf,
+    env: &[(String, String)],
+) -> anyhow::Result<(Child, String)> {
+    let mut gateway = Command::new(gateway_bin)
+        .arg("serve")
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .envs(env.iter().map(|(key, value)| (key, value)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting the gateway {}", gateway_bin.display()))?;
+    let mut lines = BufReader::new(gateway.stderr.take().expect("piped")).lines();
+    let address = tokio::time::timeout(Duration::from_secs(60), async {
+        // The last lines, to say why the gateway stopped if it does.
+        let mut last = std::collections::VecDeque::with_capacity(STARTUP_LOG_LINES);
+        while let Some(line) = lines.next_line().await? {
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+                if last.len() == STARTUP_LOG_LINES {
+                    last.pop_front();
+                }
+                last.push_back(line);
+                continue;
+            };
+            if value["message"] == "listening" {
+                return Ok::<_, anyhow::Error>(
+                    value["address"].as_str().unwrap_or_default().to_owned(),
+                );
+            }
+            if last.len() == STARTUP_LOG_LINES {
+                last.pop_front();
+            }
+            last.push_back(line);
+        }
+        let said: Vec<String> = last.into();
+        anyhow::bail!("the gateway exited before listening:\n{}", said.join("\n"))
+    })
+    .await
+    .context("the gateway did not start in time")??;
+    // Keep draining the gateway's log so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((gateway, address))
 }
 
 /// A gateway that is already running, reached over the network.
@@ -258,7 +343,7 @@ impl Target {
     /// process, from `/metrics` for a remote one.
     pub async fn sample(&self) -> Option<ProcessSample> {
         match self {
-            Self::Local(local) => ProcessSample::of_pid(local.gateway_pid),
+            Self::Local(local) => ProcessSample::of_pid(local.gateway_pid()),
             Self::Remote(remote) => remote.sample().await,
         }
     }

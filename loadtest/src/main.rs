@@ -9,6 +9,7 @@
 //! can run the fake provider for that gateway (`--fake-listen`), and reads the gateway's CPU
 //! and memory from its `/metrics`.
 
+mod chaos;
 mod environment;
 mod report;
 mod scenario;
@@ -30,6 +31,7 @@ use voice_gateway::simulators::{
 };
 
 use crate::{
+    chaos::{ChaosReport, Fault, WriteCounters},
     environment::{LocalEnvironment, RemoteEnvironment, Target},
     report::{Measurements, Percentiles, Report},
     scenario::Mix,
@@ -100,7 +102,16 @@ struct Args {
     /// its `OPENAI_REALTIME_URL` at `ws://<address>/v1/realtime`).
     #[arg(long)]
     fake_listen: Option<std::net::SocketAddr>,
+    /// Inject a fault into the local environment (repeatable): `db-outage=SECONDS@AT` stops
+    /// the load test's PostgreSQL AT seconds in for SECONDS; `kill-gateway@AT` SIGKILLs the
+    /// gateway and restarts it. The database is audited after the run.
+    #[arg(long, value_parser = Fault::parse, conflicts_with = "gateway")]
+    chaos: Vec<Fault>,
 }
+
+/// How long the gateway may take after the last call to replay its spool and close its rows
+/// before the chaos audit reads the database anyway.
+const CHAOS_SETTLE_DEADLINE: Duration = Duration::from_secs(120);
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -183,8 +194,13 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;
+    let environment = Arc::new(environment);
+    let placed = Arc::new(Mutex::new(Vec::<String>::new()));
     let start = Instant::now();
     let deadline = start + duration;
+    // The counters of gateway processes a fault killed, scraped just before each kill.
+    let dead_counters = Arc::new(Mutex::new(WriteCounters::default()));
+    let faults = spawn_faults(&environment, &args.chaos, start, &http, &dead_counters);
 
     let mut slots = Vec::new();
     for slot in 0..args.calls {
@@ -197,6 +213,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             environment.public_url().to_owned(),
             environment.auth_token().to_owned(),
         );
+        let placed = placed.clone();
         let (measurements, live, peak_live, started_calls, http, mix) = (
             measurements.clone(),
             live.clone(),
@@ -235,6 +252,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 let mut measurements = measurements.lock().expect("measurements lock");
                 match result {
                     Ok(Ok(report)) if report.answer_status == 200 => {
+                        // Its stream started: the gateway owes it a row.
+                        placed
+                            .lock()
+                            .expect("placed lock")
+                            .push(config.call_sid.clone());
                         measurements.add(behaviour, &report, provider_share)
                     }
                     Ok(Ok(report)) => {
@@ -248,7 +270,6 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     }
 
     // Progress once per second until every slot is done.
-    let environment = Arc::new(environment);
     let progress = {
         let (measurements, live, peak_rss) = (measurements.clone(), live.clone(), peak_rss.clone());
         let environment = environment.clone();
@@ -281,6 +302,16 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     eprintln!();
     let busy = environment.sample().await;
     let wall = start.elapsed().as_secs_f64();
+    for fault in faults {
+        fault.await??;
+    }
+    let chaos = if args.chaos.is_empty() {
+        None
+    } else {
+        let placed = placed.lock().expect("placed lock").clone();
+        let dead = *dead_counters.lock().expect("counters lock");
+        Some(audit(&environment, &http, &args.chaos, &placed, dead).await?)
+    };
     let environment = Arc::into_inner(environment).expect("the progress task has ended");
     environment.stop().await?;
 
@@ -319,8 +350,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         outcomes: measurements.outcomes.clone(),
         errors: measurements.errors.clone(),
         timeline: measurements.timeline.clone(),
+        chaos,
     };
     print!("{}", report.table());
+    if let Some(chaos) = &report.chaos {
+        print!("{}", chaos.table());
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
@@ -362,5 +397,101 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         report.gateway_bytes_per_live_call.unwrap_or(0.0) / 1024.0,
         args.max_kib_per_call,
     );
+    if let Some(chaos) = &report.chaos {
+        for broken in chaos.violations() {
+            eprintln!("loadtest: chaos: {broken}");
+            passed = false;
+        }
+    }
     Ok(passed)
+}
+
+/// Starts one task per fault, each acting at its time since `start`.
+fn spawn_faults(
+    environment: &Arc<Target>,
+    faults: &[Fault],
+    start: Instant,
+    http: &reqwest::Client,
+    dead_counters: &Arc<Mutex<WriteCounters>>,
+) -> Vec<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    faults
+        .iter()
+        .map(|fault| {
+            let (environment, http, dead_counters, fault) = (
+                environment.clone(),
+                http.clone(),
+                dead_counters.clone(),
+                *fault,
+            );
+            tokio::spawn(async move {
+                let Target::Local(local) = &*environment else {
+                    anyhow::bail!("--chaos needs the local environment");
+                };
+                tokio::time::sleep_until((start + fault.at()).into()).await;
+                eprintln!("\nloadtest: chaos: {}", fault.describe());
+                match fault {
+                    Fault::DbOutage { length, .. } => {
+                        local.stop_database().await?;
+                        tokio::time::sleep(length).await;
+                        local.restart_database().await?;
+                        eprintln!("\nloadtest: chaos: database back");
+                    }
+                    Fault::KillGateway { .. } => {
+                        let last = gateway_counters(&http, &local.gateway_address).await;
+                        local.kill_and_restart_gateway().await?;
+                        let mut dead = dead_counters.lock().expect("counters lock");
+                        *dead = dead.plus(last.unwrap_or_default());
+                        eprintln!("\nloadtest: chaos: gateway restarted");
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect()
+}
+
+async fn gateway_counters(http: &reqwest::Client, gateway: &str) -> Option<WriteCounters> {
+    let text = http
+        .get(format!("{gateway}/metrics"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    Some(WriteCounters::from_exposition(&text))
+}
+
+/// Waits until the gateway's spool is empty and no row is open (or the deadline), then reads
+/// the database.
+async fn audit(
+    environment: &Target,
+    http: &reqwest::Client,
+    faults: &[Fault],
+    placed: &[String],
+    dead: WriteCounters,
+) -> anyhow::Result<ChaosReport> {
+    let Target::Local(local) = environment else {
+        anyhow::bail!("--chaos needs the local environment");
+    };
+    let settling = Instant::now();
+    let campaign_id = local.campaign.campaign_id;
+    loop {
+        let counters = gateway_counters(http, &local.gateway_address).await;
+        let audit = local.database().load_test_audit(campaign_id, placed).await;
+        let settled = matches!((&counters, &audit), (Some(counters), Ok(audit)) if counters.pending_files == 0 && audit.rows_open == 0);
+        if settled || settling.elapsed() > CHAOS_SETTLE_DEADLINE {
+            let counters = counters.unwrap_or_default();
+            return Ok(ChaosReport::new(
+                faults,
+                placed.len() as u64,
+                audit?,
+                dead.plus(counters),
+                settling.elapsed(),
+            ));
+        }
+        // Polling another process's state: there is no event to wait on.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -168,6 +168,8 @@ pub struct Report {
     pub outcomes: BTreeMap<String, u64>,
     pub errors: BTreeMap<String, u64>,
     pub timeline: Vec<(f64, u64, f64, f64)>,
+    /// The `--chaos` audit, when faults were injected.
+    pub chaos: Option<crate::chaos::ChaosReport>,
 }
 
 impl Report {

@@ -235,7 +235,7 @@ where
 
         let context = match runtime
             .db
-            .call_context(claims.lead_id, claims.campaign_id)
+            .live_step(runtime.db.call_context(claims.lead_id, claims.campaign_id))
             .await
         {
             Ok(Some(context)) => context,
@@ -250,7 +250,11 @@ where
         };
         let setup = match runtime
             .db
-            .transfer_setup(claims.lead_id, claims.campaign_id)
+            .live_step(
+                runtime
+                    .db
+                    .transfer_setup(claims.lead_id, claims.campaign_id),
+            )
             .await
         {
             Ok(setup) => setup,

@@ -164,6 +164,26 @@ impl EmbeddedPostgres {
         self.shutdown()
     }
 
+    /// Stops the server (fast shutdown) and keeps its files, so [`EmbeddedPostgres::restart`]
+    /// can bring the same cluster back: a database outage, on purpose (`loadtest --chaos`).
+    pub fn stop_for_outage(&mut self) -> Result<(), EmbeddedError> {
+        self.shutdown_keep_files()
+    }
+
+    /// Starts the stopped cluster again on the same port, so its clients reconnect.
+    pub fn restart(&mut self) -> Result<(), EmbeddedError> {
+        let binaries = Binaries::find()?;
+        let run_as = RunAs::for_current_user();
+        let (pid, exited) = spawn_server(&binaries, run_as.as_ref(), &self.root, self.port)
+            .map_err(io_error(&self.root))?;
+        self.pid = pid;
+        *self
+            .exited
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(exited);
+        self.wait_ready()
+    }
+
     fn shutdown(&mut self) -> Result<(), EmbeddedError> {
         let Some(exited) = self
             .exited

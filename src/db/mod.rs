@@ -64,6 +64,9 @@ pub enum DbError {
     /// Another transaction changed the same row between our statements; retrying is safe.
     #[error("{0} changed concurrently; retry")]
     ConcurrentChange(&'static str),
+    /// A live step gave up on the database: it did not answer in time, or failed just before.
+    #[error("the database is unreachable ({0})")]
+    Unreachable(&'static str),
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
 }
@@ -73,7 +76,7 @@ impl DbError {
     /// busy), as opposed to a request that will fail again.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Connect { .. } | Self::ConcurrentChange(_) => true,
+            Self::Connect { .. } | Self::ConcurrentChange(_) | Self::Unreachable(_) => true,
             Self::Sqlx(error) => {
                 matches!(
                     error,
@@ -118,6 +121,46 @@ pub enum ServiceRole {
 #[derive(Debug, Clone)]
 pub struct Database {
     pool: PgPool,
+    reachability: std::sync::Arc<Reachability>,
+}
+
+/// How long one database step of a live call's webhooks (the answer, the stream's token) may
+/// take before it counts as failed: Plivo and the caller wait on it.
+pub const LIVE_STEP_TIMEOUT: Duration = Duration::from_millis(1500);
+/// After a live step failed for want of the database, the next ones skip it this long (one
+/// probe per window), so an outage costs each answer nothing rather than a timeout each.
+const UNREACHABLE_HOLD: Duration = Duration::from_secs(2);
+
+/// Whether the database recently failed a live step.
+#[derive(Debug)]
+struct Reachability {
+    epoch: std::time::Instant,
+    /// Milliseconds since `epoch` of the last failure; 0 while it answers.
+    failed_at_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Reachability {
+    fn new() -> Self {
+        Self {
+            epoch: std::time::Instant::now(),
+            failed_at_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        (self.epoch.elapsed().as_millis() as u64).max(1)
+    }
+
+    fn recently_failed(&self) -> bool {
+        let failed = self.failed_at_ms.load(std::sync::atomic::Ordering::Relaxed);
+        failed != 0 && self.now_ms().saturating_sub(failed) < UNREACHABLE_HOLD.as_millis() as u64
+    }
+
+    fn record(&self, reachable: bool) {
+        let value = if reachable { 0 } else { self.now_ms() };
+        self.failed_at_ms
+            .store(value, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// How to open the database.
@@ -130,6 +173,34 @@ pub struct OpenOptions<'a> {
 }
 
 impl Database {
+    /// Runs one database step of a live call's webhook within [`LIVE_STEP_TIMEOUT`]; while the
+    /// database has just failed one, answers [`DbError::Unreachable`] at once. The caller then
+    /// goes on without it (each such step has a fallback), so an outage never holds a call.
+    pub async fn live_step<T>(
+        &self,
+        step: impl std::future::Future<Output = Result<T, DbError>>,
+    ) -> Result<T, DbError> {
+        if self.reachability.recently_failed() {
+            return Err(DbError::Unreachable("it failed a moment ago"));
+        }
+        match tokio::time::timeout(LIVE_STEP_TIMEOUT, step).await {
+            Ok(Ok(value)) => {
+                self.reachability.record(true);
+                Ok(value)
+            }
+            Ok(Err(error)) => {
+                if error.is_transient() {
+                    self.reachability.record(false);
+                }
+                Err(error)
+            }
+            Err(_) => {
+                self.reachability.record(false);
+                Err(DbError::Unreachable("no answer in time"))
+            }
+        }
+    }
+
     /// Connects, applies migrations if asked, checks that the role bypasses RLS, and builds the
     /// pool. Migrations run on the login role, before any `SET ROLE`.
     pub async fn open(options: OpenOptions<'_>) -> Result<Self, DbError> {
@@ -176,12 +247,18 @@ impl Database {
             .await
             .map_err(|error| connect_error(error.to_string()))?;
         tracing::info!(%target, ?role, "database ready");
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            reachability: std::sync::Arc::new(Reachability::new()),
+        })
     }
 
     /// Wraps an existing pool (tests that prepare their own database).
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            reachability: std::sync::Arc::new(Reachability::new()),
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -260,7 +337,26 @@ pub async fn ensure_database(admin_url: &str, name: &str) -> Result<(), DbError>
 
 #[cfg(test)]
 mod tests {
-    use super::transient_sqlstate;
+    use super::{Reachability, transient_sqlstate};
+
+    #[test]
+    fn a_failed_live_step_holds_the_next_ones_off_until_one_succeeds() {
+        let reachability = Reachability::new();
+        assert!(!reachability.recently_failed());
+        reachability.record(false);
+        assert!(reachability.recently_failed(), "within the hold");
+        reachability.record(true);
+        assert!(!reachability.recently_failed());
+        // A failure older than the hold lets the next step probe again.
+        reachability
+            .failed_at_ms
+            .store(1, std::sync::atomic::Ordering::Relaxed);
+        std::hint::black_box(&reachability);
+        assert_eq!(
+            reachability.recently_failed(),
+            reachability.now_ms() < 1 + super::UNREACHABLE_HOLD.as_millis() as u64
+        );
+    }
 
     #[test]
     fn failover_overload_and_contention_are_transient_and_mistakes_are_not() {

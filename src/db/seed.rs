@@ -167,3 +167,49 @@ impl Database {
         Ok(lines)
     }
 }
+
+/// What the database holds about a load test's calls, for `loadtest --chaos`'s audit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadTestAudit {
+    /// `call_logs` rows of the campaign.
+    pub rows: i64,
+    /// Of those, rows still open (no `ended_at`).
+    pub rows_open: i64,
+    /// Calls the load test placed (their stream started) with no row at all.
+    pub calls_without_row: i64,
+    /// The campaign's `total_calls` counter.
+    pub total_calls: i64,
+    /// `call_events` rows of the campaign's calls.
+    pub events: i64,
+}
+
+impl Database {
+    /// Counts what the database holds about a load test campaign and the calls it placed.
+    pub async fn load_test_audit(
+        &self,
+        campaign_id: Uuid,
+        placed_call_sids: &[String],
+    ) -> Result<LoadTestAudit, DbError> {
+        let row = sqlx::query!(
+            r#"SELECT
+                 (SELECT count(*) FROM call_logs WHERE campaign_id = $1) AS "rows!",
+                 (SELECT count(*) FROM call_logs WHERE campaign_id = $1 AND ended_at IS NULL) AS "rows_open!",
+                 (SELECT count(*) FROM unnest($2::text[]) AS placed(sid)
+                  WHERE NOT EXISTS (SELECT 1 FROM call_logs cl WHERE cl.call_sid = placed.sid)) AS "without_row!",
+                 (SELECT total_calls::int8 FROM campaigns WHERE id = $1) AS "total_calls!",
+                 (SELECT count(*) FROM call_events e JOIN call_logs cl ON cl.id = e.call_log_id
+                  WHERE cl.campaign_id = $1) AS "events!""#,
+            campaign_id,
+            placed_call_sids,
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(LoadTestAudit {
+            rows: row.rows,
+            rows_open: row.rows_open,
+            calls_without_row: row.without_row,
+            total_calls: row.total_calls,
+            events: row.events,
+        })
+    }
+}

@@ -97,7 +97,11 @@ pub async fn plivo_gate(State(state): State<AppState>, request: Request, next: N
     };
     let (version, nonce) = (verified.version, verified.nonce.to_owned());
     let mut claimed = true;
-    match state.db.claim_webhook_nonce(version, &nonce).await {
+    match state
+        .db
+        .live_step(state.db.claim_webhook_nonce(version, &nonce))
+        .await
+    {
         Ok(true) => {}
         Ok(false) => {
             metrics::counter!(crate::metrics::WEBHOOK_REPLAYS).increment(1);

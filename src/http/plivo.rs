@@ -80,7 +80,7 @@ pub async fn answer(
     let Some(call_sid) = webhook.get("CallUUID").map(str::to_owned) else {
         return (StatusCode::BAD_REQUEST, "CallUUID is required").into_response();
     };
-    let (lead_id, campaign_id) = match identify(&state, &webhook).await {
+    let (lead_id, campaign_id) = match state.db.live_step(identify(&state, &webhook)).await {
         Ok(Some(parties)) => (parties.lead_id, parties.campaign_id),
         Ok(None) => {
             tracing::warn!(%call_sid, from = %crate::phone::Redacted(webhook.get("From").unwrap_or_default()), to = %crate::phone::Redacted(webhook.get("To").unwrap_or_default()), "unknown call: no matching lead and campaign");
@@ -106,7 +106,12 @@ pub async fn answer(
     let inbound = webhook.get("lead_id").is_none();
     tracing::info!(%call_sid, %lead_id, %campaign_id, "call answered");
     if let Some(attempt_id) = uuid_param(&webhook, "attempt_id")
-        && let Err(error) = dialer::callbacks::on_answer(&state.db, attempt_id, &call_sid).await
+        && let Err(error) = state
+            .db
+            .live_step(dialer::callbacks::on_answer(
+                &state.db, attempt_id, &call_sid,
+            ))
+            .await
     {
         // The call goes on; the hangup callback still ends the attempt.
         tracing::warn!(%call_sid, %attempt_id, %error, "attempt not marked answered");
@@ -127,7 +132,11 @@ async fn stream_to_best_server(
     // if it is full as well, its stream is refused with 503 and the token stays unspent.
     let stream_base = match state
         .db
-        .pick_stream_server(state.settings.server.heartbeat_interval)
+        .live_step(
+            state
+                .db
+                .pick_stream_server(state.settings.server.heartbeat_interval),
+        )
         .await
     {
         Ok(Some(server)) => server.url,
@@ -648,7 +657,11 @@ pub async fn stream(
     };
     match state
         .db
-        .claim_stream_token(&claims.nonce, &claims.call_sid, &state.settings.server.name)
+        .live_step(state.db.claim_stream_token(
+            &claims.nonce,
+            &claims.call_sid,
+            &state.settings.server.name,
+        ))
         .await
     {
         Ok(true) => {}

@@ -165,11 +165,6 @@ pub fn settings_for(url: &str, server_name: &str, extra: &[(&str, &str)]) -> Set
     ];
     // Tests that are not about the AI pipeline need no models: they name their provider.
     let named = |name: &str| extra.iter().any(|(key, _)| *key == name);
-    // Each gateway its own data directory: a spool is replayed into its own database only.
-    let data_dir = test_data_dir();
-    if !named("VG_DATA_DIR") {
-        pairs.push(("VG_DATA_DIR", data_dir.as_str()));
-    }
     if !named("VG_AI_PROVIDER") {
         pairs.push(("VG_AI_PROVIDER", "openai"));
         if !named("OPENAI_API_KEY") {
@@ -177,7 +172,14 @@ pub fn settings_for(url: &str, server_name: &str, extra: &[(&str, &str)]) -> Set
         }
     }
     pairs.extend_from_slice(extra);
-    Settings::load(&Source::from_pairs(pairs), &HostFacts::current()).expect("valid test settings")
+    let mut settings = Settings::load(&Source::from_pairs(pairs), &HostFacts::current())
+        .expect("valid test settings");
+    // Each gateway its own data directory, so a spool is replayed into its own database
+    // only; the models stay where the default data directory has them.
+    if !named("VG_DATA_DIR") {
+        settings.database.data_dir = test_data_dir().into();
+    }
+    settings
 }
 
 /// A fresh directory for one gateway's state, under this test run's own directory.
