@@ -137,6 +137,32 @@ struct Reachability {
     epoch: std::time::Instant,
     /// Milliseconds since `epoch` of the last failure; 0 while it answers.
     failed_at_ms: std::sync::atomic::AtomicU64,
+    /// A step is finding out whether a database that failed answers again: the others skip.
+    probing: std::sync::atomic::AtomicBool,
+}
+
+/// Records a live step's outcome when it ends, however it ends.
+struct StepGuard<'a> {
+    reachability: &'a Reachability,
+    access: Access,
+    reachable: bool,
+}
+
+impl Drop for StepGuard<'_> {
+    fn drop(&mut self) {
+        self.reachability.record(self.access, self.reachable);
+    }
+}
+
+/// What a live step may do with the database now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// It answers: go ahead.
+    Open,
+    /// It failed: this step finds out whether it is back.
+    Probe,
+    /// It failed a moment ago, or another step is finding out: go on without it.
+    Skip,
 }
 
 impl Reachability {
@@ -144,6 +170,7 @@ impl Reachability {
         Self {
             epoch: std::time::Instant::now(),
             failed_at_ms: std::sync::atomic::AtomicU64::new(0),
+            probing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -151,15 +178,31 @@ impl Reachability {
         (self.epoch.elapsed().as_millis() as u64).max(1)
     }
 
-    fn recently_failed(&self) -> bool {
-        let failed = self.failed_at_ms.load(std::sync::atomic::Ordering::Relaxed);
-        failed != 0 && self.now_ms().saturating_sub(failed) < UNREACHABLE_HOLD.as_millis() as u64
+    fn access(&self) -> Access {
+        use std::sync::atomic::Ordering;
+        let failed = self.failed_at_ms.load(Ordering::Relaxed);
+        if failed == 0 {
+            return Access::Open;
+        }
+        if self.now_ms().saturating_sub(failed) < UNREACHABLE_HOLD.as_millis() as u64 {
+            return Access::Skip;
+        }
+        match self
+            .probing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+        {
+            Ok(_) => Access::Probe,
+            Err(_) => Access::Skip,
+        }
     }
 
-    fn record(&self, reachable: bool) {
+    fn record(&self, access: Access, reachable: bool) {
+        use std::sync::atomic::Ordering;
         let value = if reachable { 0 } else { self.now_ms() };
-        self.failed_at_ms
-            .store(value, std::sync::atomic::Ordering::Relaxed);
+        self.failed_at_ms.store(value, Ordering::Relaxed);
+        if access == Access::Probe {
+            self.probing.store(false, Ordering::Release);
+        }
     }
 }
 
@@ -173,31 +216,34 @@ pub struct OpenOptions<'a> {
 }
 
 impl Database {
-    /// Runs one database step of a live call's webhook within [`LIVE_STEP_TIMEOUT`]; while the
-    /// database has just failed one, answers [`DbError::Unreachable`] at once. The caller then
-    /// goes on without it (each such step has a fallback), so an outage never holds a call.
+    /// Runs one database step of a live call's webhook within [`LIVE_STEP_TIMEOUT`]. While
+    /// the database has just failed one, or another step is finding out whether it is back,
+    /// answers [`DbError::Unreachable`] at once. The caller then goes on without it (each such
+    /// step has a fallback), so an outage costs a call at most one probe's wait, mostly none.
     pub async fn live_step<T>(
         &self,
         step: impl std::future::Future<Output = Result<T, DbError>>,
     ) -> Result<T, DbError> {
-        if self.reachability.recently_failed() {
+        let access = self.reachability.access();
+        if access == Access::Skip {
             return Err(DbError::Unreachable("it failed a moment ago"));
         }
+        // Reset on every way out, a cancelled request included.
+        let mut step_guard = StepGuard {
+            reachability: &self.reachability,
+            access,
+            reachable: false,
+        };
         match tokio::time::timeout(LIVE_STEP_TIMEOUT, step).await {
             Ok(Ok(value)) => {
-                self.reachability.record(true);
+                step_guard.reachable = true;
                 Ok(value)
             }
             Ok(Err(error)) => {
-                if error.is_transient() {
-                    self.reachability.record(false);
-                }
+                step_guard.reachable = !error.is_transient();
                 Err(error)
             }
-            Err(_) => {
-                self.reachability.record(false);
-                Err(DbError::Unreachable("no answer in time"))
-            }
+            Err(_) => Err(DbError::Unreachable("no answer in time")),
         }
     }
 
@@ -337,25 +383,33 @@ pub async fn ensure_database(admin_url: &str, name: &str) -> Result<(), DbError>
 
 #[cfg(test)]
 mod tests {
-    use super::{Reachability, transient_sqlstate};
+    use super::{Access, Reachability, transient_sqlstate};
 
     #[test]
-    fn a_failed_live_step_holds_the_next_ones_off_until_one_succeeds() {
+    fn after_a_failure_live_steps_skip_the_database_and_one_at_a_time_probes_it() {
         let reachability = Reachability::new();
-        assert!(!reachability.recently_failed());
-        reachability.record(false);
-        assert!(reachability.recently_failed(), "within the hold");
-        reachability.record(true);
-        assert!(!reachability.recently_failed());
-        // A failure older than the hold lets the next step probe again.
+        assert_eq!(reachability.access(), Access::Open);
+        reachability.record(Access::Open, false);
+        assert_eq!(reachability.access(), Access::Skip, "within the hold");
+        // The hold is over: one step probes, the others skip while it does.
+        let reachability = Reachability {
+            epoch: std::time::Instant::now() - 2 * super::UNREACHABLE_HOLD,
+            ..Reachability::new()
+        };
+        reachability.record(Access::Open, false);
         reachability
             .failed_at_ms
             .store(1, std::sync::atomic::Ordering::Relaxed);
-        std::hint::black_box(&reachability);
-        assert_eq!(
-            reachability.recently_failed(),
-            reachability.now_ms() < 1 + super::UNREACHABLE_HOLD.as_millis() as u64
-        );
+        assert_eq!(reachability.access(), Access::Probe);
+        assert_eq!(reachability.access(), Access::Skip, "one probe at a time");
+        reachability.record(Access::Probe, false);
+        assert_eq!(reachability.access(), Access::Skip, "failed again: held off");
+        reachability
+            .failed_at_ms
+            .store(1, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(reachability.access(), Access::Probe);
+        reachability.record(Access::Probe, true);
+        assert_eq!(reachability.access(), Access::Open, "back");
     }
 
     #[test]
