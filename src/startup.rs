@@ -128,6 +128,8 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         // Models first: a missing one stops start-up before anything else happens.
         let local = load_local_pipeline(&settings).await?;
+        // The recorder first: what start-up does (the spool's replay) is counted too.
+        let metrics = crate::metrics::handle();
         let database = open_database(&settings).await?;
         let listener = match TcpListener::bind(settings.server.listen).await {
             Ok(listener) => listener,
@@ -185,7 +187,6 @@ impl Application {
             database.close().await.ok();
             return Err(anyhow::Error::new(error).context("registering in websocket_servers"));
         }
-        let metrics = crate::metrics::handle();
         metrics::gauge!(crate::metrics::DRAINING).set(0.0);
         let plivo = match (&settings.plivo.auth_id, &settings.plivo.auth_token) {
             (Some(auth_id), Some(auth_token)) => Some(

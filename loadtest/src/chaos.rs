@@ -210,6 +210,15 @@ impl ChaosReport {
         {
             broken.push(format!("{lost} events lost"));
         }
+        let killed = self.events_lost.is_none();
+        if (killed && self.writes_replayed < self.writes_spooled)
+            || (!killed && self.writes_replayed != self.writes_spooled)
+        {
+            broken.push(format!(
+                "{} writes spooled but {} replayed",
+                self.writes_spooled, self.writes_replayed
+            ));
+        }
         if self.writes_lost != 0 {
             broken.push(format!("{} call writes lost", self.writes_lost));
         }

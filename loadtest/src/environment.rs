@@ -14,6 +14,8 @@ use std::{
     time::Duration,
 };
 
+/// How long a killed gateway is restarted, again and again, before the run gives up.
+const RESTART_PATIENCE: Duration = Duration::from_secs(120);
 /// How many of the gateway's last log lines an early exit reports.
 const STARTUP_LOG_LINES: usize = 20;
 
@@ -152,7 +154,19 @@ impl LocalEnvironment {
         let mut gateway = self.gateway.lock().await;
         gateway.start_kill().context("SIGKILL the gateway")?;
         gateway.wait().await?;
-        let (restarted, _) = spawn_gateway(&self.gateway_bin, &self.gateway_env).await?;
+        // As a supervisor does: again and again, since a gateway cannot start while its
+        // database is down.
+        let given_up = std::time::Instant::now() + RESTART_PATIENCE;
+        let restarted = loop {
+            match spawn_gateway(&self.gateway_bin, &self.gateway_env).await {
+                Ok((restarted, _)) => break restarted,
+                Err(error) if std::time::Instant::now() < given_up => {
+                    eprintln!("\nloadtest: the gateway did not start ({error:#}); trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(error) => return Err(error.context("restarting the killed gateway")),
+            }
+        };
         self.gateway_pid.store(
             restarted
                 .id()

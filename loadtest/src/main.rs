@@ -109,6 +109,12 @@ struct Args {
     chaos: Vec<Fault>,
 }
 
+/// How long a slot waits after a call that failed before it places the next.
+const FAILED_CALL_PAUSE: Duration = Duration::from_millis(500);
+
+/// How long a hangup callback is retried while the gateway cannot take it.
+const HANGUP_RETRY_LIMIT: Duration = Duration::from_secs(90);
+
 /// How long the gateway may take after the last call to replay its spool and close its rows
 /// before the chaos audit reads the database anyway.
 const CHAOS_SETTLE_DEADLINE: Duration = Duration::from_secs(120);
@@ -196,6 +202,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         .build()?;
     let environment = Arc::new(environment);
     let placed = Arc::new(Mutex::new(Vec::<String>::new()));
+    let hangups = Arc::new(Mutex::new(tokio::task::JoinSet::new()));
     let start = Instant::now();
     let deadline = start + duration;
     // The counters of gateway processes a fault killed, scraped just before each kill.
@@ -213,7 +220,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             environment.public_url().to_owned(),
             environment.auth_token().to_owned(),
         );
-        let placed = placed.clone();
+        let (placed, hangups) = (placed.clone(), hangups.clone());
         let (measurements, live, peak_live, started_calls, http, mix) = (
             measurements.clone(),
             live.clone(),
@@ -249,21 +256,38 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 )
                 .await;
                 live.fetch_sub(1, Ordering::Relaxed);
-                let mut measurements = measurements.lock().expect("measurements lock");
-                match result {
-                    Ok(Ok(report)) if report.answer_status == 200 => {
-                        // Its stream started: the gateway owes it a row.
-                        placed
-                            .lock()
-                            .expect("placed lock")
-                            .push(config.call_sid.clone());
-                        measurements.add(behaviour, &report, provider_share)
+                if let Ok(Ok(report)) = &result
+                    && report.answer_status == 200
+                {
+                    // Plivo reports every answered call's end, whatever happened on the stream.
+                    let (config, http, duration) = (config.clone(), http.clone(), report.duration);
+                    hangups.lock().expect("hangups lock").spawn(async move {
+                        plivo_caller::hangup_callback(&config, &http, duration, HANGUP_RETRY_LIMIT)
+                            .await
+                    });
+                }
+                let failed = !matches!(&result, Ok(Ok(report)) if report.answer_status == 200);
+                {
+                    let mut measurements = measurements.lock().expect("measurements lock");
+                    match result {
+                        Ok(Ok(report)) if report.answer_status == 200 => {
+                            // Its stream started: the gateway owes it a row.
+                            placed
+                                .lock()
+                                .expect("placed lock")
+                                .push(config.call_sid.clone());
+                            measurements.add(behaviour, &report, provider_share)
+                        }
+                        Ok(Ok(report)) => {
+                            measurements.fail(&format!("answer status {}", report.answer_status))
+                        }
+                        Ok(Err(error)) => measurements.fail(&error.to_string()),
+                        Err(_) => measurements.fail("call timed out"),
                     }
-                    Ok(Ok(report)) => {
-                        measurements.fail(&format!("answer status {}", report.answer_status))
-                    }
-                    Ok(Err(error)) => measurements.fail(&error.to_string()),
-                    Err(_) => measurements.fail("call timed out"),
+                }
+                if failed {
+                    // A gateway that is down is tried again shortly, not in a tight loop.
+                    tokio::time::sleep(FAILED_CALL_PAUSE).await;
                 }
             }
         }));
@@ -304,6 +328,17 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let wall = start.elapsed().as_secs_f64();
     for fault in faults {
         fault.await??;
+    }
+    // Every hangup callback delivered (or given up) before the audit reads the database.
+    let mut pending = std::mem::take(&mut *hangups.lock().expect("hangups lock"));
+    let mut hangups_failed = 0u64;
+    while let Some(done) = pending.join_next().await {
+        if !matches!(done, Ok(Ok(status)) if status < 300) {
+            hangups_failed += 1;
+        }
+    }
+    if hangups_failed > 0 {
+        eprintln!("loadtest: {hangups_failed} hangup callbacks were not accepted");
     }
     let chaos = if args.chaos.is_empty() {
         None

@@ -6,9 +6,9 @@
 //! is done, the file is sealed (`.open` → `.ready`) and the replayer applies it when the
 //! database is back; a file still `.open` at start-up belongs to a run that stopped (SIGKILL,
 //! SIGTERM during an outage) and is sealed then. Every write is idempotent by `call_sid`, and a
-//! file's progress is kept beside it (`.applied`, the count of records applied), so a replay
-//! that stops half-way (the database went again, the gateway died) resumes after the last
-//! record applied instead of reopening a call it already closed.
+//! file's progress is kept beside it once its close is applied (`.applied`, the count of records
+//! applied), so a replay that stops after it (the gateway died before removing the file)
+//! never reopens the call by applying its open again.
 //!
 //! The spool is bounded (`VG_SPOOL_MAX_MB`): beyond it a write is refused and counted as lost,
 //! never buffered in memory. A torn last line (a crash mid-append) is dropped on reading: it

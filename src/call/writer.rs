@@ -236,30 +236,91 @@ pub struct ReplayPass {
     pub blocked: bool,
 }
 
-/// Applies every sealed spool file, oldest first, stopping at the first transient failure.
+/// How many calls' spool files are replayed at once (each call's own files in order).
+const REPLAY_CONCURRENCY: usize = 8;
+
+/// Applies every sealed spool file: each call's files oldest first, several calls at once,
+/// each call stopping at its first transient failure.
 pub async fn replay_spool(db: &Database, spool: &Arc<Spool>) -> ReplayPass {
-    let mut pass = ReplayPass::default();
+    use futures_util::StreamExt;
     let files = {
         let spool = spool.clone();
         match tokio::task::spawn_blocking(move || spool.ready_files()).await {
             Ok(Ok(files)) => files,
             Ok(Err(error)) => {
                 tracing::error!(%error, "reading the spool failed");
-                return pass;
+                return ReplayPass::default();
             }
-            Err(_) => return pass,
+            Err(_) => return ReplayPass::default(),
         }
     };
+    let passes: Vec<ReplayPass> = futures_util::stream::iter(by_call(files))
+        .map(|paths| replay_call(db, spool, paths))
+        .buffer_unordered(REPLAY_CONCURRENCY)
+        .collect()
+        .await;
+    let pass = passes
+        .into_iter()
+        .fold(ReplayPass::default(), |total, pass| ReplayPass {
+            files: total.files + pass.files,
+            writes: total.writes + pass.writes,
+            blocked: total.blocked || pass.blocked,
+        });
+    if pass.writes > 0 {
+        metrics::counter!(crate::metrics::SPOOL_REPLAYED).increment(pass.writes as u64);
+        tracing::info!(
+            files = pass.files,
+            writes = pass.writes,
+            remaining = *spool.pending().borrow(),
+            "spooled call writes replayed"
+        );
+    }
+    pass
+}
+
+/// Sealed files grouped by call (the name after the creation time), each group oldest first.
+fn by_call(files: Vec<std::path::PathBuf>) -> Vec<Vec<std::path::PathBuf>> {
+    let mut groups: Vec<(String, Vec<std::path::PathBuf>)> = Vec::new();
+    let mut index = std::collections::HashMap::new();
     for path in files {
+        let stem = path
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let call = stem
+            .split_once('-')
+            .map_or(stem.clone(), |(_, call)| call.to_owned());
+        let slot = *index.entry(call.clone()).or_insert_with(|| {
+            groups.push((call, Vec::new()));
+            groups.len() - 1
+        });
+        groups[slot].1.push(path);
+    }
+    groups.into_iter().map(|(_, paths)| paths).collect()
+}
+
+/// Replays one call's files in order; stops at the first transient failure.
+async fn replay_call(
+    db: &Database,
+    spool: &Arc<Spool>,
+    paths: Vec<std::path::PathBuf>,
+) -> ReplayPass {
+    let mut pass = ReplayPass::default();
+    for path in paths {
         let sealed = {
             let (spool, path) = (spool.clone(), path.clone());
             match tokio::task::spawn_blocking(move || spool.read(&path)).await {
                 Ok(Ok(sealed)) => sealed,
                 Ok(Err(error)) => {
+                    // Its later files must wait for it: the call's order.
                     tracing::error!(%error, "reading a spool file failed; it is tried again later");
-                    continue;
+                    pass.blocked = true;
+                    return pass;
                 }
-                Err(_) => continue,
+                Err(_) => {
+                    pass.blocked = true;
+                    return pass;
+                }
             }
         };
         match replay_file(db, spool, &sealed).await {
@@ -267,7 +328,7 @@ pub async fn replay_spool(db: &Database, spool: &Arc<Spool>) -> ReplayPass {
             Err(applied) => {
                 pass.writes += applied;
                 pass.blocked = true;
-                break;
+                return pass;
             }
         }
         let finish = {
@@ -289,19 +350,10 @@ pub async fn replay_spool(db: &Database, spool: &Arc<Spool>) -> ReplayPass {
             Err(_) => {}
         }
     }
-    if pass.writes > 0 {
-        metrics::counter!(crate::metrics::SPOOL_REPLAYED).increment(pass.writes as u64);
-        tracing::info!(
-            files = pass.files,
-            writes = pass.writes,
-            remaining = *spool.pending().borrow(),
-            "spooled call writes replayed"
-        );
-    }
     pass
 }
 
-/// Applies a sealed file's writes after those already applied, keeping the mark after each.
+/// Applies a sealed file's writes after those already applied, keeping the mark after a close.
 /// `Err` carries how many were applied before the database refused.
 async fn replay_file(
     db: &Database,
@@ -322,11 +374,15 @@ async fn replay_file(
             }
         }
         applied += 1;
-        let (spool, path) = (spool.clone(), sealed.path.clone());
-        let marked =
-            tokio::task::spawn_blocking(move || spool.mark_applied(&path, index + 1)).await;
-        if let Ok(Err(error)) = marked {
-            tracing::warn!(%error, "keeping the replay's progress failed");
+        // Re-applying a write is harmless except an open or a resume after the call's close,
+        // which would reopen it: so the mark is kept once a close is in.
+        if matches!(write, CallWrite::Close(_)) {
+            let (spool, path) = (spool.clone(), sealed.path.clone());
+            let marked =
+                tokio::task::spawn_blocking(move || spool.mark_applied(&path, index + 1)).await;
+            if let Ok(Err(error)) = marked {
+                tracing::warn!(%error, "keeping the replay's progress failed");
+            }
         }
     }
     Ok(applied)
@@ -358,5 +414,34 @@ pub async fn replay_loop(db: Database, spool: Arc<Spool>, stop: CancellationToke
             () = spool.sealed(), if wait == REPLAY_IDLE_POLL => {}
             () = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::by_call;
+
+    #[test]
+    fn a_calls_files_replay_together_in_their_order_and_calls_apart() {
+        let files: Vec<PathBuf> = [
+            "/s/00000000000000000001-CA-1.ready",
+            "/s/00000000000000000002-CA-2.ready",
+            "/s/00000000000000000003-CA-1.ready",
+        ]
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+        assert_eq!(
+            by_call(files),
+            vec![
+                vec![
+                    PathBuf::from("/s/00000000000000000001-CA-1.ready"),
+                    PathBuf::from("/s/00000000000000000003-CA-1.ready"),
+                ],
+                vec![PathBuf::from("/s/00000000000000000002-CA-2.ready")],
+            ]
+        );
     }
 }

@@ -403,7 +403,11 @@ mod tests {
         assert_eq!(reachability.access(), Access::Probe);
         assert_eq!(reachability.access(), Access::Skip, "one probe at a time");
         reachability.record(Access::Probe, false);
-        assert_eq!(reachability.access(), Access::Skip, "failed again: held off");
+        assert_eq!(
+            reachability.access(),
+            Access::Skip,
+            "failed again: held off"
+        );
         reachability
             .failed_at_ms
             .store(1, std::sync::atomic::Ordering::Relaxed);

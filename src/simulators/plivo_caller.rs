@@ -165,6 +165,44 @@ pub async fn answer(
     Ok((status, body, started.elapsed()))
 }
 
+/// Posts Plivo's hangup callback for a call that was answered and lasted `duration`, retrying
+/// (as a platform retries a callback) while the gateway is unreachable or answers 5xx, until
+/// `give_up_after`. Returns the final status.
+pub async fn hangup_callback(
+    config: &CallerConfig,
+    http: &reqwest::Client,
+    duration: Duration,
+    give_up_after: Duration,
+) -> Result<u16, CallerError> {
+    let path = format!("/plivo/hangup?{}", config.answer_query);
+    let seconds = duration.as_secs().max(1).to_string();
+    let form = vec![
+        ("CallUUID".to_owned(), config.call_sid.clone()),
+        ("From".to_owned(), config.from.clone()),
+        ("To".to_owned(), config.to.clone()),
+        ("Direction".to_owned(), "outbound".to_owned()),
+        ("CallStatus".to_owned(), "completed".to_owned()),
+        ("Duration".to_owned(), seconds.clone()),
+        ("BillDuration".to_owned(), seconds),
+        ("HangupCause".to_owned(), "NORMAL_CLEARING".to_owned()),
+    ];
+    let deadline = Instant::now() + give_up_after;
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let outcome = signed_post(config, http, &path, &form)
+            .await
+            .map(|response| response.status().as_u16());
+        match outcome {
+            Ok(status) if status < 500 => return Ok(status),
+            _ if Instant::now() + backoff < deadline => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(4));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Posts a form to `path` signed as Plivo signs it.
 pub async fn signed_post(
     config: &CallerConfig,
