@@ -96,6 +96,12 @@ pub struct SealedFile {
     pub corrupt: Option<String>,
 }
 
+impl SpoolFile {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 impl Spool {
     /// Opens (creating) the spool in `dir`: seals the files a previous run left open, and
     /// counts what is waiting.

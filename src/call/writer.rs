@@ -23,6 +23,8 @@ use crate::db::{
 /// How long a failing write is retried in memory before it goes to the spool (a blip of the
 /// database costs no disk). A pool acquisition waits at most 5 s, so one attempt fits.
 const DIRECT_RETRY_BUDGET: Duration = Duration::from_secs(5);
+/// How often a call whose writes are spooled tries the database again (on its next write).
+const DRAIN_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a failing write is retried when there is no spool, before it is given up.
 const NO_SPOOL_RETRY_BUDGET: Duration = Duration::from_secs(60);
 /// The replayer's first wait after the database refused a replay; doubled up to the maximum.
@@ -142,12 +144,23 @@ pub async fn write_loop(
     mut writes: mpsc::Receiver<CallWrite>,
 ) {
     let mut spooled: Option<SpoolFile> = None;
+    let mut last_tried = tokio::time::Instant::now();
     while let Some(write) = writes.recv().await {
         if let CallWrite::Barrier(done) = write {
             let _ = done.send(());
             continue;
         }
         metrics::counter!(crate::metrics::CALL_WRITES, "kind" => write.kind()).increment(1);
+        // The database may be back while the call goes on: its spooled writes go in first,
+        // then the call writes directly again (the live transcript resumes).
+        if let (Some(spool), Some(_)) = (&spool, &spooled)
+            && last_tried.elapsed() >= DRAIN_PROBE_INTERVAL
+        {
+            last_tried = tokio::time::Instant::now();
+            if drain_own(&db, spool, &mut spooled, &call_sid).await {
+                tracing::info!("the database is back; the call's spooled writes are in");
+            }
+        }
         if spooled.is_none() {
             let budget = if spool.is_some() {
                 DIRECT_RETRY_BUDGET
@@ -157,6 +170,7 @@ pub async fn write_loop(
             match apply_with_retry(&db, &call_sid, &write, budget).await {
                 Ok(()) => continue,
                 Err(error) if error.is_transient() && spool.is_some() => {
+                    last_tried = tokio::time::Instant::now();
                     tracing::warn!(%error, write = write.kind(), "the database cannot take the call's writes; spooling them");
                 }
                 Err(error) => {
@@ -185,6 +199,44 @@ pub async fn write_loop(
             Err(error) => tracing::error!(%error, "sealing the call's spool file panicked"),
         }
     }
+}
+
+/// Applies a live call's own spool file (it holds no close yet, so applying its writes again
+/// after a partial attempt is harmless) and removes it. `true` when the call writes directly
+/// again; `false` when the database still refuses (the file stays and grows).
+async fn drain_own(
+    db: &Database,
+    spool: &Arc<Spool>,
+    spooled: &mut Option<SpoolFile>,
+    call_sid: &str,
+) -> bool {
+    let Some(path) = spooled.as_ref().map(|file| file.path().to_owned()) else {
+        return true;
+    };
+    let sealed = {
+        let (spool, path) = (spool.clone(), path.clone());
+        match tokio::task::spawn_blocking(move || spool.read(&path)).await {
+            Ok(Ok(sealed)) => sealed,
+            _ => return false,
+        }
+    };
+    for write in &sealed.writes {
+        // Bounded, and skipped while the database has just failed someone: a probe never
+        // stalls the call's writes for long.
+        match db.live_step(apply(db, call_sid, write)).await {
+            Ok(()) => {}
+            Err(error) if error.is_transient() => return false,
+            Err(error) => lost(write, &error.to_string()),
+        }
+    }
+    metrics::counter!(crate::metrics::SPOOL_REPLAYED).increment(sealed.writes.len() as u64);
+    // Closing our handle before the file goes.
+    *spooled = None;
+    let spool = spool.clone();
+    if let Ok(Err(error)) = tokio::task::spawn_blocking(move || spool.remove(&path)).await {
+        tracing::warn!(%error, "removing the call's drained spool file failed");
+    }
+    true
 }
 
 fn lost(write: &CallWrite, error: &str) {

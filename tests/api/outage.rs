@@ -260,3 +260,118 @@ async fn sigterm_during_an_outage_keeps_the_spool_and_the_next_start_replays_it_
     terminate(child, &mut lines).await;
     fake.stop().await;
 }
+
+fn spool_files(dir: &std::path::Path, suffix: &str) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok())
+                .filter(|entry| entry.file_name().to_string_lossy().ends_with(suffix))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_database_returns_writes_its_spooled_lines_while_it_goes_on() {
+    let (test, org, unused, _dir) = world().await;
+    unused.stop().await;
+    let turn = |caller: &str, agent: &str| FakeTurn {
+        caller_says: caller.to_owned(),
+        agent_says: agent.to_owned(),
+        tool: None,
+    };
+    let fake = FakeRealtimeServer::start(FakeRealtimeConfig {
+        turns: vec![
+            turn("Is parking included?", "Yes, one space per flat."),
+            turn("And a storage room?", "Every flat has one."),
+            turn("Thank you.", "You're welcome."),
+        ],
+        ..FakeRealtimeConfig::default()
+    })
+    .await
+    .unwrap();
+    let proxy = DbProxy::start().await;
+    let realtime = fake.url();
+    let app = TestApp::spawn(settings_for(
+        &proxy.url(&test.url),
+        "gw-back",
+        &[
+            ("OPENAI_REALTIME_URL", &realtime),
+            ("PLIVO_AUTH_ID", "MATEST"),
+            ("PLIVO_AUTH_TOKEN", AUTH_TOKEN),
+            ("VG_DIALER_ENABLED", "false"),
+        ],
+    ))
+    .await;
+    let spool = app.spool.clone().expect("a spool");
+    let (outage, back, end) = (Gate::default(), Gate::default(), Gate::default());
+    let config = caller(&app.address.to_string(), &org, 0, "CA-back");
+    let quiet = Duration::from_millis(300);
+    let script = [
+        Step::WaitForAgentAudio,
+        Step::WaitForAgentSilence(quiet),
+        Step::WaitForGate(outage.clone()),
+        Step::Speak(Duration::from_millis(800)),
+        Step::WaitForAgentAudio,
+        Step::WaitForAgentSilence(quiet),
+        Step::WaitForGate(back.clone()),
+        Step::Speak(Duration::from_millis(800)),
+        Step::WaitForAgentAudio,
+        Step::WaitForAgentSilence(quiet),
+        Step::Speak(Duration::from_millis(800)),
+        Step::WaitForAgentAudio,
+        Step::WaitForAgentSilence(quiet),
+        Step::WaitForGate(end.clone()),
+        Step::HangUp,
+    ];
+    let call = tokio::spawn(async move {
+        plivo_caller::place_call(&config, &reqwest::Client::new(), &script).await
+    });
+    crate::campaign_api::wait_until("the greeting on record", DEADLINE, || async {
+        agent_lines(&test, "CA-back").await == 1
+    })
+    .await;
+
+    proxy.cut();
+    outage.open();
+    crate::campaign_api::wait_until("the call's writes in its spool", DEADLINE, || async {
+        spool_files(spool.dir(), ".open") == 1
+    })
+    .await;
+    proxy.restore();
+    back.open();
+    crate::campaign_api::wait_until(
+        "the outage's lines in the database while the call goes on",
+        DEADLINE,
+        || async {
+            events_of(&test, "CA-back")
+                .await
+                .iter()
+                .any(|(_, kind)| kind == "caller_speech")
+        },
+    )
+    .await;
+    crate::campaign_api::wait_until("its spool file gone", DEADLINE, || async {
+        spool_files(spool.dir(), ".open") == 0
+    })
+    .await;
+    let row = test.db.call_log("CA-back").await.unwrap().unwrap();
+    assert_eq!(row.ended_at, None, "the call is still live");
+
+    end.open();
+    call.await.unwrap().expect("the call ends normally");
+    crate::campaign_api::wait_until("the close", DEADLINE, || async {
+        test.db
+            .call_log("CA-back")
+            .await
+            .unwrap()
+            .is_some_and(|row| row.ended_at.is_some())
+    })
+    .await;
+    assert_eq!(agent_lines(&test, "CA-back").await, 4, "greeting and three replies");
+    assert_eq!(*spool.pending().borrow(), 0, "nothing left for the replayer");
+    assert_eq!(total_calls(&test, &org).await, 1);
+    app.shutdown().await;
+    fake.stop().await;
+}
