@@ -385,13 +385,28 @@ pub enum AiProviderKind {
     Gemini,
 }
 
-impl fmt::Display for AiProviderKind {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(match self {
+impl AiProviderKind {
+    pub const ALL: [Self; 3] = [Self::Local, Self::OpenAi, Self::Gemini];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
             Self::Local => "local",
             Self::OpenAi => "openai",
             Self::Gemini => "gemini",
-        })
+        }
+    }
+
+    /// The provider spelled `text` (`local`, `openai`, `gemini`), any case.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.to_string().eq_ignore_ascii_case(text))
+    }
+}
+
+impl fmt::Display for AiProviderKind {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.as_str())
     }
 }
 
@@ -405,6 +420,27 @@ pub struct AiSettings {
     pub local_threads: usize,
     pub openai: OpenAiSettings,
     pub gemini: GeminiSettings,
+}
+
+impl AiSettings {
+    /// The providers this gateway can run a call on: the local pipeline when it is the
+    /// default (it is loaded at start-up only then), OpenAI when its key is set. Gemini Live is
+    /// not in this build yet.
+    pub fn configured(&self) -> Vec<AiProviderKind> {
+        let mut configured = Vec::new();
+        if self.provider == AiProviderKind::Local {
+            configured.push(AiProviderKind::Local);
+        }
+        if self.openai.api_key.is_some() {
+            configured.push(AiProviderKind::OpenAi);
+        }
+        configured
+    }
+
+    /// Whether a call can run on `provider` here.
+    pub fn is_configured(&self, provider: AiProviderKind) -> bool {
+        self.configured().contains(&provider)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -642,12 +678,7 @@ impl Settings {
             .parse(
                 "VG_AI_PROVIDER",
                 "`local`, `openai` or `gemini`",
-                |raw| match raw.to_ascii_lowercase().as_str() {
-                    "local" => Some(AiProviderKind::Local),
-                    "openai" => Some(AiProviderKind::OpenAi),
-                    "gemini" => Some(AiProviderKind::Gemini),
-                    _ => None,
-                },
+                AiProviderKind::parse,
             )?
             .unwrap_or(AiProviderKind::Local);
         let models_dir = source
@@ -687,6 +718,13 @@ impl Settings {
                 return Err(
                     source.error("GEMINI_API_KEY", "is required when VG_AI_PROVIDER=gemini")
                 );
+            }
+            // Accepted and then failing every call would be a promise we do not keep.
+            AiProviderKind::Gemini => {
+                return Err(source.error(
+                    "VG_AI_PROVIDER",
+                    "`gemini` is not available in this build yet; use `local` or `openai`",
+                ));
             }
             _ => {}
         }

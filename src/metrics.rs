@@ -58,6 +58,8 @@ pub const DB_WRITE_RETRIES: &str = "vg_db_write_retries_total";
 /// Counter: call writes lost: given up after their retry budget, refused by the database
 /// for good, or taken by neither the database nor the spool.
 pub const DB_WRITE_FAILURES: &str = "vg_db_write_failures_total";
+/// Gauge: 1 for each AI provider a call can run on here, by `provider` (0 for the others).
+pub const AI_PROVIDER_CONFIGURED: &str = "vg_ai_provider_configured";
 /// Counter: call writes handed to the call's writer, by `kind` (open, event, close...).
 pub const CALL_WRITES: &str = "vg_call_writes_total";
 /// Counter: call writes kept in the spool because the database could not take them, by `kind`.
@@ -178,6 +180,10 @@ fn describe() {
     );
     metrics::describe_counter!(DB_WRITE_RETRIES, "call writes retried");
     metrics::describe_counter!(DB_WRITE_FAILURES, "call writes lost");
+    metrics::describe_gauge!(
+        AI_PROVIDER_CONFIGURED,
+        "AI providers a call can run on here, by provider"
+    );
     metrics::describe_counter!(CALL_WRITES, "call writes handed to the writer, by kind");
     metrics::describe_counter!(SPOOL_WRITES, "call writes kept in the spool, by kind");
     metrics::describe_counter!(SPOOL_REPLAYED, "spooled call writes replayed");

@@ -188,6 +188,11 @@ impl Application {
             return Err(anyhow::Error::new(error).context("registering in websocket_servers"));
         }
         metrics::gauge!(crate::metrics::DRAINING).set(0.0);
+        for provider in AiProviderKind::ALL {
+            let configured = settings.ai.is_configured(provider);
+            metrics::gauge!(crate::metrics::AI_PROVIDER_CONFIGURED, "provider" => provider.as_str())
+                .set(if configured { 1.0 } else { 0.0 });
+        }
         let plivo = match (&settings.plivo.auth_id, &settings.plivo.auth_token) {
             (Some(auth_id), Some(auth_token)) => Some(
                 PlivoRest::new(

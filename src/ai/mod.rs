@@ -170,7 +170,15 @@ impl ProviderFactory for ConfiguredProvider {
         let handshake_timeout = self.handshake_timeout;
         let local = self.local.clone();
         Box::pin(async move {
-            match settings.provider {
+            // The campaign's provider wins; a provider not configured here is refused, never
+            // swapped for another.
+            let provider = context.provider.unwrap_or(settings.provider);
+            if !settings.is_configured(provider) {
+                return Err(ProviderError::Connect(format!(
+                    "the campaign's provider `{provider}` is not configured on this gateway"
+                )));
+            }
+            match provider {
                 AiProviderKind::Local => {
                     let engine = local.ok_or_else(|| {
                         ProviderError::Connect("the local pipeline was not loaded".to_owned())

@@ -32,6 +32,9 @@ pub struct CallContext {
     pub schedule: CallSchedule,
     /// Set when this call is a callback the lead asked for.
     pub callback: Option<CallbackNote>,
+    /// The campaign's own provider (`campaigns.ai_provider`); `None` runs the gateway's
+    /// default (`VG_AI_PROVIDER`).
+    pub provider: Option<crate::config::AiProviderKind>,
 }
 
 /// The lead's clock and the campaign's calling window, for callbacks the lead asks for.

@@ -128,6 +128,36 @@ fn new_campaign_defaults(timezone: String) -> CampaignFields {
     }
 }
 
+/// A provider the campaign names must be one a call can run on here: accepted and then failing
+/// every call would be a promise we do not keep.
+fn check_provider(
+    ai: &crate::config::AiSettings,
+    requested: Option<&Option<String>>,
+) -> Result<(), ApiError> {
+    let Some(Some(name)) = requested else {
+        return Ok(());
+    };
+    let configured = ai.configured();
+    match crate::config::AiProviderKind::parse(name) {
+        Some(provider) if configured.contains(&provider) => Ok(()),
+        Some(provider) => Err(ApiError::invalid(
+            "ai_provider",
+            format!(
+                "`{provider}` is not configured on this gateway (configured: {})",
+                configured
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+        None => Err(ApiError::invalid(
+            "ai_provider",
+            "ai_provider is local, openai or gemini",
+        )),
+    }
+}
+
 fn optional_text(text: Option<String>) -> Option<String> {
     text.map(|text| text.trim().to_owned())
         .filter(|text| !text.is_empty())
@@ -344,6 +374,7 @@ pub async fn create(
         .organization_defaults(auth.organization_id)
         .await?
         .ok_or_else(|| ApiError::not_found("organization"))?;
+    check_provider(&state.settings.ai, input.ai_provider.as_ref())?;
     let fields = input.apply(new_campaign_defaults(organization.timezone))?;
     check_ownership(&state, auth.organization_id, &fields).await?;
     let id = state
@@ -368,6 +399,7 @@ pub async fn update(
         .campaign(auth.organization_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("campaign"))?;
+    check_provider(&state.settings.ai, input.ai_provider.as_ref())?;
     let fields = input.apply(current.fields.clone())?;
     check_ownership(&state, auth.organization_id, &fields).await?;
     match state

@@ -199,6 +199,11 @@ fn missing_required_values_name_their_variable() {
         "GEMINI_API_KEY",
         "required",
     );
+    check_error(
+        &[("VG_AI_PROVIDER", "gemini"), ("GEMINI_API_KEY", "g-key")],
+        "VG_AI_PROVIDER",
+        "not available in this build",
+    );
     check_error(&[("PLIVO_AUTH_ID", "MA1")], "PLIVO_AUTH_TOKEN", "together");
     check_error(&[("PLIVO_AUTH_TOKEN", "t")], "PLIVO_AUTH_ID", "together");
     check_error(

@@ -82,7 +82,7 @@ impl Database {
                       c.agent_name, c.agent_instructions, c.agent_greeting, c.agent_voice, c.language,
                       c.turn_detection, p.name AS "project_name?", p.description AS "project_description?",
                       p.facts AS "project_facts?", c.silence_timeout_seconds, c.max_call_duration_seconds,
-                      c.settings -> 'script' AS "script?",
+                      c.settings -> 'script' AS "script?", c.ai_provider,
                       l.timezone AS lead_timezone, c.timezone AS campaign_timezone,
                       o.timezone AS organization_timezone, c.calling_window_start,
                       c.calling_window_end, c.calling_days, c.starts_on, c.ends_on,
@@ -122,6 +122,10 @@ impl Database {
             silence_timeout_secs: row.silence_timeout_seconds.max(1) as u32,
             max_call_duration_secs: row.max_call_duration_seconds.max(1) as u32,
             script: row.script.unwrap_or_default(),
+            provider: row
+                .ai_provider
+                .as_deref()
+                .and_then(crate::config::AiProviderKind::parse),
             schedule: CallSchedule {
                 lead_timezone: row.lead_timezone,
                 campaign_timezone: row.campaign_timezone,

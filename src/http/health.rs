@@ -16,17 +16,36 @@ pub async fn healthz() -> &'static str {
 
 /// Readiness: false while draining or without a database, so the load balancer and the
 /// server registry stop sending new calls here.
-pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
     if state.lifecycle.is_draining() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "draining");
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining".to_owned());
     }
     match tokio::time::timeout(READINESS_DB_TIMEOUT, state.db.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready"),
+        Ok(Ok(())) => (
+            StatusCode::OK,
+            format!(
+                "ready; providers: {}",
+                state
+                    .settings
+                    .ai
+                    .configured()
+                    .iter()
+                    .map(|provider| provider.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
         Ok(Err(error)) => {
             tracing::warn!(%error, "readiness: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database unavailable".to_owned(),
+            )
         }
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database timeout"),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database timeout".to_owned(),
+        ),
     }
 }
 

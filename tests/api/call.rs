@@ -92,7 +92,10 @@ pub fn turn(caller: &str, agent: &str, tool: Option<(&str, Value)>) -> FakeTurn 
     }
 }
 
-async fn call_row(test: &TestDb, call_sid: &str) -> voice_gateway::db::calls::CallLogRow {
+pub(crate) async fn call_row(
+    test: &TestDb,
+    call_sid: &str,
+) -> voice_gateway::db::calls::CallLogRow {
     test.db
         .call_log(call_sid)
         .await

@@ -15,6 +15,7 @@ mod local;
 mod logs;
 mod outage;
 mod provider_limits;
+mod providers;
 mod restart;
 mod rls;
 mod schema;

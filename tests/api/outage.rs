@@ -369,8 +369,16 @@ async fn a_call_whose_database_returns_writes_its_spooled_lines_while_it_goes_on
             .is_some_and(|row| row.ended_at.is_some())
     })
     .await;
-    assert_eq!(agent_lines(&test, "CA-back").await, 4, "greeting and three replies");
-    assert_eq!(*spool.pending().borrow(), 0, "nothing left for the replayer");
+    assert_eq!(
+        agent_lines(&test, "CA-back").await,
+        4,
+        "greeting and three replies"
+    );
+    assert_eq!(
+        *spool.pending().borrow(),
+        0,
+        "nothing left for the replayer"
+    );
     assert_eq!(total_calls(&test, &org).await, 1);
     app.shutdown().await;
     fake.stop().await;

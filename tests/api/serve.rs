@@ -190,7 +190,7 @@ async fn serve_on_the_embedded_database_registers_drains_and_restarts_with_its_d
         .await
         .unwrap();
     assert_eq!(ready.status(), 200);
-    assert_eq!(ready.text().await.unwrap(), "ready");
+    assert_eq!(ready.text().await.unwrap(), "ready; providers: local");
     terminate(child, &mut lines).await;
 
     // The cluster is stopped with the gateway; open it to look at what the gateway left.
