@@ -15,6 +15,7 @@ pub mod embedded;
 pub mod leads;
 pub mod nonces;
 pub mod organization;
+pub mod recordings;
 pub mod seed;
 pub mod servers;
 pub mod suppression;
@@ -403,7 +404,11 @@ mod tests {
         assert_eq!(reachability.access(), Access::Probe);
         assert_eq!(reachability.access(), Access::Skip, "one probe at a time");
         reachability.record(Access::Probe, false);
-        assert_eq!(reachability.access(), Access::Skip, "failed again: held off");
+        assert_eq!(
+            reachability.access(),
+            Access::Skip,
+            "failed again: held off"
+        );
         reachability
             .failed_at_ms
             .store(1, std::sync::atomic::Ordering::Relaxed);
