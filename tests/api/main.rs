@@ -15,6 +15,7 @@ mod local;
 mod logs;
 mod outage;
 mod provider_limits;
+mod recording;
 mod restart;
 mod rls;
 mod schema;
