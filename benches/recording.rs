@@ -148,45 +148,57 @@ fn resident_kib() -> u64 {
     pages * 4
 }
 
-/// What one live recorder holds, measured: 200 of them, each fed 5 s of a call with the
-/// agent a playout lead ahead, so every buffer is at its working size.
+/// What one live recorder holds, measured as resident memory (libopus's state included).
 fn memory_per_call() {
+    // Every format's recorders stay alive to the end, so a later count never reuses memory an
+    // earlier one freed; one recorder made and dropped first warms the allocator up.
+    let mut live = Vec::new();
+    live.push(fed_recorders(AudioFormat::MULAW_8K, 1));
+    live.clear();
     for (name, format) in [
         ("mulaw_8k", AudioFormat::MULAW_8K),
         ("l16_16k", AudioFormat::L16_16K),
     ] {
-        let (caller, agent) = frames(format);
         let before = resident_kib();
-        let mut live = Vec::new();
-        for _ in 0..200 {
-            let (pages, mut written) = mpsc::channel::<WriterMessage>(4);
-            let mut recorder = CallRecorder::new(format, pages, 1).unwrap();
-            for index in 0..250u64 {
-                let now = Duration::from_millis((index + 1) * 20);
-                let frame = index as usize % caller.len();
-                recorder
-                    .caller(&caller[frame], Some(index * 20), Some(index), now)
-                    .unwrap();
-                // The agent 300 ms ahead, topped up by 100 ms, as the session's pacing does.
-                let batch = match index {
-                    0 => 15,
-                    _ if index % 5 == 0 => 5,
-                    _ => 0,
-                };
-                for _ in 0..batch {
-                    recorder.agent(&agent[frame], now).unwrap();
-                }
-                while written.try_recv().is_ok() {}
-            }
-            live.push((recorder, written));
-        }
+        live.push(fed_recorders(format, 200));
         let after = resident_kib();
         println!(
             "memory/{name}: {} KiB per live recorder (resident, 200 recorders)",
-            (after.saturating_sub(before)) / 200
+            after.saturating_sub(before) / 200
         );
-        drop(live);
     }
+}
+
+type Live = Vec<(CallRecorder, mpsc::Receiver<WriterMessage>)>;
+
+/// `count` recorders, each fed 5 s of a call with the agent a playout lead (300 ms) ahead, so
+/// every buffer is at its working size.
+fn fed_recorders(format: AudioFormat, count: usize) -> Live {
+    let (caller, agent) = frames(format);
+    let mut live = Vec::new();
+    for _ in 0..count {
+        let (pages, mut written) = mpsc::channel::<WriterMessage>(4);
+        let mut recorder = CallRecorder::new(format, pages, 1).unwrap();
+        for index in 0..250u64 {
+            let now = Duration::from_millis((index + 1) * 20);
+            let frame = index as usize % caller.len();
+            recorder
+                .caller(&caller[frame], Some(index * 20), Some(index), now)
+                .unwrap();
+            // Topped up by 100 ms, as the session's pacing does.
+            let batch = match index {
+                0 => 15,
+                _ if index.is_multiple_of(5) => 5,
+                _ => 0,
+            };
+            for _ in 0..batch {
+                recorder.agent(&agent[frame], now).unwrap();
+            }
+            while written.try_recv().is_ok() {}
+        }
+        live.push((recorder, written));
+    }
+    live
 }
 
 criterion_group!(benches, recording_block, opus_mode);

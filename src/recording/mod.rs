@@ -13,8 +13,8 @@
 //! caller's to the provider, the agent's to Plivo). Measured (`benches/recording.rs`): mixing
 //! and encoding one 20 ms block costs about 10 µs, under 0.1 % of the frame's period, while
 //! handing each block to another task costs a wake-up per block on the same workers; only
-//! the file writes, which can block for as long as the disk likes, leave the bridge: a page a
-//! second goes through a bounded channel to the writer. A writer more than
+//! the file writes, which can block for as long as the disk likes, leave the bridge: a page
+//! every half second goes through a bounded channel to the writer. A writer more than
 //! [`PAGES_IN_FLIGHT`] pages behind (a stalled disk) ends the recording, never the call.
 //!
 //! Files: `{dir}/{call}.ogg` once finished; while the call runs,
@@ -34,14 +34,15 @@ use tokio::{io::AsyncWriteExt, sync::mpsc};
 
 use crate::audio::{AudioFormat, Encoding, l16, mulaw};
 use mix::Mixer;
-use ogg_opus::{OggOpusEncoder, PACKETS_PER_PAGE};
+use ogg_opus::OggOpusEncoder;
 
-/// Pages (a second of audio each) a call may have on their way to its file. The writer takes
-/// each as it comes; four behind means the storage stalled for seconds: the recording stops.
+/// Pages (half a second of audio each) a call may have on their way to its file. The writer
+/// takes each as it comes; four behind means the storage stalled for two seconds: the
+/// recording stops.
 pub const PAGES_IN_FLIGHT: usize = 4;
-/// The file is fsynced every this many pages (and at the end): a host crash loses at most
-/// this much; a process crash loses nothing written.
-const PAGES_PER_SYNC: u64 = 10;
+/// The file is fsynced every this many pages (10 s, and at the end): a host crash loses at
+/// most this much; a process crash loses nothing written.
+const PAGES_PER_SYNC: u64 = 20;
 /// What `call_logs.recording_url` holds; the close puts the call's id in.
 pub const RECORDING_URL_TEMPLATE: &str = "/api/v1/calls/{call_id}/recording";
 /// Suffix of a file still being written.
@@ -190,8 +191,6 @@ pub struct CallRecorder {
     samples: Vec<i16>,
     /// One stereo block.
     block: Vec<i16>,
-    /// Audio packets encoded since the last page went to the writer.
-    unsent_packets: u64,
 }
 
 impl CallRecorder {
@@ -212,7 +211,6 @@ impl CallRecorder {
             pages,
             samples: vec![0; format.frame_samples().max(320)],
             block,
-            unsent_packets: 0,
         };
         // The header pages go at once: the file exists (or fails) from the call's start.
         recorder.send_pages()?;
@@ -256,10 +254,9 @@ impl CallRecorder {
             self.encoder
                 .encode(&self.block, real)
                 .map_err(|error| RecordingFailed::Encoder(error.to_string()))?;
-            self.unsent_packets += 1;
         }
-        if self.unsent_packets >= PACKETS_PER_PAGE {
-            self.unsent_packets = 0;
+        // A page completes every PACKETS_PER_PAGE packets: it goes as soon as it is whole.
+        if self.encoder.buffered_bytes() > 0 {
             self.send_pages()?;
         }
         Ok(())
@@ -540,7 +537,12 @@ mod tests {
         let kept = std::fs::read(store.file("call-a")).unwrap();
         let again = ogg_opus::salvage(&kept).unwrap();
         assert!(again.complete);
-        assert_eq!(again.packets, 50, "the torn second page is left out");
+        // 119 packets written (the last is held for the end): four whole pages, the fourth torn.
+        assert_eq!(
+            again.packets,
+            3 * ogg_opus::PACKETS_PER_PAGE,
+            "the torn page is left out"
+        );
         assert!(dir.path().join("call-b.ogg.corrupt").exists());
         assert!(!store.part("call-a").exists());
         // A second pass finds nothing.

@@ -492,12 +492,13 @@ async fn files_a_crash_left_unfinished_are_finished_and_linked_at_start() {
     let (id, url) = call_id(&test, "CA-rec-crash").await;
     assert_eq!(url, Some(format!("/api/v1/calls/{id}/recording")));
     let (left, _) = decode(&store.file("CA-rec-crash"));
-    // The one whole audio page (1 s) was kept; the torn second was left out. The encoder's
-    // lookahead (2.5 ms, 120 granules at 48 kHz) is skipped by the decoder.
+    // 129 packets were written (the last is held for the end): five pages of 25, the fifth
+    // torn, so four (2 s) were kept. The encoder's lookahead (2.5 ms, 120 granules at 48 kHz)
+    // is skipped by the decoder.
     assert_eq!(
         left.len(),
-        RATE - 120 * RATE / 48_000,
-        "a second less the pre-skip"
+        2 * RATE - 120 * RATE / 48_000,
+        "two seconds less the pre-skip"
     );
     assert!(!store.part("CA-rec-crash").exists());
     assert!(
