@@ -508,7 +508,7 @@ fn table() -> Vec<Entry> {
             M::GET,
             "/recordings/{call_id}",
             "playRecording",
-            "A recording through its signed link (expired or forged: 403)",
+            "A recording through its signed link (expired, forged or unsigned: 403)",
             "calls",
             None,
             SIGNED_LINK,

@@ -4,10 +4,10 @@
 //! header packets are written by hand (RFC 7845 §5: `OpusHead`, `OpusTags`); the Ogg framing,
 //! CRCs and lacing are the `ogg` crate's.
 //!
-//! The settings were chosen by measuring (`benches/recording.rs`, libopus 1.3.1, speech at
-//! 8 and 16 kHz, complexity 0): SILK (`Voip`) costs about 1.1 ms of CPU per call-second on
-//! 8 kHz stereo and 1.8 ms on 16 kHz; CELT (`RestrictedLowDelay`) about 0.5 ms on both, almost
-//! regardless of bitrate. But below 40 kbit/s CELT codes the two channels together (intensity
+//! The settings were chosen by measuring (`benches/recording.rs` `opus_mode`, libopus 1.3.1,
+//! speech at 8 and 16 kHz, complexity 0, on a shared 2-core machine): SILK (`Voip`) costs
+//! 2.0 ms of CPU per call-second on 8 kHz stereo and 3.5 ms on 16 kHz; CELT
+//! (`RestrictedLowDelay`) 0.66 and 0.77 ms, almost regardless of bitrate. But below 40 kbit/s CELT codes the two channels together (intensity
 //! stereo, or mono outright): the caller's voice leaks into the agent's channel (0 dB apart at
 //! 16 kbit/s, 15 dB at 24, 30 dB at 32, complete separation from 40). Two channels that keep
 //! apart are the point of the recording, so: CELT, complexity 0, 40 kbit/s, stereo forced,
