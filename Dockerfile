@@ -1,8 +1,9 @@
 # Multi-stage build: compile with the full toolchain, run from a slim image as a non-root user.
 FROM rust:1.95-bookworm AS build
-# whisper.cpp builds with CMake and bindgen (libclang); the speech crate links flite.
+# whisper.cpp builds with CMake and bindgen (libclang); the speech crate links flite; the
+# recordings link libopus (found by pkg-config).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends cmake clang libclang-dev flite1-dev python3-venv \
+ && apt-get install -y --no-install-recommends cmake clang libclang-dev flite1-dev libopus-dev pkg-config python3-venv \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -13,7 +14,7 @@ RUN cargo build --release --locked --bin voice-gateway
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl libflite1 \
+ && apt-get install -y --no-install-recommends ca-certificates curl libflite1 libopus0 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /var/lib/voice-gateway --create-home gateway
 COPY --from=build /src/target/release/voice-gateway /usr/local/bin/voice-gateway

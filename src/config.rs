@@ -25,6 +25,7 @@ const KEYS: &[(&str, &str)] = &[
     ("VG_DB_MAX_CONNECTIONS", "database.max_connections"),
     ("VG_DATA_DIR", "database.data_dir"),
     ("VG_SPOOL_MAX_MB", "database.spool_max_mb"),
+    ("VG_RECORDINGS_URL", "recordings.url"),
     ("VG_LISTEN", "server.listen"),
     ("VG_PUBLIC_URL", "server.public_url"),
     ("VG_SERVER_NAME", "server.name"),
@@ -257,6 +258,16 @@ pub struct Settings {
     pub plivo: PlivoSettings,
     pub dialer: DialerSettings,
     pub imports: ImportSettings,
+    pub recordings: RecordingSettings,
+}
+
+/// Where call recordings go (`recordings`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingSettings {
+    /// The directory of `VG_RECORDINGS_URL` (`file://…`; by default `VG_DATA_DIR/recordings`).
+    /// Several gateways serving one API need it shared (a network file system): a recording is
+    /// served by whichever gateway takes the request.
+    pub dir: PathBuf,
 }
 
 /// Limits of the streamed CSV imports (`imports`), beyond the fixed ones in `api::csv_upload`.
@@ -644,6 +655,14 @@ impl Settings {
             * 1024
             * 1024;
 
+        let recordings = RecordingSettings {
+            dir: match source.get("VG_RECORDINGS_URL") {
+                None => data_dir.join("recordings"),
+                Some(raw) => recordings_dir(raw)
+                    .map_err(|message| source.error("VG_RECORDINGS_URL", message))?,
+            },
+        };
+
         let (stream_secret, stream_secret_generated) = match source.get("VG_STREAM_SECRET") {
             Some(secret) if secret.len() < defaults::MIN_STREAM_SECRET_LEN => {
                 return Err(source.error(
@@ -878,6 +897,7 @@ impl Settings {
         Ok(Self {
             dialer,
             imports,
+            recordings,
             calls,
             server: ServerSettings {
                 listen,
@@ -959,6 +979,23 @@ impl HostFacts {
             (Some(home), false) => home.join(".local/share/voice-gateway"),
             _ => PathBuf::from("/var/lib/voice-gateway"),
         }
+    }
+}
+
+/// The directory of a `file://` recordings URL. `s3://` is refused until it is honoured: a
+/// setting that is accepted is a setting that works.
+fn recordings_dir(raw: &str) -> Result<PathBuf, String> {
+    let url = Url::parse(raw).map_err(|error| format!("invalid URL: {error}"))?;
+    match url.scheme() {
+        "file" => {
+            if url.host_str().is_some_and(|host| !host.is_empty() && host != "localhost") {
+                return Err("a file:// URL names a local directory (file:///path)".to_owned());
+            }
+            url.to_file_path()
+                .map_err(|()| "a file:// URL names an absolute directory (file:///path)".to_owned())
+        }
+        "s3" => Err("s3:// storage is not supported yet; use file:///path (a shared directory for several gateways)".to_owned()),
+        other => Err(format!("`{other}://` is not a recordings store; use file:///path")),
     }
 }
 

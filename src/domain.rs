@@ -113,6 +113,9 @@ vocabulary! {
         Outcome => "outcome",
         ProviderError => "provider_error",
         Note => "note",
+        /// The call's recording stopped (storage unwritable, full or stalled); the call went
+        /// on unrecorded.
+        RecordingFailed => "recording_failed",
     }
 }
 

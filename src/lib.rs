@@ -15,6 +15,7 @@
 //! - [`plivo`], [`audio`], [`call`], [`ai`]: the call: carrier wire formats, audio, the call
 //!   state machine and its bridge, the AI providers (among them [`ai::local`], the offline
 //!   pipeline on the `speech` crate's engines).
+//! - [`recording`]: every call in Ogg/Opus, stereo, its file written as the call runs.
 //! - [`simulators`]: a synthetic Plivo caller and a fake OpenAI Realtime server.
 //! - [`transfer`]: when a human must take over, and who.
 //! - [`dialer`]: the campaign dialer (claims, pacing, calling windows, retries).
@@ -39,6 +40,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod phone;
 pub mod plivo;
+pub mod recording;
 pub mod simulators;
 pub mod startup;
 pub mod telemetry;

@@ -102,6 +102,13 @@ pub const DIALER_ATTEMPTS_ENDED: &str = "vg_dialer_attempts_ended_total";
 pub const DIALER_RECOVERED: &str = "vg_dialer_attempts_recovered_total";
 /// Counter: campaigns the dialer completed.
 pub const DIALER_CAMPAIGNS_COMPLETED: &str = "vg_dialer_campaigns_completed_total";
+/// Counter: calls recorded to the end, their file finished.
+pub const RECORDINGS_FINISHED: &str = "vg_recordings_finished_total";
+/// Counter: recordings that stopped, by `stage` (`encoder`, `write`: the storage failed,
+/// `stalled`: the storage fell seconds behind, `finish`); the call went on unrecorded.
+pub const RECORDINGS_FAILED: &str = "vg_recordings_failed_total";
+/// Counter: unfinished recordings found at start, by `result` (`finished`, `corrupt`).
+pub const RECORDINGS_RECOVERED: &str = "vg_recordings_recovered_total";
 /// Counter: model analyses refused by the schema (the deterministic one was kept).
 pub const ANALYSES_REFUSED: &str = "vg_analyses_refused_total";
 /// Gauge: CPU seconds (user + system) this process has used (the Prometheus standard name).
@@ -132,6 +139,15 @@ fn describe() {
     metrics::describe_gauge!(DRAINING, "1 while the gateway drains after SIGTERM");
     metrics::describe_gauge!(LIVE_CALLS, "calls held by this gateway");
     metrics::describe_counter!(HEARTBEAT_FAILURES, "failed websocket_servers heartbeats");
+    metrics::describe_counter!(RECORDINGS_FINISHED, "call recordings finished");
+    metrics::describe_counter!(
+        RECORDINGS_FAILED,
+        "call recordings stopped by a failure, the call going on unrecorded"
+    );
+    metrics::describe_counter!(
+        RECORDINGS_RECOVERED,
+        "unfinished recordings of a previous run, finished or set aside at start"
+    );
     metrics::describe_counter!(
         CALLS_CLOSED_AFTER_RESTART,
         "calls left open by a gateway that was gone, closed as gateway_restart"

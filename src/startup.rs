@@ -21,6 +21,7 @@ use crate::{
     http::{self, AppState},
     lifecycle::{DrainOutcome, Lifecycle},
     plivo::rest::PlivoRest,
+    recording::RecordingStore,
 };
 
 /// The embedded cluster's database for the gateway.
@@ -193,6 +194,7 @@ impl Application {
             metrics::gauge!(crate::metrics::AI_PROVIDER_CONFIGURED, "provider" => provider.as_str())
                 .set(if configured { 1.0 } else { 0.0 });
         }
+        let recordings = open_recordings(&settings).await;
         let plivo = match (&settings.plivo.auth_id, &settings.plivo.auth_token) {
             (Some(auth_id), Some(auth_token)) => Some(
                 PlivoRest::new(
@@ -230,6 +232,7 @@ impl Application {
                 final_playout_limit: Duration::from_secs(15),
             },
             spool,
+            recordings: Arc::new(recordings),
         };
         let state = AppState {
             runtime,
@@ -293,6 +296,7 @@ impl Application {
                 .spawn_background(replay_loop(db, spool, stop));
         }
         spawn_replay_pruning(&state);
+        spawn_recording_recovery(&state);
         // Hang-up requests from the API, whichever gateway served it.
         crate::api::spawn_hangup_listener(
             state.db.clone(),
@@ -339,6 +343,60 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The recordings' store. An unwritable directory is a warning, not a failure: calls run
+/// unrecorded, each with its `recording_failed` event.
+async fn open_recordings(settings: &Settings) -> RecordingStore {
+    let store = RecordingStore::new(settings.recordings.dir.clone(), &settings.server.name);
+    let probe = store.clone();
+    match tokio::task::spawn_blocking(move || probe.check_writable()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(%error, dir = %store.dir().display(), "the recordings directory is not writable: calls will go unrecorded")
+        }
+        Err(error) => tracing::warn!(%error, "checking the recordings directory failed"),
+    }
+    store
+}
+
+/// Finishes the recordings this gateway's previous run left unfinished and links each to its
+/// call, in the background: start-up never waits for it, and a file it cannot read is
+/// reported, never fatal.
+fn spawn_recording_recovery(state: &AppState) {
+    let (db, store) = (state.db.clone(), state.runtime.recordings.clone());
+    state.lifecycle.spawn_background(async move {
+        let recovered = match tokio::task::spawn_blocking({
+            let store = store.clone();
+            move || crate::recording::recover_unfinished(&store)
+        })
+        .await
+        {
+            Ok(Ok(recovered)) => recovered,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "recovering unfinished recordings failed");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "recovering unfinished recordings failed");
+                return;
+            }
+        };
+        for call_sid in &recovered.corrupt {
+            metrics::counter!(crate::metrics::RECORDINGS_RECOVERED, "result" => "corrupt").increment(1);
+            tracing::warn!(%call_sid, "an unfinished recording had nothing to keep");
+        }
+        for (call_sid, cut) in &recovered.finished {
+            metrics::counter!(crate::metrics::RECORDINGS_RECOVERED, "result" => "finished").increment(1);
+            match db
+                .link_recording(call_sid, crate::recording::RECORDING_URL_TEMPLATE)
+                .await
+            {
+                Ok(linked) => tracing::info!(%call_sid, cut, linked, "unfinished recording finished"),
+                Err(error) => tracing::warn!(%call_sid, %error, "an unfinished recording was finished but not linked to its call"),
+            }
+        }
+    });
 }
 
 /// The spool of call writes under `VG_DATA_DIR/spool`; an unwritable directory is a warning,

@@ -35,6 +35,9 @@ pub struct CallContext {
     /// The campaign's own provider (`campaigns.ai_provider`); `None` runs the gateway's
     /// default (`VG_AI_PROVIDER`).
     pub provider: Option<crate::config::AiProviderKind>,
+    /// Said before the greeting: the recording notice ("This call may be recorded."), when
+    /// the call is recorded and the settings give one.
+    pub recording_notice: Option<String>,
 }
 
 /// The lead's clock and the campaign's calling window, for callbacks the lead asks for.
@@ -88,7 +91,7 @@ impl CallContext {
     /// `{organization}` and `{project}` filled in, or a default.
     pub fn greeting(&self) -> String {
         let project = self.project_name.as_deref().unwrap_or(&self.campaign_name);
-        match &self.agent_greeting {
+        let greeting = match &self.agent_greeting {
             Some(template) => template
                 .replace("{name}", self.lead_first_name())
                 .replace("{agent}", self.agent_display_name())
@@ -101,6 +104,10 @@ impl CallContext {
                 self.organization_name,
                 project
             ),
+        };
+        match &self.recording_notice {
+            Some(notice) => format!("{notice} {greeting}"),
+            None => greeting,
         }
     }
 
@@ -205,6 +212,16 @@ mod tests {
             project_facts: json!({"price": "from 80 lakh", "possession": "December 2027"}),
             ..CallContext::default()
         }
+    }
+
+    #[test]
+    fn the_recording_notice_comes_before_the_greeting() {
+        let mut noticed = context();
+        noticed.recording_notice = Some("This call may be recorded.".into());
+        assert_eq!(
+            noticed.greeting(),
+            format!("This call may be recorded. {}", context().greeting())
+        );
     }
 
     #[test]

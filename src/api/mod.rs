@@ -20,6 +20,7 @@ mod input;
 mod leads;
 pub mod openapi;
 mod organization;
+mod recordings;
 pub mod tokens;
 
 use axum::{
@@ -97,6 +98,10 @@ const DO_NOT_CALL_LIST: &[(&str, &str, &str)] = &[
     ),
     ("limit", "integer", "page size, 1 to 500 (50)"),
     ("offset", "integer", "rows to skip (0)"),
+];
+const SIGNED_LINK: &[(&str, &str, &str)] = &[
+    ("exp", "integer", "when the link expires (Unix seconds)"),
+    ("sig", "string", "the link's signature"),
 ];
 const CALL_FILTERS: &[(&str, &str, &str)] = &[
     ("campaign_id", "string", "only this campaign's calls (uuid)"),
@@ -474,6 +479,42 @@ fn table() -> Vec<Entry> {
             None,
             (202, Some("HangupAccepted")),
             calls::hangup,
+        ),
+        entry(
+            M::GET,
+            "/calls/{call_id}/recording",
+            "getCallRecording",
+            "The call's recording (Ogg/Opus, left the caller, right the agent); Range requests",
+            "calls",
+            Some(S::CallsRead),
+            NONE,
+            None,
+            (200, Some("audio/ogg")),
+            recordings::get,
+        ),
+        entry(
+            M::GET,
+            "/calls/{call_id}/recording/link",
+            "getCallRecordingLink",
+            "A signed link to the recording that plays without a token for 15 minutes",
+            "calls",
+            Some(S::CallsRead),
+            NONE,
+            None,
+            (200, Some("RecordingLink")),
+            recordings::link,
+        ),
+        entry(
+            M::GET,
+            "/recordings/{call_id}",
+            "playRecording",
+            "A recording through its signed link (expired, forged or unsigned: 403)",
+            "calls",
+            None,
+            SIGNED_LINK,
+            None,
+            (200, Some("audio/ogg")),
+            recordings::signed,
         ),
         // The organization.
         entry(

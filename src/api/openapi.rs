@@ -103,6 +103,11 @@ fn describe(operation: &Operation) -> Value {
     let (status, schema) = operation.success;
     let mut responses = Map::new();
     let success = match schema {
+        // A media type rather than a schema: the body is a file.
+        Some(media) if media.contains('/') => json!({
+            "description": "the file, or the range asked for (206)",
+            "content": {media: {"schema": {"type": "string", "format": "binary"}}},
+        }),
         Some(name) => json!({
             "description": "success",
             "content": {"application/json": {"schema": schema_ref(name)}},
@@ -390,6 +395,7 @@ fn schemas() -> Value {
             "seq": {"type": "integer"}, "kind": text, "occurred_at": time,
             "ended_at": {"type": ["string", "null"]}, "text": nullable_text, "data": {"type": "object"},
         }), &["seq", "kind"]),
+        "RecordingLink": object(json!({"url": text, "expires_at": time}), &["url", "expires_at"]),
         "HangupAccepted": object(json!({"id": uuid, "call_sid": text, "status": {"const": "hangup_requested"}}), &["id", "call_sid"]),
         "TransferTargetInput": object(target_fields, &[]),
         "TransferTarget": object(target, &["id", "name", "department", "phone_number"]),

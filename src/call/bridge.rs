@@ -43,6 +43,10 @@ use crate::{
         lead_status::CallFacts,
     },
     plivo::stream::{self, InboundEvent},
+    recording::{
+        CallRecorder, PAGES_IN_FLIGHT, RECORDING_URL_TEMPLATE, RecordingFailed, RecordingPolicy,
+        RecordingStore, WriterMessage,
+    },
     transfer::policy::{Fallback, TransferRules},
 };
 
@@ -60,6 +64,9 @@ const TRANSFER_WRITE_DEADLINE: Duration = Duration::from_secs(10);
 const RESUME_GREETING: &str = "I'm sorry, none of my colleagues could take your call right now. Shall I arrange for someone to call you back?";
 /// Event numbering of a resumed stream when the database cannot say where it stopped.
 const RESUMED_SEQ_FALLBACK: i32 = 500_000;
+/// How long the recording's last pages may take to reach its file after the call; past it the
+/// call closes without a recording.
+const RECORDING_FINISH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The pre-rendered apology, 8 kHz μ-law.
 static APOLOGY_MULAW: &[u8] = include_bytes!("../../assets/apology.ulaw");
 
@@ -118,6 +125,8 @@ pub struct CallRuntime {
     /// Where the call's writes wait while the database cannot take them (`None`: the data
     /// directory is unwritable, and writes are retried in memory, then given up).
     pub spool: Option<Arc<super::spool::Spool>>,
+    /// Where calls are recorded (`VG_RECORDINGS_URL`).
+    pub recordings: Arc<RecordingStore>,
 }
 
 /// Runs one call to its end. `shutdown` is cancelled when the gateway's grace period is over.
@@ -141,8 +150,18 @@ pub async fn run_call<S>(
             claims.call_sid.clone(),
             writes_rx,
         );
-        let bridge = Bridge::run(runtime, claims, admission, socket, shutdown, writes_tx);
-        let ((), ()) = tokio::join!(bridge, writer);
+        // The recording's file writer, joined like the database writer: it creates nothing
+        // unless the bridge records the call.
+        let (pages_tx, pages_rx) = mpsc::channel(PAGES_IN_FLIGHT);
+        let recording = crate::recording::write_loop(
+            runtime.recordings.part(&claims.call_sid),
+            runtime.recordings.file(&claims.call_sid),
+            pages_rx,
+        );
+        let bridge = Bridge::run(
+            runtime, claims, admission, socket, shutdown, writes_tx, pages_tx,
+        );
+        let ((), (), ()) = tokio::join!(bridge, writer, recording);
     }
     .instrument(span)
     .await
@@ -164,6 +183,18 @@ struct Bridge<S> {
     /// A transfer was decided: its row must be written before the stream closes.
     transfer_written: bool,
     lead_id: uuid::Uuid,
+    /// The channel to the recording's file writer, until the call is recorded or not.
+    recording_pages: Option<mpsc::Sender<WriterMessage>>,
+    /// The call's recording, while it goes on.
+    recorder: Option<CallRecorder>,
+    /// A recording failure the session has not recorded yet.
+    recording_failure: Option<RecordingFailed>,
+    /// Why the recording stopped, for the call's metadata.
+    recording_error: Option<String>,
+    /// When the stream started: the recording's clock.
+    stream_started: tokio::time::Instant,
+    /// When the call ended, on the recording's clock: where the recording ends.
+    stream_ended: Option<Duration>,
 }
 
 /// The parts of a transfer record that come from the call, not the decision.
@@ -190,6 +221,7 @@ where
         socket: S,
         shutdown: CancellationToken,
         writes: mpsc::Sender<CallWrite>,
+        recording_pages: mpsc::Sender<WriterMessage>,
     ) {
         let mut bridge = Self {
             socket,
@@ -202,6 +234,12 @@ where
             transfer_defaults: TransferDefaults::default(),
             transfer_written: false,
             lead_id: claims.lead_id,
+            recording_pages: Some(recording_pages),
+            recorder: None,
+            recording_failure: None,
+            recording_error: None,
+            stream_started: tokio::time::Instant::now(),
+            stream_ended: None,
         };
         let started_at = Utc::now();
         let Some(start) = bridge.wait_for_start(runtime.timing.start_timeout).await else {
@@ -209,6 +247,7 @@ where
             bridge.close_socket().await;
             return;
         };
+        bridge.stream_started = tokio::time::Instant::now();
         if start.call_id != claims.call_sid {
             tracing::warn!(stream_call = %start.call_id, "stream start names another call; refused");
             bridge.close_socket().await;
@@ -265,6 +304,27 @@ where
         };
         let mut rules = TransferRules::from_campaign_settings(&setup.campaign_settings);
         let mut context = context;
+        if claims.resume {
+            // The first stream's recording is the call's; a resumed stream is not recorded.
+            bridge.recording_pages = None;
+        } else {
+            let policy = match runtime
+                .db
+                .live_step(runtime.db.recording_settings(claims.campaign_id))
+                .await
+            {
+                Ok(Some((organization, campaign))) => {
+                    RecordingPolicy::from_settings(&organization, &campaign)
+                }
+                Ok(None) => RecordingPolicy::UNKNOWN,
+                Err(error) => {
+                    tracing::warn!(%error, "loading the recording policy failed; the call is not recorded");
+                    RecordingPolicy::UNKNOWN
+                }
+            };
+            context.recording_notice = policy.consent_line.clone();
+            bridge.start_recording(policy, start.format);
+        }
         let mut first_event_seq = 0;
         if claims.resume {
             // Nobody took the transfer: no second one; the agent offers a callback.
@@ -348,7 +408,14 @@ where
         }
         // The caller is released first; what follows (the summary) never holds the line.
         bridge.close_socket().await;
-        outcome.finish(runtime.timing.summary_timeout).await;
+        let ((), recording_url) = tokio::join!(
+            outcome.finish(runtime.timing.summary_timeout),
+            bridge.finish_recording()
+        );
+        outcome.end.recording_url = recording_url;
+        if let Some(error) = bridge.recording_error.take() {
+            outcome.end.metadata["recording"] = json!({"failed": error});
+        }
         bridge.write(CallWrite::Close(outcome.end));
         bridge.flush_writes().await;
     }
@@ -465,6 +532,15 @@ where
                 &mut counters,
             )
             .await;
+            if let Some(failure) = self.recording_failure.take() {
+                session.handle(
+                    Input::RecordingFailed {
+                        error: failure.to_string(),
+                    },
+                    clock.now(),
+                );
+                continue;
+            }
             if session.is_ended() {
                 break;
             }
@@ -524,6 +600,7 @@ where
 
         let end_reason = session.end_reason().unwrap_or(EndReason::InternalError);
         let ended_at = Utc::now();
+        self.stream_ended = Some(self.stream_started.elapsed());
         let stats = session.stats().clone();
         let fallback_summary = extractive_summary(&context, &transcript_words, &stats, end_reason);
         let recorded_interest = stats.interest_level.as_deref().and_then(Interest::parse);
@@ -669,6 +746,7 @@ where
                     },
                     clock.now(),
                 );
+                let (timestamp_ms, chunk) = (media.timestamp_ms, media.chunk);
                 if let Some(active) = provider.as_mut() {
                     let send = active.send_audio(&frame[..length], &media.payload_base64);
                     let result =
@@ -689,6 +767,10 @@ where
                         );
                     }
                 }
+                // After the frame went on to the provider: the recording never delays it.
+                self.record(|recorder, now| {
+                    recorder.caller(&frame[..length], timestamp_ms, chunk, now)
+                });
             }
             Ok(InboundEvent::Dtmf(dtmf)) => {
                 session.handle(Input::Dtmf { digit: dtmf.digit }, clock.now())
@@ -737,6 +819,10 @@ where
                     self.out.clear();
                     stream::write_clear_audio(&mut self.out, &counters.stream_id);
                     self.send_carrier().await;
+                    self.record(|recorder, now| {
+                        recorder.clear(now);
+                        Ok(())
+                    });
                     metrics::histogram!(crate::metrics::BARGE_IN_SECONDS)
                         .record(decided.elapsed().as_secs_f64());
                 }
@@ -829,8 +915,10 @@ where
         let mut fed_any = false;
         while let Some(transmit) = session.poll_transmit(clock.now(), frame) {
             self.out.clear();
+            let mut played = None;
             match transmit {
                 Transmit::Frame(length) => {
+                    played = Some(length);
                     stream::write_play_audio(&mut self.out, format, &frame[..length]);
                     metrics::counter!(crate::metrics::FRAMES_OUT).increment(1);
                 }
@@ -847,6 +935,9 @@ where
                 return;
             }
             fed_any = true;
+            if let Some(length) = played {
+                self.record(|recorder, now| recorder.agent(&frame[..length], now));
+            }
         }
         if fed_any {
             let flushed = tokio::time::timeout(self.write_timeout, self.socket.flush()).await;
@@ -910,6 +1001,93 @@ where
         }
         if !self.stalled {
             let _ = tokio::time::timeout(self.write_timeout, self.socket.close()).await;
+        }
+    }
+
+    /// Starts the call's recording when the policy says so; a recorder that cannot start is a
+    /// failure the session records, and the call goes on.
+    fn start_recording(&mut self, policy: RecordingPolicy, format: crate::audio::AudioFormat) {
+        let Some(pages) = self.recording_pages.take() else {
+            return;
+        };
+        if !policy.enabled {
+            return;
+        }
+        match CallRecorder::new(format, pages, getrandom::u32().unwrap_or(1)) {
+            Ok(recorder) => self.recorder = Some(recorder),
+            Err(failure) => self.recording_failed(failure),
+        }
+    }
+
+    /// Shows the recorder a frame or a clear, at the stream's time; a failure stops the
+    /// recording (the call goes on).
+    fn record(
+        &mut self,
+        step: impl FnOnce(&mut CallRecorder, Duration) -> Result<(), RecordingFailed>,
+    ) {
+        let Some(recorder) = self.recorder.as_mut() else {
+            return;
+        };
+        if let Err(failure) = step(recorder, self.stream_started.elapsed()) {
+            self.recorder = None;
+            self.recording_failed(failure);
+        }
+    }
+
+    fn recording_failed(&mut self, failure: RecordingFailed) {
+        // A write failure was counted and logged by the writer itself.
+        let stage = match failure {
+            RecordingFailed::Encoder(_) => Some("encoder"),
+            RecordingFailed::Stalled => Some("stalled"),
+            RecordingFailed::Storage => None,
+        };
+        if let Some(stage) = stage {
+            metrics::counter!(crate::metrics::RECORDINGS_FAILED, "stage" => stage).increment(1);
+        }
+        tracing::warn!(error = %failure, "recording stopped; the call goes on unrecorded");
+        self.recording_error = Some(failure.to_string());
+        self.recording_failure = Some(failure);
+    }
+
+    /// After the call: the rest of the recording to its file. Returns the recording's API
+    /// resource (`call_logs.recording_url`), or `None` when there is none.
+    async fn finish_recording(&mut self) -> Option<String> {
+        let recorder = self.recorder.take()?;
+        let end = self
+            .stream_ended
+            .unwrap_or_else(|| self.stream_started.elapsed());
+        let (last_pages, pages) = match recorder.finish(end) {
+            Ok(finished) => finished,
+            Err(failure) => {
+                self.recording_failed(failure);
+                return None;
+            }
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let finished = tokio::time::timeout(RECORDING_FINISH_TIMEOUT, async {
+            pages
+                .send(WriterMessage::Finish(last_pages, reply))
+                .await
+                .map_err(|_| "the recording's writer had stopped".to_owned())?;
+            answer
+                .await
+                .map_err(|_| "the recording's writer had stopped".to_owned())?
+        })
+        .await
+        .unwrap_or_else(|_| Err("the recording's file took too long to finish".to_owned()));
+        match finished {
+            Ok(bytes) => {
+                metrics::counter!(crate::metrics::RECORDINGS_FINISHED).increment(1);
+                tracing::info!(bytes, "recording finished");
+                Some(RECORDING_URL_TEMPLATE.to_owned())
+            }
+            Err(error) => {
+                metrics::counter!(crate::metrics::RECORDINGS_FAILED, "stage" => "finish")
+                    .increment(1);
+                tracing::warn!(%error, "the recording could not be finished");
+                self.recording_error = Some(error);
+                None
+            }
         }
     }
 

@@ -159,6 +159,10 @@ pub enum Input {
     HangupRequested,
     /// The carrier broke the media stream's limits; its socket is closed.
     CarrierViolation,
+    /// The call's recording stopped; the call goes on unrecorded.
+    RecordingFailed {
+        error: String,
+    },
 }
 
 /// What the bridge sends to Plivo next.
@@ -362,6 +366,9 @@ impl CallSession {
             Input::Shutdown => self.end_now(EndReason::Shutdown, now),
             Input::HangupRequested => self.end_now(EndReason::HangupRequested, now),
             Input::CarrierViolation => self.end_now(EndReason::ProtocolError, now),
+            Input::RecordingFailed { error } => {
+                self.record(EventKind::RecordingFailed, now, Some(error), json!({}))
+            }
         }
         self.check_timers(now);
     }

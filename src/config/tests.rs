@@ -381,3 +381,35 @@ fn http_and_import_limits_have_defaults_and_refuse_nonsense() {
     assert_eq!(settings.server.http.max_connections, 50);
     assert_eq!(settings.imports.min_bytes_per_sec, 2048);
 }
+
+#[test]
+fn recordings_default_under_the_data_directory_and_take_a_file_url() {
+    let settings = load(&[("VG_DATA_DIR", "/srv/vg")]).unwrap();
+    assert_eq!(settings.recordings.dir, Path::new("/srv/vg/recordings"));
+    let settings = load(&[("VG_RECORDINGS_URL", "file:///mnt/shared/recordings")]).unwrap();
+    assert_eq!(settings.recordings.dir, Path::new("/mnt/shared/recordings"));
+}
+
+#[test]
+fn recordings_stores_we_do_not_honour_are_refused_at_start() {
+    check_error(
+        &[("VG_RECORDINGS_URL", "s3://bucket/prefix")],
+        "VG_RECORDINGS_URL",
+        "s3:// storage is not supported yet",
+    );
+    check_error(
+        &[("VG_RECORDINGS_URL", "https://example.com/r")],
+        "VG_RECORDINGS_URL",
+        "is not a recordings store",
+    );
+    check_error(
+        &[("VG_RECORDINGS_URL", "file://elsewhere/r")],
+        "VG_RECORDINGS_URL",
+        "local directory",
+    );
+    check_error(
+        &[("VG_RECORDINGS_URL", "/no/scheme")],
+        "VG_RECORDINGS_URL",
+        "invalid URL",
+    );
+}

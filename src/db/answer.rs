@@ -143,6 +143,7 @@ impl Database {
                 phrase: row.callback_phrase,
                 note: row.callback_note,
             }),
+            recording_notice: None,
         }))
     }
 

@@ -67,6 +67,8 @@ pub struct CallEnd {
     /// Seconds; `None` computes it from the call's start.
     pub duration_secs: Option<i32>,
     pub summary: Option<String>,
+    /// The finished recording's API resource, with `{call_id}` for the row's id
+    /// (`recording::RECORDING_URL_TEMPLATE`); `None` when the call was not recorded.
     pub recording_url: Option<String>,
     /// Merged into `call_logs.metadata` (latency figures, provider usage...).
     pub metadata: Value,
@@ -317,7 +319,8 @@ impl Database {
                          AND e.kind IN ('caller_speech', 'agent_speech')
                          AND e.text IS NOT NULL AND e.text <> ''),
                    conversation_summary = coalesce($5, cl.conversation_summary),
-                   recording_url = coalesce($6, cl.recording_url),
+                   -- The bridge names the API resource with a `{call_id}` the row fills in.
+                   recording_url = coalesce(replace($6, '{call_id}', cl.id::text), cl.recording_url),
                    metadata = coalesce(cl.metadata, '{}'::jsonb) || $7,
                    call_status = CASE WHEN cl.transferred THEN 'transferred'
                                       WHEN cl.call_status = 'voicemail' THEN 'voicemail'

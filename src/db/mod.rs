@@ -15,6 +15,7 @@ pub mod embedded;
 pub mod leads;
 pub mod nonces;
 pub mod organization;
+pub mod recordings;
 pub mod seed;
 pub mod servers;
 pub mod suppression;

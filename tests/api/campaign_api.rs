@@ -1586,7 +1586,17 @@ async fn the_openapi_document_matches_the_routes() {
                 Some(operation) => {
                     documented += 1;
                     let secured = !operation["security"].as_array().unwrap().is_empty();
-                    let expected = if secured { 401 } else { 200 };
+                    // A signed link's signature is its credential: without one, 403.
+                    let signed = operation["parameters"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|parameter| parameter["name"] == "sig");
+                    let expected = match (secured, signed) {
+                        (true, _) => 401,
+                        (false, true) => 403,
+                        (false, false) => 200,
+                    };
                     assert_eq!(status, expected, "{method} {path} is documented and routed");
                     if secured {
                         let scope = operation["security"][0]["bearer"][0].as_str().unwrap();

@@ -16,6 +16,7 @@ mod logs;
 mod outage;
 mod provider_limits;
 mod providers;
+mod recording;
 mod restart;
 mod rls;
 mod schema;
