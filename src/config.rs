@@ -26,6 +26,14 @@ const KEYS: &[(&str, &str)] = &[
     ("VG_DATA_DIR", "database.data_dir"),
     ("VG_SPOOL_MAX_MB", "database.spool_max_mb"),
     ("VG_RECORDINGS_URL", "recordings.url"),
+    // The AWS ecosystem's own names, for an `s3://` recordings store.
+    ("AWS_ACCESS_KEY_ID", "recordings.s3.access_key_id"),
+    ("AWS_SECRET_ACCESS_KEY", "recordings.s3.secret_access_key"),
+    ("AWS_SESSION_TOKEN", "recordings.s3.session_token"),
+    ("AWS_REGION", "recordings.s3.region"),
+    ("AWS_DEFAULT_REGION", "recordings.s3.default_region"),
+    ("AWS_ENDPOINT_URL_S3", "recordings.s3.endpoint_url_s3"),
+    ("AWS_ENDPOINT_URL", "recordings.s3.endpoint_url"),
     ("VG_LISTEN", "server.listen"),
     ("VG_PUBLIC_URL", "server.public_url"),
     ("VG_SERVER_NAME", "server.name"),
@@ -262,12 +270,33 @@ pub struct Settings {
 }
 
 /// Where call recordings go (`recordings`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RecordingSettings {
     /// The directory of `VG_RECORDINGS_URL` (`file://…`; by default `VG_DATA_DIR/recordings`).
     /// Several gateways serving one API need it shared (a network file system): a recording is
-    /// served by whichever gateway takes the request.
+    /// served by whichever gateway takes the request. With `s3://`, `VG_DATA_DIR/recordings`,
+    /// where files are written and wait for their upload.
     pub dir: PathBuf,
+    /// The `s3://bucket/prefix` store, if recordings go to one.
+    pub s3: Option<S3Settings>,
+}
+
+/// An S3-compatible store (`VG_RECORDINGS_URL=s3://bucket/prefix`) and its credentials, under
+/// the AWS ecosystem's usual names. Without keys, `object_store`'s chain (web identity, the
+/// instance's metadata) is tried.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    pub bucket: String,
+    /// Every key starts with it (no leading or trailing `/`).
+    pub prefix: String,
+    /// `AWS_REGION`, else `AWS_DEFAULT_REGION`, else `us-east-1`.
+    pub region: String,
+    /// `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`: another S3-compatible store (path-style
+    /// requests; `http://` allowed for one on a private network).
+    pub endpoint: Option<Url>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<SecretString>,
+    pub session_token: Option<SecretString>,
 }
 
 /// Limits of the streamed CSV imports (`imports`), beyond the fixed ones in `api::csv_upload`.
@@ -655,13 +684,44 @@ impl Settings {
             * 1024
             * 1024;
 
-        let recordings = RecordingSettings {
-            dir: match source.get("VG_RECORDINGS_URL") {
-                None => data_dir.join("recordings"),
-                Some(raw) => recordings_dir(raw)
-                    .map_err(|message| source.error("VG_RECORDINGS_URL", message))?,
+        let recordings = match source.get("VG_RECORDINGS_URL") {
+            None => RecordingSettings {
+                dir: data_dir.join("recordings"),
+                s3: None,
+            },
+            Some(raw) => match recordings_store(raw)
+                .map_err(|message| source.error("VG_RECORDINGS_URL", message))?
+            {
+                RecordingsStore::Dir(dir) => RecordingSettings { dir, s3: None },
+                RecordingsStore::S3 { bucket, prefix } => RecordingSettings {
+                    dir: data_dir.join("recordings"),
+                    s3: Some(S3Settings {
+                        bucket,
+                        prefix,
+                        region: source
+                            .get("AWS_REGION")
+                            .or_else(|| source.get("AWS_DEFAULT_REGION"))
+                            .unwrap_or("us-east-1")
+                            .to_owned(),
+                        endpoint: match source.url("AWS_ENDPOINT_URL_S3", &["https", "http"])? {
+                            Some(url) => Some(url),
+                            None => source.url("AWS_ENDPOINT_URL", &["https", "http"])?,
+                        },
+                        access_key_id: source.get("AWS_ACCESS_KEY_ID").map(str::to_owned),
+                        secret_access_key: source.secret("AWS_SECRET_ACCESS_KEY"),
+                        session_token: source.secret("AWS_SESSION_TOKEN"),
+                    }),
+                },
             },
         };
+        if let Some(s3) = &recordings.s3
+            && s3.access_key_id.is_some() != s3.secret_access_key.is_some()
+        {
+            return Err(source.error(
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are set together or not at all",
+            ));
+        }
 
         let (stream_secret, stream_secret_generated) = match source.get("VG_STREAM_SECRET") {
             Some(secret) if secret.len() < defaults::MIN_STREAM_SECRET_LEN => {
@@ -982,20 +1042,43 @@ impl HostFacts {
     }
 }
 
-/// The directory of a `file://` recordings URL. `s3://` is refused until it is honoured: a
-/// setting that is accepted is a setting that works.
-fn recordings_dir(raw: &str) -> Result<PathBuf, String> {
+/// What `VG_RECORDINGS_URL` names.
+enum RecordingsStore {
+    Dir(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+/// The directory of a `file://` recordings URL, or the bucket and prefix of an `s3://` one.
+fn recordings_store(raw: &str) -> Result<RecordingsStore, String> {
     let url = Url::parse(raw).map_err(|error| format!("invalid URL: {error}"))?;
     match url.scheme() {
         "file" => {
-            if url.host_str().is_some_and(|host| !host.is_empty() && host != "localhost") {
+            if url
+                .host_str()
+                .is_some_and(|host| !host.is_empty() && host != "localhost")
+            {
                 return Err("a file:// URL names a local directory (file:///path)".to_owned());
             }
             url.to_file_path()
+                .map(RecordingsStore::Dir)
                 .map_err(|()| "a file:// URL names an absolute directory (file:///path)".to_owned())
         }
-        "s3" => Err("s3:// storage is not supported yet; use file:///path (a shared directory for several gateways)".to_owned()),
-        other => Err(format!("`{other}://` is not a recordings store; use file:///path")),
+        "s3" => {
+            let bucket = url.host_str().unwrap_or_default();
+            if bucket.is_empty() {
+                return Err("an s3:// URL names its bucket (s3://bucket/prefix)".to_owned());
+            }
+            if url.query().is_some() || !url.username().is_empty() || url.password().is_some() {
+                return Err("an s3:// URL is s3://bucket/prefix; credentials go in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".to_owned());
+            }
+            Ok(RecordingsStore::S3 {
+                bucket: bucket.to_owned(),
+                prefix: url.path().trim_matches('/').to_owned(),
+            })
+        }
+        other => Err(format!(
+            "`{other}://` is not a recordings store; use file:///path or s3://bucket/prefix"
+        )),
     }
 }
 

@@ -109,6 +109,14 @@ pub const RECORDINGS_FINISHED: &str = "vg_recordings_finished_total";
 pub const RECORDINGS_FAILED: &str = "vg_recordings_failed_total";
 /// Counter: unfinished recordings found at start, by `result` (`finished`, `corrupt`).
 pub const RECORDINGS_RECOVERED: &str = "vg_recordings_recovered_total";
+/// Counter: recordings uploaded to an `s3://` store.
+pub const RECORDINGS_UPLOADED: &str = "vg_recordings_uploaded_total";
+/// Counter: uploads that failed and wait on disk for their retry.
+pub const RECORDING_UPLOAD_FAILURES: &str = "vg_recording_upload_failures_total";
+/// Gauge: finished recordings waiting on disk for their upload.
+pub const RECORDINGS_UPLOADS_PENDING: &str = "vg_recording_uploads_pending";
+/// Counter: recordings deleted at the end of their retention period.
+pub const RECORDINGS_EXPIRED: &str = "vg_recordings_expired_total";
 /// Counter: model analyses refused by the schema (the deterministic one was kept).
 pub const ANALYSES_REFUSED: &str = "vg_analyses_refused_total";
 /// Gauge: CPU seconds (user + system) this process has used (the Prometheus standard name).
@@ -147,6 +155,22 @@ fn describe() {
     metrics::describe_counter!(
         RECORDINGS_RECOVERED,
         "unfinished recordings of a previous run, finished or set aside at start"
+    );
+    metrics::describe_counter!(
+        RECORDINGS_UPLOADED,
+        "recordings uploaded to the s3:// store"
+    );
+    metrics::describe_counter!(
+        RECORDING_UPLOAD_FAILURES,
+        "recording uploads that failed; the file waits on disk for its retry"
+    );
+    metrics::describe_gauge!(
+        RECORDINGS_UPLOADS_PENDING,
+        "finished recordings waiting on disk for their upload"
+    );
+    metrics::describe_counter!(
+        RECORDINGS_EXPIRED,
+        "recordings deleted at the end of their retention period"
     );
     metrics::describe_counter!(
         CALLS_CLOSED_AFTER_RESTART,

@@ -194,7 +194,7 @@ impl Application {
             metrics::gauge!(crate::metrics::AI_PROVIDER_CONFIGURED, "provider" => provider.as_str())
                 .set(if configured { 1.0 } else { 0.0 });
         }
-        let recordings = open_recordings(&settings).await;
+        let recordings = open_recordings(&settings).await?;
         let plivo = match (&settings.plivo.auth_id, &settings.plivo.auth_token) {
             (Some(auth_id), Some(auth_token)) => Some(
                 PlivoRest::new(
@@ -297,6 +297,15 @@ impl Application {
         }
         spawn_replay_pruning(&state);
         spawn_recording_recovery(&state);
+        if state.runtime.recordings.remote().is_some() {
+            let (store, stop) = (
+                state.runtime.recordings.clone(),
+                state.lifecycle.background_stop_token(),
+            );
+            state
+                .lifecycle
+                .spawn_background(crate::recording::remote::upload_loop(store, stop));
+        }
         // Hang-up requests from the API, whichever gateway served it.
         crate::api::spawn_hangup_listener(
             state.db.clone(),
@@ -347,8 +356,14 @@ impl Application {
 
 /// The recordings' store. An unwritable directory is a warning, not a failure: calls run
 /// unrecorded, each with its `recording_failed` event.
-async fn open_recordings(settings: &Settings) -> RecordingStore {
-    let store = RecordingStore::new(settings.recordings.dir.clone(), &settings.server.name);
+async fn open_recordings(settings: &Settings) -> anyhow::Result<RecordingStore> {
+    let mut store = RecordingStore::new(settings.recordings.dir.clone(), &settings.server.name);
+    if let Some(s3) = &settings.recordings.s3 {
+        let remote = crate::recording::remote::RemoteStore::new(s3)
+            .context("VG_RECORDINGS_URL: the s3:// store")?;
+        tracing::info!(bucket = %s3.bucket, prefix = %s3.prefix, "recordings go to an s3:// store after each call");
+        store = store.with_remote(remote);
+    }
     let probe = store.clone();
     match tokio::task::spawn_blocking(move || probe.check_writable()).await {
         Ok(Ok(())) => {}
@@ -357,7 +372,7 @@ async fn open_recordings(settings: &Settings) -> RecordingStore {
         }
         Err(error) => tracing::warn!(%error, "checking the recordings directory failed"),
     }
-    store
+    Ok(store)
 }
 
 /// Finishes the recordings this gateway's previous run left unfinished and links each to its
@@ -392,7 +407,10 @@ fn spawn_recording_recovery(state: &AppState) {
                 .link_recording(call_sid, crate::recording::RECORDING_URL_TEMPLATE)
                 .await
             {
-                Ok(linked) => tracing::info!(%call_sid, cut, linked, "unfinished recording finished"),
+                Ok(linked) => {
+                    store.finished(call_sid);
+                    tracing::info!(%call_sid, cut, linked, "unfinished recording finished");
+                }
                 Err(error) => tracing::warn!(%call_sid, %error, "an unfinished recording was finished but not linked to its call"),
             }
         }

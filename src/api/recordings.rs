@@ -130,21 +130,43 @@ async fn serve(
     else {
         return Err(ApiError::not_found("recording"));
     };
+    // The file on this gateway's disk (a `file://` store, or one waiting for its upload),
+    // else the `s3://` store.
     let path = state.runtime.recordings.file(&call_sid);
-    let mut file = match tokio::fs::File::open(&path).await {
-        Ok(file) => file,
-        // Another gateway's disk, or removed: README says several gateways share the store.
+    let (source, length) = match tokio::fs::File::open(&path).await {
+        Ok(file) => {
+            let length = file
+                .metadata()
+                .await
+                .map_err(|error| ApiError::internal(&error))?
+                .len();
+            (Source::Local(file), length)
+        }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            tracing::warn!(%call_sid, "a linked recording has no file here");
-            return Err(ApiError::not_found("recording"));
+            let remote = state.runtime.recordings.remote().cloned();
+            let size = match &remote {
+                Some(remote) => remote.size(&call_sid).await.map_err(|error| {
+                    tracing::warn!(%call_sid, %error, "the recordings store did not answer");
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "store_unavailable",
+                        "the recordings store did not answer; try again",
+                    )
+                })?,
+                None => None,
+            };
+            match (remote, size) {
+                (Some(remote), Some(size)) => (Source::Remote(remote), size),
+                _ => {
+                    // Another gateway's disk (its upload still waiting), or removed: README
+                    // says several gateways share the store.
+                    tracing::warn!(%call_sid, "a linked recording has no file here");
+                    return Err(ApiError::not_found("recording"));
+                }
+            }
         }
         Err(error) => return Err(ApiError::internal(&error)),
     };
-    let length = file
-        .metadata()
-        .await
-        .map_err(|error| ApiError::internal(&error))?
-        .len();
     let range = headers
         .get(header::RANGE)
         .and_then(|value| value.to_str().ok())
@@ -166,10 +188,21 @@ async fn serve(
             return Ok(response);
         }
     };
-    file.seek(std::io::SeekFrom::Start(start))
-        .await
-        .map_err(|error| ApiError::internal(&error))?;
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file.take(end - start)));
+    let body = match source {
+        Source::Local(mut file) => {
+            file.seek(std::io::SeekFrom::Start(start))
+                .await
+                .map_err(|error| ApiError::internal(&error))?;
+            Body::from_stream(tokio_util::io::ReaderStream::new(file.take(end - start)))
+        }
+        Source::Remote(_) if end == start => Body::empty(),
+        Source::Remote(remote) => Body::from_stream(
+            remote
+                .read(&call_sid, start, end)
+                .await
+                .map_err(|error| ApiError::internal(&error))?,
+        ),
+    };
     let mut response = (status, body).into_response();
     let response_headers = response.headers_mut();
     response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/ogg"));
@@ -189,6 +222,12 @@ async fn serve(
         );
     }
     Ok(response)
+}
+
+/// Where a recording is read from.
+enum Source {
+    Local(tokio::fs::File),
+    Remote(std::sync::Arc<crate::recording::remote::RemoteStore>),
 }
 
 fn header_value(text: &str) -> HeaderValue {

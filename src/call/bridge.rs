@@ -412,6 +412,10 @@ where
             outcome.finish(runtime.timing.summary_timeout),
             bridge.finish_recording()
         );
+        if recording_url.is_some() {
+            // With an s3:// store, its upload starts now, beside the close.
+            runtime.recordings.finished(&claims.call_sid);
+        }
         outcome.end.recording_url = recording_url;
         if let Some(error) = bridge.recording_error.take() {
             outcome.end.metadata["recording"] = json!({"failed": error});

@@ -388,14 +388,63 @@ fn recordings_default_under_the_data_directory_and_take_a_file_url() {
     assert_eq!(settings.recordings.dir, Path::new("/srv/vg/recordings"));
     let settings = load(&[("VG_RECORDINGS_URL", "file:///mnt/shared/recordings")]).unwrap();
     assert_eq!(settings.recordings.dir, Path::new("/mnt/shared/recordings"));
+    assert!(settings.recordings.s3.is_none());
+}
+
+#[test]
+fn an_s3_store_takes_the_aws_ecosystems_variables() {
+    let settings = load(&[
+        ("VG_DATA_DIR", "/srv/vg"),
+        ("VG_RECORDINGS_URL", "s3://calls/recordings/eu/"),
+        ("AWS_ACCESS_KEY_ID", "AKIA"),
+        ("AWS_SECRET_ACCESS_KEY", "s3cr3t"),
+        ("AWS_DEFAULT_REGION", "eu-west-1"),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"),
+        ("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9001"),
+    ])
+    .unwrap();
+    // Files are written, and wait for their upload, under the data directory.
+    assert_eq!(settings.recordings.dir, Path::new("/srv/vg/recordings"));
+    let s3 = settings.recordings.s3.expect("an s3 store");
+    assert_eq!(s3.bucket, "calls");
+    assert_eq!(s3.prefix, "recordings/eu");
+    assert_eq!(s3.region, "eu-west-1");
+    // The S3-specific endpoint wins over the general one, as in the AWS SDKs.
+    assert_eq!(s3.endpoint.unwrap().as_str(), "http://127.0.0.1:9001/");
+    assert_eq!(s3.access_key_id.as_deref(), Some("AKIA"));
+    let defaults = load(&[("VG_RECORDINGS_URL", "s3://calls")]).unwrap();
+    let s3 = defaults.recordings.s3.unwrap();
+    assert_eq!((s3.prefix.as_str(), s3.region.as_str()), ("", "us-east-1"));
+    assert!(s3.endpoint.is_none() && s3.access_key_id.is_none());
 }
 
 #[test]
 fn recordings_stores_we_do_not_honour_are_refused_at_start() {
     check_error(
-        &[("VG_RECORDINGS_URL", "s3://bucket/prefix")],
+        &[("VG_RECORDINGS_URL", "s3:///prefix")],
         "VG_RECORDINGS_URL",
-        "s3:// storage is not supported yet",
+        "names its bucket",
+    );
+    check_error(
+        &[("VG_RECORDINGS_URL", "s3://key:secret@bucket/prefix")],
+        "VG_RECORDINGS_URL",
+        "AWS_ACCESS_KEY_ID",
+    );
+    check_error(
+        &[
+            ("VG_RECORDINGS_URL", "s3://bucket/prefix"),
+            ("AWS_ACCESS_KEY_ID", "AKIA"),
+        ],
+        "AWS_SECRET_ACCESS_KEY",
+        "together",
+    );
+    check_error(
+        &[
+            ("VG_RECORDINGS_URL", "s3://bucket/prefix"),
+            ("AWS_ENDPOINT_URL", "ftp://store"),
+        ],
+        "AWS_ENDPOINT_URL",
+        "must use",
     );
     check_error(
         &[("VG_RECORDINGS_URL", "https://example.com/r")],

@@ -24,6 +24,7 @@
 pub mod link;
 pub mod mix;
 pub mod ogg_opus;
+pub mod remote;
 
 use std::{
     path::{Path, PathBuf},
@@ -96,22 +97,46 @@ impl RecordingPolicy {
     }
 }
 
-/// Where recordings are stored (`VG_RECORDINGS_URL`, a `file://` directory).
+/// Where recordings are stored (`VG_RECORDINGS_URL`): a `file://` directory, or with
+/// `s3://` a local directory where files are written and wait for their upload.
 #[derive(Debug, Clone)]
 pub struct RecordingStore {
     dir: PathBuf,
     partial: PathBuf,
+    remote: Option<std::sync::Arc<remote::RemoteStore>>,
 }
 
 impl RecordingStore {
     /// The store in `dir`; this gateway's unfinished files go under `.partial/{server_name}`.
     pub fn new(dir: PathBuf, server_name: &str) -> Self {
         let partial = dir.join(".partial").join(file_stem(server_name));
-        Self { dir, partial }
+        Self {
+            dir,
+            partial,
+            remote: None,
+        }
+    }
+
+    /// Finished files go on to `remote` ([`remote::upload_loop`] uploads them).
+    pub fn with_remote(mut self, remote: remote::RemoteStore) -> Self {
+        self.remote = Some(std::sync::Arc::new(remote));
+        self
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The `s3://` store, if recordings go to one.
+    pub fn remote(&self) -> Option<&std::sync::Arc<remote::RemoteStore>> {
+        self.remote.as_ref()
+    }
+
+    /// `call_sid`'s file is finished: with a remote store, it is queued for upload.
+    pub fn finished(&self, call_sid: &str) {
+        if let Some(remote) = &self.remote {
+            remote.finished(call_sid);
+        }
     }
 
     /// The finished recording of `call_sid`.

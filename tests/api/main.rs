@@ -19,6 +19,7 @@ mod providers;
 mod recording;
 mod restart;
 mod rls;
+mod s3_store;
 mod schema;
 mod serve;
 mod servers;
