@@ -297,6 +297,14 @@ impl Application {
         }
         spawn_replay_pruning(&state);
         spawn_recording_recovery(&state);
+        state
+            .lifecycle
+            .spawn_background(crate::recording::retention::retention_loop(
+                state.db.clone(),
+                state.runtime.recordings.clone(),
+                state.runtime.server_name.clone(),
+                state.lifecycle.background_stop_token(),
+            ));
         if state.runtime.recordings.remote().is_some() {
             let (store, stop) = (
                 state.runtime.recordings.clone(),

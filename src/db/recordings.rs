@@ -87,3 +87,94 @@ impl Database {
         }))
     }
 }
+
+/// A recording past its retention period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredRecording {
+    pub call_log_id: Uuid,
+    pub organization_id: Uuid,
+    pub call_sid: String,
+    pub recording_url: String,
+    pub ended_at: chrono::DateTime<chrono::Utc>,
+    pub retention_days: i32,
+}
+
+impl Database {
+    /// Up to `limit` recordings whose call ended more than `recording_retention_days` ago (the
+    /// campaign's setting, else the organization's; a whole number of days from 1), oldest
+    /// first. A setting that is not such a number keeps recordings.
+    pub async fn expired_recordings(&self, limit: i64) -> Result<Vec<ExpiredRecording>, DbError> {
+        let rows = sqlx::query!(
+            r#"SELECT cl.id, cl.organization_id, cl.call_sid AS "call_sid!",
+                      cl.recording_url AS "recording_url!",
+                      COALESCE(cl.ended_at, cl.call_timestamp) AS "ended_at!",
+                      retention.days AS "days!"
+               FROM call_logs cl
+               JOIN organizations o ON o.id = cl.organization_id
+               LEFT JOIN campaigns c ON c.id = cl.campaign_id
+               CROSS JOIN LATERAL (SELECT COALESCE(
+                   public.vg_retention_days(c.settings), public.vg_retention_days(o.settings)
+               ) AS days) retention
+               WHERE cl.recording_url IS NOT NULL AND cl.call_sid IS NOT NULL
+                 AND retention.days IS NOT NULL
+                 AND COALESCE(cl.ended_at, cl.call_timestamp)
+                     < now() - make_interval(days => retention.days)
+               ORDER BY COALESCE(cl.ended_at, cl.call_timestamp)
+               LIMIT $1"#,
+            limit
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| ExpiredRecording {
+                call_log_id: row.id,
+                organization_id: row.organization_id,
+                call_sid: row.call_sid,
+                recording_url: row.recording_url,
+                ended_at: row.ended_at,
+                retention_days: row.days,
+            })
+            .collect())
+    }
+
+    /// After its file was deleted: clears the call's `recording_url` and writes the audit row,
+    /// in one transaction. `false` when another gateway did it first (no second audit row).
+    pub async fn recording_expired(
+        &self,
+        expired: &ExpiredRecording,
+        server_name: &str,
+    ) -> Result<bool, DbError> {
+        let mut transaction = self.pool.begin().await?;
+        let cleared = sqlx::query!(
+            r#"UPDATE call_logs SET recording_url = NULL
+               WHERE id = $1 AND recording_url IS NOT NULL"#,
+            expired.call_log_id
+        )
+        .execute(&mut *transaction)
+        .await?;
+        if cleared.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query!(
+            r#"INSERT INTO recording_audit
+                   (organization_id, call_log_id, call_sid, action, reason, actor, server_name,
+                    before, after)
+               VALUES ($1, $2, $3, 'delete', 'retention', 'system', $4, $5, $6)"#,
+            expired.organization_id,
+            expired.call_log_id,
+            expired.call_sid,
+            server_name,
+            serde_json::json!({
+                "recording_url": expired.recording_url,
+                "ended_at": expired.ended_at,
+                "retention_days": expired.retention_days,
+            }),
+            serde_json::json!({"recording_url": null}),
+        )
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(true)
+    }
+}

@@ -25,6 +25,7 @@ pub mod link;
 pub mod mix;
 pub mod ogg_opus;
 pub mod remote;
+pub mod retention;
 
 use std::{
     path::{Path, PathBuf},
@@ -148,6 +149,20 @@ impl RecordingStore {
     pub fn part(&self, call_sid: &str) -> PathBuf {
         self.partial
             .join(format!("{}{PART_SUFFIX}", file_stem(call_sid)))
+    }
+
+    /// Deletes `call_sid`'s finished recording: the local file and, with a remote store, its
+    /// object. One already gone is no error.
+    pub async fn delete(&self, call_sid: &str) -> Result<(), remote::RemoteError> {
+        match tokio::fs::remove_file(self.file(call_sid)).await {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error.into()),
+        }
+        if let Some(remote) = &self.remote {
+            remote.delete(call_sid).await?;
+        }
+        Ok(())
     }
 
     /// Creates the directories and writes a probe file: the error says why calls will go

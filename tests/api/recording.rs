@@ -507,3 +507,121 @@ async fn files_a_crash_left_unfinished_are_finished_and_linked_at_start() {
     );
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recordings_past_their_retention_are_deleted_unlinked_and_audited() {
+    use voice_gateway::recording::retention::{Expired, expire_once};
+    let fixture = Fixture::start(conversation(Vec::new()), 2, &[]).await;
+    let pool = fixture.test.pool();
+    sqlx::query("UPDATE organizations SET settings = settings || '{\"recording_retention_days\": 30}' WHERE id = $1")
+        .bind(fixture.org.id)
+        .execute(pool)
+        .await
+        .unwrap();
+    let script = [
+        Step::WaitForAgentAudio,
+        Step::WaitForAgentSilence(Duration::from_millis(200)),
+        Step::HangUp,
+    ];
+    recorded_call(&fixture, "CA-ret-old", &script).await;
+    let report = fixture.call(1, "CA-ret-new", &script).await;
+    assert!(report.duration > Duration::ZERO);
+    wait_until("the second close", Duration::from_secs(30), || async {
+        call_id(&fixture.test, "CA-ret-new").await.1.is_some()
+    })
+    .await;
+    let age = |call_sid: &'static str, days: i32| async move {
+        sqlx::query("UPDATE call_logs SET ended_at = now() - make_interval(days => $2), call_timestamp = now() - make_interval(days => $2) WHERE call_sid = $1")
+            .bind(call_sid)
+            .bind(days)
+            .execute(pool)
+            .await
+            .unwrap();
+    };
+    let store = &fixture.app.state.runtime.recordings;
+    let pass = || expire_once(&fixture.app.state.db, store, "gw-retention");
+    let (old_id, old_url) = call_id(&fixture.test, "CA-ret-old").await;
+
+    // 29 days old: kept.
+    age("CA-ret-old", 29).await;
+    assert_eq!(pass().await.unwrap(), Expired::default());
+    // 31 days: deleted, unlinked, audited; the newer call is untouched.
+    age("CA-ret-old", 31).await;
+    assert_eq!(
+        pass().await.unwrap(),
+        Expired {
+            deleted: 1,
+            failed: 0
+        }
+    );
+    assert!(!store.file("CA-ret-old").exists());
+    assert_eq!(call_id(&fixture.test, "CA-ret-old").await.1, None);
+    assert!(store.file("CA-ret-new").exists());
+    assert!(call_id(&fixture.test, "CA-ret-new").await.1.is_some());
+    let audit: Vec<(uuid::Uuid, String, String, String, serde_json::Value, serde_json::Value)> =
+        sqlx::query_as(
+            "SELECT call_log_id, action, reason, server_name, before, after FROM recording_audit WHERE organization_id = $1",
+        )
+        .bind(fixture.org.id)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    let (call_log_id, action, reason, server, before, after) = &audit[0];
+    assert_eq!(*call_log_id, old_id);
+    assert_eq!(
+        (action.as_str(), reason.as_str(), server.as_str()),
+        ("delete", "retention", "gw-retention")
+    );
+    assert_eq!(before["recording_url"].as_str(), old_url.as_deref());
+    assert_eq!(before["retention_days"], 30);
+    assert_eq!(after["recording_url"], serde_json::Value::Null);
+    // The trail is append-only, even for the service role.
+    assert!(
+        sqlx::query("UPDATE recording_audit SET reason = 'retention'")
+            .execute(pool)
+            .await
+            .is_err()
+    );
+    // The API has nothing to serve any more.
+    let token = issue(&fixture.test, fixture.org.id, &[Scope::CallsRead]).await;
+    let gone = fixture
+        .http
+        .get(
+            fixture
+                .app
+                .url(&format!("/api/v1/calls/{old_id}/recording")),
+        )
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status().as_u16(), 404);
+    // A second pass (another gateway's, say) finds nothing: one audit row.
+    assert_eq!(pass().await.unwrap(), Expired::default());
+
+    // The campaign's setting overrides the organization's: 90 days keep a 31-day-old call.
+    sqlx::query("UPDATE campaigns SET settings = settings || '{\"recording_retention_days\": 90}' WHERE id = $1")
+        .bind(fixture.org.campaign_id)
+        .execute(pool)
+        .await
+        .unwrap();
+    age("CA-ret-new", 31).await;
+    assert_eq!(pass().await.unwrap(), Expired::default());
+    assert!(store.file("CA-ret-new").exists());
+    age("CA-ret-new", 91).await;
+    assert_eq!(pass().await.unwrap().deleted, 1);
+    assert!(!store.file("CA-ret-new").exists());
+    // A setting that is not a whole number of days keeps recordings.
+    for nonsense in ["\"30\"", "0", "2.5", "-1", "null"] {
+        let days: Option<i32> = sqlx::query_scalar(
+            "SELECT public.vg_retention_days(jsonb_build_object('recording_retention_days', $1::jsonb))",
+        )
+        .bind(nonsense)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(days, None, "{nonsense}");
+    }
+    fixture.finish().await;
+}
