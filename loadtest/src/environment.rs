@@ -57,6 +57,7 @@ impl LocalEnvironment {
         leads: usize,
         fake: FakeRealtimeConfig,
         max_calls: usize,
+        campaign_settings: &serde_json::Value,
     ) -> anyhow::Result<Self> {
         let cluster = tokio::task::spawn_blocking(EmbeddedPostgres::start_ephemeral)
             .await?
@@ -69,7 +70,7 @@ impl LocalEnvironment {
         })
         .await?;
         let campaign = database
-            .seed_campaign("Load test", leads, &serde_json::json!({}))
+            .seed_campaign("Load test", leads, campaign_settings)
             .await?;
         let fake = FakeRealtimeServer::start(fake).await?;
         let data_dir = tempfile::tempdir().context("a data directory for the gateway")?;
@@ -264,6 +265,7 @@ impl RemoteEnvironment {
         leads: usize,
         fake_listen: Option<std::net::SocketAddr>,
         fake: FakeRealtimeConfig,
+        campaign_settings: &serde_json::Value,
     ) -> anyhow::Result<Self> {
         let database = Database::open(OpenOptions {
             url: database_url,
@@ -273,7 +275,7 @@ impl RemoteEnvironment {
         .await
         .context("opening the gateway's database")?;
         let campaign = database
-            .seed_campaign("Load test", leads, &serde_json::json!({}))
+            .seed_campaign("Load test", leads, campaign_settings)
             .await
             .context("seeding the load-test campaign")?;
         let fake = match fake_listen {
@@ -351,6 +353,18 @@ impl Target {
             Self::Local(local) => &local.campaign,
             Self::Remote(remote) => &remote.campaign,
         }
+    }
+
+    /// How many of the load-test campaign's calls have a recording.
+    pub async fn recorded_calls(&self) -> Option<i64> {
+        let database = match self {
+            Self::Local(local) => &local.database,
+            Self::Remote(remote) => &remote.database,
+        };
+        database
+            .recorded_calls(self.campaign().campaign_id)
+            .await
+            .ok()
     }
 
     /// The gateway's CPU seconds and resident memory now: from `/proc` for the local

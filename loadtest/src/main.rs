@@ -107,6 +107,11 @@ struct Args {
     /// gateway and restarts it. The database is audited after the run.
     #[arg(long, value_parser = Fault::parse, conflicts_with = "gateway")]
     chaos: Vec<Fault>,
+    /// Record every call (Ogg/Opus, stereo), as a campaign does by default. Without it the
+    /// load-test campaign turns recording off, so a run with it and one without, on the same
+    /// machine, measure what recording costs.
+    #[arg(long)]
+    record: bool,
 }
 
 /// How long a slot waits after a call that failed before it places the next.
@@ -155,6 +160,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     };
     let provider_share =
         fake.think_time + Duration::from_millis(20 * u64::from(fake.end_of_turn_frames));
+    let campaign_settings = serde_json::json!({"recording": args.record});
     let environment = match &args.gateway {
         Some(gateway) => Target::Remote(Box::new(
             RemoteEnvironment::start(
@@ -165,6 +171,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 args.calls.max(1),
                 args.fake_listen,
                 fake,
+                &campaign_settings,
             )
             .await?,
         )),
@@ -174,8 +181,14 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 None => std::env::current_exe()?.with_file_name("voice-gateway"),
             };
             Target::Local(Box::new(
-                LocalEnvironment::start(gateway_bin, args.calls.max(1), fake, args.calls * 2 + 10)
-                    .await?,
+                LocalEnvironment::start(
+                    gateway_bin,
+                    args.calls.max(1),
+                    fake,
+                    args.calls * 2 + 10,
+                    &campaign_settings,
+                )
+                .await?,
             ))
         }
     };
@@ -184,12 +197,13 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         eprintln!("loadtest: the gateway's CPU and memory cannot be read; they are left out");
     }
     eprintln!(
-        "loadtest: gateway {}, {} calls, ramp {:.0} s, hold {:.0} s, run {:.0} s",
+        "loadtest: gateway {}, {} calls, ramp {:.0} s, hold {:.0} s, run {:.0} s, recording {}",
         environment.gateway_address(),
         args.calls,
         args.ramp_up,
         args.hold,
-        duration.as_secs_f64()
+        duration.as_secs_f64(),
+        if args.record { "on" } else { "off" }
     );
 
     let measurements = Arc::new(Mutex::new(Measurements::default()));
@@ -347,6 +361,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         let dead = *dead_counters.lock().expect("counters lock");
         Some(audit(&environment, &http, &args.chaos, &placed, dead).await?)
     };
+    let recorded_calls = environment.recorded_calls().await;
     let environment = Arc::into_inner(environment).expect("the progress task has ended");
     environment.stop().await?;
 
@@ -385,6 +400,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         outcomes: measurements.outcomes.clone(),
         errors: measurements.errors.clone(),
         timeline: measurements.timeline.clone(),
+        recording: args.record,
+        recorded_calls,
         chaos,
     };
     print!("{}", report.table());

@@ -168,6 +168,10 @@ pub struct Report {
     pub outcomes: BTreeMap<String, u64>,
     pub errors: BTreeMap<String, u64>,
     pub timeline: Vec<(f64, u64, f64, f64)>,
+    /// Whether the run recorded its calls (`--record`).
+    pub recording: bool,
+    /// Calls with a recording when the run ended.
+    pub recorded_calls: Option<i64>,
     /// The `--chaos` audit, when faults were injected.
     pub chaos: Option<crate::chaos::ChaosReport>,
 }
@@ -184,6 +188,13 @@ impl Report {
             self.calls_planned,
             self.peak_live_calls,
             self.wall_seconds
+        );
+        let _ = writeln!(
+            out,
+            "recording: {}; calls recorded: {}",
+            if self.recording { "on" } else { "off" },
+            self.recorded_calls
+                .map_or_else(|| "unknown".to_owned(), |count| count.to_string())
         );
         let _ = writeln!(
             out,

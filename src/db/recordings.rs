@@ -138,6 +138,17 @@ impl Database {
             .collect())
     }
 
+    /// How many of a campaign's calls have a recording (`loadtest --record` reports it).
+    pub async fn recorded_calls(&self, campaign_id: Uuid) -> Result<i64, DbError> {
+        Ok(sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM call_logs
+               WHERE campaign_id = $1 AND recording_url IS NOT NULL"#,
+            campaign_id
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// After its file was deleted: clears the call's `recording_url` and writes the audit row,
     /// in one transaction. `false` when another gateway did it first (no second audit row).
     pub async fn recording_expired(
