@@ -54,10 +54,9 @@ pub struct LocalEnvironment {
 impl LocalEnvironment {
     pub async fn start(
         gateway_bin: PathBuf,
-        leads: usize,
+        seed: &CampaignSeed,
         fake: FakeRealtimeConfig,
         max_calls: usize,
-        campaign_settings: &serde_json::Value,
     ) -> anyhow::Result<Self> {
         let cluster = tokio::task::spawn_blocking(EmbeddedPostgres::start_ephemeral)
             .await?
@@ -70,7 +69,7 @@ impl LocalEnvironment {
         })
         .await?;
         let campaign = database
-            .seed_campaign("Load test", leads, campaign_settings)
+            .seed_campaign("Load test", seed.leads, &seed.settings)
             .await?;
         let fake = FakeRealtimeServer::start(fake).await?;
         let data_dir = tempfile::tempdir().context("a data directory for the gateway")?;
@@ -254,6 +253,12 @@ pub struct RemoteEnvironment {
     http: reqwest::Client,
 }
 
+/// The load-test campaign: its leads and its `settings`.
+pub struct CampaignSeed {
+    pub leads: usize,
+    pub settings: serde_json::Value,
+}
+
 impl RemoteEnvironment {
     /// Seeds a campaign of `leads` leads through `database_url` (the gateway's database,
     /// already migrated) and, with `fake_listen`, runs the fake provider there.
@@ -262,10 +267,9 @@ impl RemoteEnvironment {
         public_url: String,
         auth_token: String,
         database_url: &str,
-        leads: usize,
+        seed: &CampaignSeed,
         fake_listen: Option<std::net::SocketAddr>,
         fake: FakeRealtimeConfig,
-        campaign_settings: &serde_json::Value,
     ) -> anyhow::Result<Self> {
         let database = Database::open(OpenOptions {
             url: database_url,
@@ -275,7 +279,7 @@ impl RemoteEnvironment {
         .await
         .context("opening the gateway's database")?;
         let campaign = database
-            .seed_campaign("Load test", leads, campaign_settings)
+            .seed_campaign("Load test", seed.leads, &seed.settings)
             .await
             .context("seeding the load-test campaign")?;
         let fake = match fake_listen {

@@ -32,7 +32,7 @@ use voice_gateway::simulators::{
 
 use crate::{
     chaos::{ChaosReport, Fault, WriteCounters},
-    environment::{LocalEnvironment, RemoteEnvironment, Target},
+    environment::{CampaignSeed, LocalEnvironment, RemoteEnvironment, Target},
     report::{Measurements, Percentiles, Report},
     scenario::Mix,
 };
@@ -160,7 +160,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     };
     let provider_share =
         fake.think_time + Duration::from_millis(20 * u64::from(fake.end_of_turn_frames));
-    let campaign_settings = serde_json::json!({"recording": args.record});
+    let seed = CampaignSeed {
+        leads: args.calls.max(1),
+        settings: serde_json::json!({"recording": args.record}),
+    };
     let environment = match &args.gateway {
         Some(gateway) => Target::Remote(Box::new(
             RemoteEnvironment::start(
@@ -168,10 +171,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 args.public_url.clone().expect("required by clap"),
                 args.plivo_auth_token.clone().expect("required by clap"),
                 args.database_url.as_deref().expect("required by clap"),
-                args.calls.max(1),
+                &seed,
                 args.fake_listen,
                 fake,
-                &campaign_settings,
             )
             .await?,
         )),
@@ -181,14 +183,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 None => std::env::current_exe()?.with_file_name("voice-gateway"),
             };
             Target::Local(Box::new(
-                LocalEnvironment::start(
-                    gateway_bin,
-                    args.calls.max(1),
-                    fake,
-                    args.calls * 2 + 10,
-                    &campaign_settings,
-                )
-                .await?,
+                LocalEnvironment::start(gateway_bin, &seed, fake, args.calls * 2 + 10).await?,
             ))
         }
     };
