@@ -71,6 +71,9 @@ pub struct FakeGeminiConfig {
     pub text_time: Duration,
     /// How long `setupComplete` takes (a slow set-up).
     pub setup_delay: Duration,
+    /// How long a resumed session's `setupComplete` takes: caller audio keeps arriving while
+    /// the gateway moves, as on a real reconnect.
+    pub resume_setup_delay: Duration,
     /// Audio is generated this many times faster than real time.
     pub generation_speed: u32,
     /// Size of each audio chunk.
@@ -100,6 +103,7 @@ impl Default for FakeGeminiConfig {
             think_time: Duration::from_millis(100),
             text_time: Duration::from_millis(1500),
             setup_delay: Duration::from_millis(20),
+            resume_setup_delay: Duration::from_millis(300),
             generation_speed: 4,
             chunk_ms: 100,
             turns: Vec::new(),
@@ -421,9 +425,14 @@ impl Connection {
             if self.shared.config.mode == FakeGeminiMode::NeverReady {
                 return true;
             }
-            tokio::time::sleep(self.shared.config.setup_delay).await;
             // A resumed session has the conversation, greeting included.
             self.greeted = setup["sessionResumption"]["handle"].is_string();
+            let delay = if self.greeted {
+                self.shared.config.resume_setup_delay
+            } else {
+                self.shared.config.setup_delay
+            };
+            tokio::time::sleep(delay).await;
             self.ready = true;
             self.send(json!({"setupComplete": {}})).await;
             let handle = self.next_handle();
@@ -473,9 +482,14 @@ impl Connection {
                         + Duration::from_millis(
                             ms / u64::from(self.shared.config.generation_speed.max(1)),
                         );
+                    let stop = self.shared.stop.clone();
                     self.shared.tasks.spawn(async move {
-                        tokio::time::sleep(cut).await;
-                        let _ = outbox.send(Out::Close(1001, "going away")).await;
+                        tokio::select! {
+                            _ = tokio::time::sleep(cut) => {
+                                let _ = outbox.send(Out::Close(1001, "going away")).await;
+                            }
+                            _ = stop.cancelled() => {}
+                        }
                     });
                 }
             } else if text == TextPurpose::Summary.prompt() {

@@ -53,8 +53,10 @@
 //!   survive transcription; the gateway then uses its deterministic analysis.
 //! - **Long calls**: on `goAway`, or when a connection reaches [`GeminiConfig::
 //!   connection_lifetime`], the provider opens a new connection with the latest resumable
-//!   `sessionResumptionUpdate.newHandle` at the first moment no turn is under way (or when
-//!   `timeLeft` is nearly spent). Meanwhile caller audio (up to [`MAX_HELD_AUDIO_FRAMES`]) and
+//!   `sessionResumptionUpdate.newHandle` at the first moment nothing would be lost: no turn
+//!   under way, no function call waiting for its result, and a handle that came after both
+//!   (the server marks a session not resumable while it generates or runs a function call).
+//!   When `timeLeft` is nearly spent it moves regardless. Meanwhile caller audio (up to [`MAX_HELD_AUDIO_FRAMES`]) and
 //!   commands (tool results) are held and sent on the new connection, in order. Context-window
 //!   compression keeps the resumed session under the model's window, so a call can last
 //!   beyond the session limits. More than [`MAX_RAPID_RESUMPTIONS`] resumptions of connections
@@ -99,6 +101,8 @@ pub const RAPID_RESUMPTION_AGE: Duration = Duration::from_secs(60);
 const GO_AWAY_MARGIN: Duration = Duration::from_secs(2);
 /// A connection is resumed before the API's connection limit (about 10 minutes) cuts it.
 pub const DEFAULT_CONNECTION_LIFETIME: Duration = Duration::from_secs(9 * 60);
+/// How long a connection past its lifetime waits for a moment when moving loses nothing.
+const LIFETIME_GRACE: Duration = Duration::from_secs(30);
 
 /// How to open a session.
 #[derive(Debug, Clone)]
@@ -173,10 +177,10 @@ impl GeminiLive {
         Ok(())
     }
 
-    /// When the current connection should be left for a new one, if at all.
-    fn resume_deadline(&self) -> Instant {
-        let lifetime = self.connected_at + self.config.connection_lifetime;
-        self.resume_by.map_or(lifetime, |by| by.min(lifetime))
+    /// When to look again: the move's deadline, or the end of the connection's lifetime.
+    fn wake_at(&self) -> Instant {
+        self.resume_by
+            .unwrap_or(self.connected_at + self.config.connection_lifetime)
     }
 
     fn start_reopen(&mut self) -> Result<(), ProviderError> {
@@ -277,9 +281,13 @@ impl VoiceProvider for GeminiLive {
                         .unwrap_or_default()
                         .to_owned();
                     let message = protocol::tool_response(&call_id, &name, output);
+                    self.translator.result_given(&call_id);
                     self.send_json(&message).await
                 }
-                ProviderCommand::Say(text) => self.send_json(&protocol::say_request(&text)).await,
+                ProviderCommand::Say(text) => {
+                    self.translator.sent_state();
+                    self.send_json(&protocol::say_request(&text)).await
+                }
                 ProviderCommand::RequestSummary => {
                     self.translator.request_text(TextPurpose::Summary);
                     self.flush_outgoing().await
@@ -307,12 +315,20 @@ impl VoiceProvider for GeminiLive {
                     self.finish_reopen(socket?).await?;
                     continue;
                 }
-                let deadline = self.resume_deadline();
-                let due = self.resume_by.is_some() && self.translator.idle();
-                if due || Instant::now() >= deadline {
+                let now = Instant::now();
+                if self.resume_by.is_none()
+                    && now >= self.connected_at + self.config.connection_lifetime
+                {
+                    // The connection limit nears without a goAway: move as for one.
+                    self.resume_by = Some(now + LIFETIME_GRACE);
+                }
+                if let Some(by) = self.resume_by
+                    && (self.translator.ready_to_move() || now >= by)
+                {
                     self.start_reopen()?;
                     continue;
                 }
+                let deadline = self.wake_at();
                 tokio::select! {
                     // StreamExt::next is cancel-safe: a dropped poll loses no message.
                     message = self.socket.next() => match message {
@@ -480,6 +496,65 @@ mod tests {
                 .iter()
                 .all(|key| !server.url().contains(key.as_str()))),
             "the key travels in the header, not the URL"
+        );
+        server.stop().await;
+    }
+
+    /// Polls the provider until `done` holds on the fake's log.
+    async fn drive(
+        provider: &mut GeminiLive,
+        server: &FakeGeminiServer,
+        done: impl Fn(&crate::simulators::gemini_live::FakeGeminiLog) -> bool,
+    ) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !server.log(&done) {
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(20), provider.next_event()).await;
+            }
+        })
+        .await
+        .expect("in time");
+    }
+
+    #[tokio::test]
+    async fn tool_results_given_while_moving_to_a_new_connection_go_on_the_new_one() {
+        use crate::simulators::gemini_live::FakeGeminiMode;
+        let server = FakeGeminiServer::start(FakeGeminiConfig {
+            mode: FakeGeminiMode::GoAwayAfterGreeting,
+            resume_setup_delay: Duration::from_secs(2),
+            ..FakeGeminiConfig::default()
+        })
+        .await
+        .unwrap();
+        let mut provider = GeminiLive::connect(config(&server, "k")).await.unwrap();
+        // Read until the move has begun (the greeting's turn, its handle, then goAway); the
+        // new connection's set-up takes seconds, so each short wait is cut by its timeout.
+        while provider.reopening.is_none() {
+            let _ = tokio::time::timeout(Duration::from_millis(20), provider.next_event()).await;
+        }
+        provider
+            .send(ProviderCommand::ToolResult {
+                call_id: "fc-meanwhile".to_owned(),
+                output: serde_json::json!({"ok": true}),
+            })
+            .await
+            .unwrap();
+        // Only polling `next_event` drives the move, as the bridge's loop does in a call.
+        drive(&mut provider, &server, |log| log.of("setup").len() == 2).await;
+        assert!(
+            server.log(|log| log.of("toolResponse").is_empty()),
+            "held while the new connection is set up"
+        );
+        drive(&mut provider, &server, |log| {
+            !log.of("toolResponse").is_empty()
+        })
+        .await;
+        let responses = server.log(|log| log.of("toolResponse"));
+        assert_eq!(responses.len(), 1);
+        assert_eq!(responses[0].0, 2, "sent on the new connection");
+        assert_eq!(
+            server.log(|log| log.of("setup")[1].1["setup"]["sessionResumption"]["handle"].clone()),
+            "handle-1-2"
         );
         server.stop().await;
     }

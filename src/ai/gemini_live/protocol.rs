@@ -359,6 +359,11 @@ pub struct Translator {
     texts_waiting: VecDeque<TextPurpose>,
     usage: Option<Value>,
     handle: Option<String>,
+    /// The handle covers everything sent and received so far (no turn, tool result or text
+    /// since it came): resuming from it loses nothing.
+    handle_fresh: bool,
+    /// Function calls whose results the model still waits for.
+    awaiting_results: std::collections::HashSet<String>,
     /// Events for the bridge, in order.
     pub events: VecDeque<ProviderEvent>,
     /// Client messages to send, in order.
@@ -380,6 +385,8 @@ impl Translator {
             texts_waiting: VecDeque::new(),
             usage: None,
             handle: None,
+            handle_fresh: false,
+            awaiting_results: std::collections::HashSet::new(),
             events: VecDeque::new(),
             outgoing: VecDeque::new(),
         })
@@ -394,9 +401,27 @@ impl Translator {
         self.handle.as_deref()
     }
 
-    /// No turn of the model is under way (a good moment to move to a new connection).
+    /// No turn of the model is under way.
     pub fn idle(&self) -> bool {
         self.current.is_none()
+    }
+
+    /// Moving to a new connection now loses nothing: no turn under way, no function call
+    /// waiting for its result, and a resumable handle that came after all of it.
+    pub fn ready_to_move(&self) -> bool {
+        self.idle() && self.awaiting_results.is_empty() && self.handle_fresh
+    }
+
+    /// Something that changes the conversation went out (a tool result, a user turn): the
+    /// handle no longer covers it.
+    pub fn sent_state(&mut self) {
+        self.handle_fresh = false;
+    }
+
+    /// The result of `call_id` went out (or will, on the next connection).
+    pub fn result_given(&mut self, call_id: &str) {
+        self.awaiting_results.remove(call_id);
+        self.handle_fresh = false;
     }
 
     /// The function named by a call id, if the call was seen.
@@ -417,6 +442,7 @@ impl Translator {
         self.text_in_flight = Some(purpose);
         self.text_turn_started = false;
         self.outgoing.push_back(user_turn(&purpose.prompt()));
+        self.handle_fresh = false;
     }
 
     /// The gateway cut the agent (barge-in or hand-off): the rest of the turn's audio is not
@@ -440,6 +466,7 @@ impl Translator {
             && !update.new_handle.is_empty()
         {
             self.handle = Some(update.new_handle);
+            self.handle_fresh = self.current.is_none();
         }
         if let Some(usage) = message.usage_metadata {
             self.usage = Some(usage);
@@ -509,6 +536,7 @@ impl Translator {
         self.caller_stopped();
         self.flush_caller();
         self.turns += 1;
+        self.handle_fresh = false;
         let purpose = match self.text_in_flight {
             Some(purpose) if !self.text_turn_started => {
                 self.text_turn_started = true;
@@ -686,6 +714,7 @@ impl Translator {
         for function in call.function_calls {
             self.calls
                 .insert(function.id.clone(), function.name.clone());
+            self.awaiting_results.insert(function.id.clone());
             let arguments = if function.args.is_null() {
                 String::new()
             } else {
@@ -1179,6 +1208,36 @@ mod tests {
         );
         // Unknown fields are tolerated (the API grows).
         assert_eq!(feed(&mut t, json!({"somethingNew": {}})), Control::None);
+    }
+
+    #[test]
+    fn a_move_waits_for_a_handle_after_the_last_turn_and_tool_result() {
+        let mut t = translator();
+        assert!(!t.ready_to_move(), "no handle yet");
+        feed(
+            &mut t,
+            json!({"sessionResumptionUpdate": {"newHandle": "h1", "resumable": true}}),
+        );
+        assert!(t.ready_to_move());
+        feed(&mut t, audio_message(20));
+        assert!(!t.ready_to_move(), "a turn under way");
+        feed(
+            &mut t,
+            json!({"toolCall": {"functionCalls": [{"id": "fc-1", "name": "record_outcome", "args": {}}]}}),
+        );
+        feed(
+            &mut t,
+            json!({"sessionResumptionUpdate": {"newHandle": "h2", "resumable": true}}),
+        );
+        assert!(!t.ready_to_move(), "the model waits for a result");
+        t.result_given("fc-1");
+        assert!(!t.ready_to_move(), "the handle predates the result");
+        feed(
+            &mut t,
+            json!({"sessionResumptionUpdate": {"newHandle": "h3", "resumable": true}}),
+        );
+        assert!(t.ready_to_move());
+        assert_eq!(t.resumption_handle(), Some("h3"));
     }
 
     #[test]
