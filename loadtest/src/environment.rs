@@ -103,6 +103,8 @@ fn gemini_config(config: FakeRealtimeConfig) -> FakeGeminiConfig {
         speech_threshold: config.speech_threshold,
         end_of_turn_frames: config.end_of_turn_frames,
         analysis: config.analysis,
+        // Set up at once, as the OpenAI fake is: the greeting's latency is then comparable.
+        setup_delay: Duration::ZERO,
         ..FakeGeminiConfig::default()
     }
 }
@@ -344,8 +346,7 @@ impl RemoteEnvironment {
         database_url: &str,
         leads: usize,
         fake_listen: Option<std::net::SocketAddr>,
-        provider: ProviderKind,
-        fake: FakeRealtimeConfig,
+        (provider, fake): (ProviderKind, FakeRealtimeConfig),
     ) -> anyhow::Result<Self> {
         let database = Database::open(OpenOptions {
             url: database_url,

@@ -169,8 +169,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 args.database_url.as_deref().expect("required by clap"),
                 args.calls.max(1),
                 args.fake_listen,
-                args.provider,
-                fake,
+                (args.provider, fake),
             )
             .await?,
         )),
