@@ -617,3 +617,123 @@ async fn a_campaign_on_gemini_runs_on_gemini_beside_an_openai_default() {
     assert_eq!(row.end_reason.as_deref(), Some("agent_ended"));
     assert!(row.transcript.unwrap().contains("Agent: Wonderful."));
 }
+
+/// The real binary with JSON logs, a key Gemini refuses: one line names `GEMINI_API_KEY`, none
+/// carries its value, and the call ends with the apology.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_gemini_key_is_named_in_one_log_line_without_its_value() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    const BINARY: &str = env!("CARGO_BIN_EXE_voice-gateway");
+    const KEY: &str = "g-refused-key-3e9f1c7a5b";
+    const DEADLINE: Duration = Duration::from_secs(120);
+    let test = TestDb::new().await;
+    let org = seed_org(test.pool(), "Acme Homes", 1).await;
+    let fake = FakeGeminiServer::start(FakeGeminiConfig {
+        api_key: Some("the-only-valid-key".to_owned()),
+        ..FakeGeminiConfig::default()
+    })
+    .await
+    .unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let secret = "s".repeat(48);
+    let mut child = tokio::process::Command::new(BINARY)
+        .arg("serve")
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .envs([
+            ("DATABASE_URL", test.url.as_str()),
+            ("VG_DATA_DIR", data_dir.path().to_str().unwrap()),
+            ("VG_LISTEN", "127.0.0.1:0"),
+            ("VG_PUBLIC_URL", PUBLIC_URL),
+            ("VG_SERVER_NAME", "gw-gemini-key"),
+            ("VG_STREAM_SECRET", secret.as_str()),
+            ("VG_AI_PROVIDER", "gemini"),
+            ("GEMINI_API_KEY", KEY),
+            ("GEMINI_LIVE_URL", fake.url().as_str()),
+            ("PLIVO_AUTH_ID", "MATEST"),
+            ("PLIVO_AUTH_TOKEN", AUTH_TOKEN),
+            ("VG_DIALER_ENABLED", "false"),
+            ("VG_LOG_FORMAT", "json"),
+            ("RUST_LOG", "info"),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn serve");
+    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::channel::<String>(1024);
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let reader = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Some(line) = stderr.next_line().await.expect("read stderr") {
+            let _ = lines_tx.send(line.clone()).await;
+            all.push(line);
+        }
+        all
+    });
+    let address = tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = lines_rx.recv().await {
+            let value: Value = serde_json::from_str(&line).expect("a JSON log line");
+            if value["message"] == "listening" {
+                return value["address"].as_str().unwrap().to_owned();
+            }
+        }
+        panic!("serve exited before listening");
+    })
+    .await
+    .expect("listening in time");
+    tokio::spawn(async move { while lines_rx.recv().await.is_some() {} });
+
+    let caller = CallerConfig {
+        gateway: format!("http://{address}"),
+        public_url: PUBLIC_URL.to_owned(),
+        auth_token: AUTH_TOKEN.to_owned(),
+        call_sid: "CA-g-key-log".to_owned(),
+        answer_query: format!(
+            "lead_id={}&campaign_id={}",
+            org.lead_ids[0], org.campaign_id
+        ),
+        from: "14155550100".to_owned(),
+        to: "14155550000".to_owned(),
+        keep_agent_audio: false,
+    };
+    let http = reqwest::Client::new();
+    let report = tokio::time::timeout(
+        DEADLINE,
+        plivo_caller::place_call(&caller, &http, &[Step::WaitForClose]),
+    )
+    .await
+    .expect("the call finished in time")
+    .expect("the call ran");
+    assert!(report.closed_by_gateway);
+    assert!(report.frames.len() >= 290, "the apology played");
+
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .expect("serve exited in time")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let lines = reader.await.unwrap();
+    let naming: Vec<&String> = lines
+        .iter()
+        .filter(|line| line.contains("GEMINI_API_KEY"))
+        .collect();
+    assert_eq!(naming.len(), 1, "{naming:#?}");
+    assert!(
+        lines.iter().all(|line| !line.contains(KEY)),
+        "the key's value is never logged"
+    );
+    assert_eq!(
+        call_row(&test, "CA-g-key-log").await.end_reason.as_deref(),
+        Some("provider_error")
+    );
+    fake.stop().await;
+}
