@@ -58,6 +58,9 @@ pub enum FakeGeminiMode {
     /// Sends `goAway` once the greeting has been sent, on the first connection only, and cuts
     /// that connection when its `timeLeft` runs out.
     GoAwayAfterGreeting,
+    /// Sends `goAway` once the greeting has been sent and cuts the first connection at once,
+    /// long before its `timeLeft` (a server that does not keep its word).
+    GoAwayAndCut,
 }
 
 #[derive(Debug, Clone)]
@@ -463,6 +466,10 @@ impl Connection {
                     FakeGeminiMode::MalformedAfterGreeting => {
                         vec![Out::Raw("{\"serverContent\": [not json".to_owned())]
                     }
+                    FakeGeminiMode::GoAwayAndCut if self.index == 1 => vec![
+                        Out::Json(json!({"goAway": {"timeLeft": "30s"}})),
+                        Out::Close(1001, "going away"),
+                    ],
                     FakeGeminiMode::GoAwayAfterGreeting if self.index == 1 => {
                         let left = self.shared.config.go_away_time_left;
                         vec![Out::Json(

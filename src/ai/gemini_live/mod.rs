@@ -342,6 +342,13 @@ impl VoiceProvider for GeminiLive {
                 tokio::select! {
                     // StreamExt::next is cancel-safe: a dropped poll loses no message.
                     message = self.socket.next() => match message {
+                        // Cut after a goAway before the move: resume from the last handle now.
+                        None | Some(Err(_)) | Some(Ok(Message::Close(_)))
+                            if self.resume_by.is_some()
+                                && self.translator.resumption_handle().is_some() =>
+                        {
+                            self.start_reopen()?;
+                        }
                         None => return Err(ProviderError::Closed("the connection ended".to_owned())),
                         Some(Err(error)) => return Err(ProviderError::Transport(error.to_string())),
                         Some(Ok(Message::Text(text))) => self.on_message(text.as_str())?,
@@ -562,6 +569,34 @@ mod tests {
         let responses = server.log(|log| log.of("toolResponse"));
         assert_eq!(responses.len(), 1);
         assert_eq!(responses[0].0, 2, "sent on the new connection");
+        assert_eq!(
+            server.log(|log| log.of("setup")[1].1["setup"]["sessionResumption"]["handle"].clone()),
+            "handle-1-2"
+        );
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_connection_cut_after_go_away_is_resumed_not_fatal() {
+        use crate::simulators::gemini_live::FakeGeminiMode;
+        let server = FakeGeminiServer::start(FakeGeminiConfig {
+            mode: FakeGeminiMode::GoAwayAndCut,
+            resume_setup_delay: Duration::ZERO,
+            ..FakeGeminiConfig::default()
+        })
+        .await
+        .unwrap();
+        let mut provider = GeminiLive::connect(config(&server, "k")).await.unwrap();
+        let resumed = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match provider.next_event().await.unwrap() {
+                    ProviderEvent::Warning { message } if message.contains("resumed") => return,
+                    _ => {}
+                }
+            }
+        })
+        .await;
+        assert!(resumed.is_ok(), "the call moved to a new connection");
         assert_eq!(
             server.log(|log| log.of("setup")[1].1["setup"]["sessionResumption"]["handle"].clone()),
             "handle-1-2"
