@@ -142,7 +142,7 @@ pub struct GeminiLive {
     /// bridge cancels `next_event` whenever another branch of its loop fires.
     reopening: Option<Reopening>,
     /// Commands given while reopening, sent on the new connection.
-    queued: Vec<String>,
+    queued: VecDeque<String>,
     held_audio: VecDeque<String>,
     rapid_resumptions: u32,
 }
@@ -162,7 +162,7 @@ impl GeminiLive {
             translator,
             resume_by: None,
             reopening: None,
-            queued: Vec::new(),
+            queued: VecDeque::new(),
             held_audio: VecDeque::new(),
             rapid_resumptions: 0,
         };
@@ -171,18 +171,41 @@ impl GeminiLive {
         Ok(provider)
     }
 
+    /// Whether messages wait for a new connection (or to be sent on it, in order).
+    fn waiting(&self) -> bool {
+        self.reopening.is_some() || !self.queued.is_empty() || !self.held_audio.is_empty()
+    }
+
     async fn send_json(&mut self, value: &Value) -> Result<(), ProviderError> {
         let text = value.to_string();
-        if self.reopening.is_some() {
-            self.queued.push(text);
+        if self.waiting() {
+            self.queued.push_back(text);
             return Ok(());
         }
         send(&mut self.socket, text).await
     }
 
+    /// The translator's messages, each taken only once handed to the socket (or queued), so a
+    /// cancelled `next_event` loses none.
     async fn flush_outgoing(&mut self) -> Result<(), ProviderError> {
-        while let Some(message) = self.translator.outgoing.pop_front() {
+        while let Some(message) = self.translator.outgoing.front().cloned() {
             self.send_json(&message).await?;
+            self.translator.outgoing.pop_front();
+        }
+        Ok(())
+    }
+
+    /// What waited during a move: commands first (tool results and turns the model waits
+    /// for), then the held caller audio, each in order. A message leaves its queue only once
+    /// sent, since the bridge may cancel `next_event` at any await.
+    async fn send_waiting(&mut self) -> Result<(), ProviderError> {
+        while let Some(text) = self.queued.front().cloned() {
+            send(&mut self.socket, text).await?;
+            self.queued.pop_front();
+        }
+        while let Some(text) = self.held_audio.front().cloned() {
+            send(&mut self.socket, text).await?;
+            self.held_audio.pop_front();
         }
         Ok(())
     }
@@ -221,22 +244,15 @@ impl GeminiLive {
         Ok(())
     }
 
-    /// The new connection is up: the old one is closed, then what waited is sent in order.
-    async fn finish_reopen(&mut self, socket: Socket) -> Result<(), ProviderError> {
+    /// The new connection is up: the old one is closed; what waited is sent next.
+    async fn finish_reopen(&mut self, socket: Socket) {
         let mut old = std::mem::replace(&mut self.socket, socket);
         self.connected_at = Instant::now();
-        // The old connection is done with; a failure to close it politely changes nothing.
-        let _ = tokio::time::timeout(Duration::from_millis(200), old.close(None)).await;
-        for text in std::mem::take(&mut self.queued) {
-            send(&mut self.socket, text).await?;
-        }
-        while let Some(text) = self.held_audio.pop_front() {
-            send(&mut self.socket, text).await?;
-        }
         self.translator.events.push_back(ProviderEvent::Warning {
             message: "the session moved to a new connection (resumed)".into(),
         });
-        Ok(())
+        // The old connection is done with; a failure to close it politely changes nothing.
+        let _ = tokio::time::timeout(Duration::from_millis(200), old.close(None)).await;
     }
 
     fn on_message(&mut self, text: &str) -> Result<(), ProviderError> {
@@ -264,7 +280,7 @@ impl VoiceProvider for GeminiLive {
             self.translator
                 .media()
                 .write_audio_message(frame, base64, &mut text)?;
-            if self.reopening.is_some() {
+            if self.waiting() {
                 if self.held_audio.len() == MAX_HELD_AUDIO_FRAMES {
                     self.held_audio.pop_front();
                 }
@@ -322,7 +338,11 @@ impl VoiceProvider for GeminiLive {
                 if let Some(reopening) = self.reopening.as_mut() {
                     let socket = reopening.await;
                     self.reopening = None;
-                    self.finish_reopen(socket?).await?;
+                    self.finish_reopen(socket?).await;
+                    continue;
+                }
+                if !self.queued.is_empty() || !self.held_audio.is_empty() {
+                    self.send_waiting().await?;
                     continue;
                 }
                 let now = Instant::now();
