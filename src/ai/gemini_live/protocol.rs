@@ -855,6 +855,77 @@ impl MediaConverter {
 }
 
 #[cfg(test)]
+mod properties {
+    //! Whatever the server sends, the translator answers events or a typed error, never a
+    //! panic; whatever audio arrives, the carrier gets whole frames.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Server messages as they might go wrong: any text, and well-formed shapes with any
+    /// values in their fields.
+    fn message() -> impl Strategy<Value = String> {
+        let field = prop_oneof![
+            Just("serverContent"),
+            Just("toolCall"),
+            Just("goAway"),
+            Just("sessionResumptionUpdate"),
+            Just("voiceActivity"),
+            Just("usageMetadata"),
+            Just("setupComplete"),
+        ];
+        let value = prop_oneof![
+            Just(
+                json!({"modelTurn": {"parts": [{"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": "AAECAwQF"}}]}})
+            ),
+            Just(json!({"turnComplete": true, "interrupted": true, "generationComplete": true})),
+            Just(json!({"functionCalls": [{"id": "x", "name": "end_call", "args": null}]})),
+            Just(json!({"timeLeft": "-3s"})),
+            Just(json!({"newHandle": "", "resumable": true})),
+            Just(json!({"voiceActivityType": 7})),
+            any::<i64>().prop_map(|n| json!(n)),
+            ".*".prop_map(|text| json!(text)),
+            Just(json!(null)),
+        ];
+        prop_oneof![
+            1 => ".*",
+            3 => (field, value).prop_map(|(field, value)| json!({field: value}).to_string()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn the_translator_never_panics(messages in prop::collection::vec(message(), 1..8)) {
+            let mut translator = Translator::new(AudioFormat::MULAW_8K).unwrap();
+            for text in &messages {
+                let _ = translator.handle(text);
+            }
+        }
+
+        #[test]
+        fn agent_audio_becomes_whole_carrier_frames(
+            chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..3000), 1..5),
+            l16 in any::<bool>(),
+        ) {
+            let carrier = if l16 { AudioFormat::L16_16K } else { AudioFormat::MULAW_8K };
+            let mut media = MediaConverter::new(carrier).unwrap();
+            let mut total = 0;
+            for chunk in &chunks {
+                total += media.agent_audio(chunk, false).unwrap().len();
+            }
+            total += media.agent_audio(&[], true).unwrap().len();
+            prop_assert_eq!(total % carrier.frame_bytes(), 0);
+            let input: usize = chunks.iter().map(Vec::len).sum();
+            let frames = input.div_ceil(AudioFormat::PCM_24K.frame_bytes());
+            prop_assert_eq!(total, frames * carrier.frame_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
