@@ -61,6 +61,7 @@ const KEYS: &[(&str, &str)] = &[
     ("OPENAI_REALTIME_MODEL", "ai.openai.model"),
     ("GEMINI_API_KEY", "ai.gemini.api_key"),
     ("GEMINI_LIVE_URL", "ai.gemini.live_url"),
+    ("GEMINI_LIVE_MODEL", "ai.gemini.model"),
     ("PLIVO_AUTH_ID", "plivo.auth_id"),
     ("PLIVO_AUTH_TOKEN", "plivo.auth_token"),
     ("PLIVO_API_URL", "plivo.api_url"),
@@ -464,8 +465,8 @@ pub struct AiSettings {
 
 impl AiSettings {
     /// The providers this gateway can run a call on: the local pipeline when it is the
-    /// default (it is loaded at start-up only then), OpenAI when its key is set. Gemini Live is
-    /// not in this build yet.
+    /// default (it is loaded at start-up only then), OpenAI and Gemini Live when their keys are
+    /// set.
     pub fn configured(&self) -> Vec<AiProviderKind> {
         let mut configured = Vec::new();
         if self.provider == AiProviderKind::Local {
@@ -473,6 +474,9 @@ impl AiSettings {
         }
         if self.openai.api_key.is_some() {
             configured.push(AiProviderKind::OpenAi);
+        }
+        if self.gemini.api_key.is_some() {
+            configured.push(AiProviderKind::Gemini);
         }
         configured
     }
@@ -494,6 +498,8 @@ pub struct OpenAiSettings {
 pub struct GeminiSettings {
     pub api_key: Option<SecretString>,
     pub live_url: Url,
+    /// `GEMINI_LIVE_MODEL`, without or with the `models/` prefix.
+    pub model: String,
 }
 
 #[derive(Debug, Clone)]
@@ -515,6 +521,8 @@ pub mod defaults {
     pub const OPENAI_REALTIME_URL: &str = "wss://api.openai.com/v1/realtime";
     pub const OPENAI_REALTIME_MODEL: &str = "gpt-realtime";
     pub const GEMINI_LIVE_URL: &str = "wss://generativelanguage.googleapis.com/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent";
+    /// Google's stable native-audio Live model (September 2026).
+    pub const GEMINI_LIVE_MODEL: &str = "gemini-3.8-live";
     pub const PLIVO_API_URL: &str = "https://api.plivo.com";
     pub const DB_MAX_CONNECTIONS: u32 = 20;
     pub const HEARTBEAT_SECS: u64 = 10;
@@ -786,6 +794,10 @@ impl Settings {
             live_url: source
                 .url("GEMINI_LIVE_URL", &["wss", "ws"])?
                 .unwrap_or_else(|| Url::parse(defaults::GEMINI_LIVE_URL).expect("valid")),
+            model: source
+                .get("GEMINI_LIVE_MODEL")
+                .unwrap_or(defaults::GEMINI_LIVE_MODEL)
+                .to_owned(),
         };
         match provider {
             AiProviderKind::OpenAi if openai.api_key.is_none() => {
@@ -797,13 +809,6 @@ impl Settings {
                 return Err(
                     source.error("GEMINI_API_KEY", "is required when VG_AI_PROVIDER=gemini")
                 );
-            }
-            // Accepted and then failing every call would be a promise we do not keep.
-            AiProviderKind::Gemini => {
-                return Err(source.error(
-                    "VG_AI_PROVIDER",
-                    "`gemini` is not available in this build yet; use `local` or `openai`",
-                ));
             }
             _ => {}
         }

@@ -27,8 +27,87 @@ use tokio::{
 use voice_gateway::{
     db::{Database, OpenOptions, embedded::EmbeddedPostgres, seed::SeededCampaign},
     metrics::ProcessSample,
-    simulators::openai_realtime::{FakeRealtimeConfig, FakeRealtimeServer},
+    simulators::{
+        gemini_live::{FakeGeminiConfig, FakeGeminiServer},
+        openai_realtime::{FakeRealtimeConfig, FakeRealtimeServer},
+    },
 };
+
+/// The provider the gateway's calls run on, each played by its fake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Openai,
+    Gemini,
+}
+
+/// The fake provider of a run: the same conversation, timing and voice activity thresholds
+/// whichever protocol it speaks, so runs on either are comparable.
+pub enum FakeProvider {
+    OpenAi(FakeRealtimeServer),
+    Gemini(FakeGeminiServer),
+}
+
+impl FakeProvider {
+    pub async fn start_on(
+        address: std::net::SocketAddr,
+        kind: ProviderKind,
+        config: FakeRealtimeConfig,
+    ) -> std::io::Result<Self> {
+        Ok(match kind {
+            ProviderKind::Openai => {
+                Self::OpenAi(FakeRealtimeServer::start_on(address, config).await?)
+            }
+            ProviderKind::Gemini => {
+                Self::Gemini(FakeGeminiServer::start_on(address, gemini_config(config)).await?)
+            }
+        })
+    }
+
+    /// The gateway's settings that point it at this fake.
+    pub fn gateway_env(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::OpenAi(fake) => vec![
+                ("VG_AI_PROVIDER", "openai".to_owned()),
+                ("OPENAI_API_KEY", "sk-loadtest".to_owned()),
+                ("OPENAI_REALTIME_URL", fake.url()),
+            ],
+            Self::Gemini(fake) => vec![
+                ("VG_AI_PROVIDER", "gemini".to_owned()),
+                ("GEMINI_API_KEY", "g-loadtest".to_owned()),
+                ("GEMINI_LIVE_URL", fake.url()),
+            ],
+        }
+    }
+
+    pub async fn stop(self) {
+        match self {
+            Self::OpenAi(fake) => fake.stop().await,
+            Self::Gemini(fake) => fake.stop().await,
+        }
+    }
+}
+
+/// The Gemini fake playing the same conversation as the OpenAI fake's `config`.
+fn gemini_config(config: FakeRealtimeConfig) -> FakeGeminiConfig {
+    FakeGeminiConfig {
+        greeting: config.greeting,
+        greeting_ms: config.greeting_ms,
+        reply_ms: config.reply_ms,
+        think_time: config.think_time,
+        text_time: config.text_time,
+        generation_speed: config.generation_speed,
+        chunk_ms: config.delta_ms,
+        turns: config.turns,
+        follow_up: config.follow_up,
+        speech_threshold: config.speech_threshold,
+        end_of_turn_frames: config.end_of_turn_frames,
+        analysis: config.analysis,
+        // Set up at once, as the OpenAI fake is: the greeting's latency is then comparable.
+        setup_delay: Duration::ZERO,
+        ..FakeGeminiConfig::default()
+    }
+}
 
 /// The auth token the local gateway and the synthetic calls share.
 pub const AUTH_TOKEN: &str = "loadtest-plivo-token";
@@ -39,7 +118,7 @@ pub const PUBLIC_URL: &str = "https://gateway.loadtest";
 pub struct LocalEnvironment {
     pub gateway_address: String,
     pub campaign: SeededCampaign,
-    pub fake: FakeRealtimeServer,
+    pub fake: FakeProvider,
     gateway: tokio::sync::Mutex<Child>,
     gateway_pid: AtomicU32,
     gateway_bin: PathBuf,
@@ -55,6 +134,7 @@ impl LocalEnvironment {
     pub async fn start(
         gateway_bin: PathBuf,
         seed: &CampaignSeed,
+        provider: ProviderKind,
         fake: FakeRealtimeConfig,
         max_calls: usize,
     ) -> anyhow::Result<Self> {
@@ -71,22 +151,20 @@ impl LocalEnvironment {
         let campaign = database
             .seed_campaign("Load test", seed.leads, &seed.settings)
             .await?;
-        let fake = FakeRealtimeServer::start(fake).await?;
+        let fake =
+            FakeProvider::start_on("127.0.0.1:0".parse().expect("valid"), provider, fake).await?;
         let data_dir = tempfile::tempdir().context("a data directory for the gateway")?;
         // A fixed port, so a restarted gateway (`--chaos kill-gateway`) is where callers look.
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let gateway_env: Vec<(String, String)> = [
+        let mut gateway_env: Vec<(String, String)> = [
             ("DATABASE_URL", url.as_str()),
             ("VG_LISTEN", &format!("127.0.0.1:{port}")),
             ("VG_PUBLIC_URL", PUBLIC_URL),
             ("VG_SERVER_NAME", "loadtest-gateway"),
             ("VG_STREAM_SECRET", &"l".repeat(48)),
             ("VG_DATA_DIR", &data_dir.path().to_string_lossy()),
-            ("VG_AI_PROVIDER", "openai"),
-            ("OPENAI_API_KEY", "sk-loadtest"),
-            ("OPENAI_REALTIME_URL", &fake.url()),
             ("PLIVO_AUTH_ID", "MALOADTEST"),
             ("PLIVO_AUTH_TOKEN", AUTH_TOKEN),
             ("VG_MAX_CALLS", &max_calls.to_string()),
@@ -98,6 +176,11 @@ impl LocalEnvironment {
         .into_iter()
         .map(|(key, value)| (key.to_owned(), value.to_owned()))
         .collect();
+        gateway_env.extend(
+            fake.gateway_env()
+                .into_iter()
+                .map(|(key, value)| (key.to_owned(), value)),
+        );
         let (gateway, address) = spawn_gateway(&gateway_bin, &gateway_env).await?;
         let gateway_pid = gateway.id().context("the gateway exited at once")?;
         Ok(Self {
@@ -248,7 +331,7 @@ pub struct RemoteEnvironment {
     pub public_url: String,
     pub auth_token: String,
     pub campaign: SeededCampaign,
-    fake: Option<FakeRealtimeServer>,
+    fake: Option<FakeProvider>,
     database: Database,
     http: reqwest::Client,
 }
@@ -269,7 +352,7 @@ impl RemoteEnvironment {
         database_url: &str,
         seed: &CampaignSeed,
         fake_listen: Option<std::net::SocketAddr>,
-        fake: FakeRealtimeConfig,
+        (provider, fake): (ProviderKind, FakeRealtimeConfig),
     ) -> anyhow::Result<Self> {
         let database = Database::open(OpenOptions {
             url: database_url,
@@ -284,7 +367,7 @@ impl RemoteEnvironment {
             .context("seeding the load-test campaign")?;
         let fake = match fake_listen {
             Some(address) => Some(
-                FakeRealtimeServer::start_on(address, fake)
+                FakeProvider::start_on(address, provider, fake)
                     .await
                     .with_context(|| format!("starting the fake provider on {address}"))?,
             ),

@@ -32,7 +32,7 @@ use voice_gateway::simulators::{
 
 use crate::{
     chaos::{ChaosReport, Fault, WriteCounters},
-    environment::{CampaignSeed, LocalEnvironment, RemoteEnvironment, Target},
+    environment::{CampaignSeed, LocalEnvironment, ProviderKind, RemoteEnvironment, Target},
     report::{Measurements, Percentiles, Report},
     scenario::Mix,
 };
@@ -55,6 +55,10 @@ struct Args {
     /// Caller kinds and weights: talkative, silent, barge_in, transfer.
     #[arg(long, default_value = "talkative=4,silent=1,barge_in=2,transfer=1")]
     mix: String,
+    /// The provider the calls run on, played by its fake: `openai` (Realtime) or `gemini`
+    /// (Live).
+    #[arg(long, value_enum, default_value = "openai")]
+    provider: ProviderKind,
     /// The fake provider's think time (ms) before each reply.
     #[arg(long, default_value_t = 100)]
     think_ms: u64,
@@ -98,8 +102,9 @@ struct Args {
     /// The remote gateway's `PLIVO_AUTH_TOKEN`, to sign the webhooks.
     #[arg(long, env = "PLIVO_AUTH_TOKEN", hide_env_values = true)]
     plivo_auth_token: Option<String>,
-    /// Run the fake OpenAI Realtime provider on this address for the remote gateway (point
-    /// its `OPENAI_REALTIME_URL` at `ws://<address>/v1/realtime`).
+    /// Run the fake provider (`--provider`) on this address for the remote gateway (point its
+    /// `OPENAI_REALTIME_URL` at `ws://<address>/v1/realtime`, or its `GEMINI_LIVE_URL` at
+    /// `ws://<address>/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent`).
     #[arg(long)]
     fake_listen: Option<std::net::SocketAddr>,
     /// Inject a fault into the local environment (repeatable): `db-outage=SECONDS@AT` stops
@@ -173,7 +178,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 args.database_url.as_deref().expect("required by clap"),
                 &seed,
                 args.fake_listen,
-                fake,
+                (args.provider, fake),
             )
             .await?,
         )),
@@ -183,7 +188,14 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 None => std::env::current_exe()?.with_file_name("voice-gateway"),
             };
             Target::Local(Box::new(
-                LocalEnvironment::start(gateway_bin, &seed, fake, args.calls * 2 + 10).await?,
+                LocalEnvironment::start(
+                    gateway_bin,
+                    &seed,
+                    args.provider,
+                    fake,
+                    args.calls * 2 + 10,
+                )
+                .await?,
             ))
         }
     };
@@ -368,6 +380,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         _ => None,
     };
     let report = Report {
+        provider: args.provider,
         calls_planned: args.calls,
         calls_done: measurements.calls_done,
         calls_failed: measurements.calls_failed,

@@ -145,6 +145,8 @@ impl Percentiles {
 /// The machine-readable report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The provider the calls ran on (its fake).
+    pub provider: crate::environment::ProviderKind,
     pub calls_planned: usize,
     pub calls_done: u64,
     pub calls_failed: u64,
@@ -182,7 +184,8 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "calls: {} done, {} failed of {} planned; peak {} live; {:.0} s",
+            "calls on {:?}: {} done, {} failed of {} planned; peak {} live; {:.0} s",
+            self.provider,
             self.calls_done,
             self.calls_failed,
             self.calls_planned,

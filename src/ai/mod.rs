@@ -5,6 +5,7 @@
 //! carrier's format and gives back agent audio in the same format, plus transcripts, tool calls
 //! and turn events; the call bridge does everything else.
 
+pub mod gemini_live;
 pub mod local;
 pub mod openai_realtime;
 pub mod prompt;
@@ -203,9 +204,23 @@ impl ProviderFactory for ConfiguredProvider {
                     let provider = openai_realtime::OpenAiRealtime::connect(config).await?;
                     Ok(Box::new(provider) as Box<dyn VoiceProvider>)
                 }
-                other => Err(ProviderError::Connect(format!(
-                    "the `{other}` provider is not available in this build"
-                ))),
+                AiProviderKind::Gemini => {
+                    let config = gemini_live::GeminiConfig {
+                        url: settings.gemini.live_url.clone(),
+                        model: settings.gemini.model.clone(),
+                        api_key: settings.gemini.api_key.clone().ok_or_else(|| {
+                            ProviderError::Connect("GEMINI_API_KEY is unset".to_owned())
+                        })?,
+                        carrier_format,
+                        instructions: context.instructions(),
+                        greeting: context.greeting(),
+                        voice: context.agent_voice.clone(),
+                        handshake_timeout,
+                        connection_lifetime: gemini_live::DEFAULT_CONNECTION_LIFETIME,
+                    };
+                    let provider = gemini_live::GeminiLive::connect(config).await?;
+                    Ok(Box::new(provider) as Box<dyn VoiceProvider>)
+                }
             }
         })
     }

@@ -199,11 +199,6 @@ fn missing_required_values_name_their_variable() {
         "GEMINI_API_KEY",
         "required",
     );
-    check_error(
-        &[("VG_AI_PROVIDER", "gemini"), ("GEMINI_API_KEY", "g-key")],
-        "VG_AI_PROVIDER",
-        "not available in this build",
-    );
     check_error(&[("PLIVO_AUTH_ID", "MA1")], "PLIVO_AUTH_TOKEN", "together");
     check_error(&[("PLIVO_AUTH_TOKEN", "t")], "PLIVO_AUTH_ID", "together");
     check_error(
@@ -460,5 +455,36 @@ fn recordings_stores_we_do_not_honour_are_refused_at_start() {
         &[("VG_RECORDINGS_URL", "/no/scheme")],
         "VG_RECORDINGS_URL",
         "invalid URL",
+    );
+}
+
+#[test]
+fn gemini_is_configured_by_its_key_with_a_default_live_model() {
+    let settings = load(&[("VG_AI_PROVIDER", "gemini"), ("GEMINI_API_KEY", "g-key")]).unwrap();
+    assert_eq!(settings.ai.provider, AiProviderKind::Gemini);
+    assert_eq!(settings.ai.gemini.model, defaults::GEMINI_LIVE_MODEL);
+    assert_eq!(settings.ai.configured(), [AiProviderKind::Gemini]);
+
+    let settings = load(&[
+        ("OPENAI_API_KEY", "sk"),
+        ("GEMINI_API_KEY", "g-key"),
+        (
+            "GEMINI_LIVE_MODEL",
+            "gemini-2.5-flash-native-audio-preview-12-2025",
+        ),
+    ])
+    .unwrap();
+    assert_eq!(
+        settings.ai.configured(),
+        [
+            AiProviderKind::Local,
+            AiProviderKind::OpenAi,
+            AiProviderKind::Gemini
+        ],
+        "one gateway serves campaigns on all three"
+    );
+    assert_eq!(
+        settings.ai.gemini.model,
+        "gemini-2.5-flash-native-audio-preview-12-2025"
     );
 }

@@ -9,6 +9,7 @@ mod campaign_api;
 mod dialer;
 mod do_not_call;
 mod embedded;
+mod gemini;
 mod helpers;
 mod limits;
 mod local;
