@@ -241,6 +241,7 @@ impl Application {
             lifecycle: Lifecycle::default(),
             metrics,
             unrecorded_tokens: Arc::default(),
+            dashboard: crate::dashboard::Live::default(),
         };
         Ok(Self {
             listener,
@@ -320,6 +321,10 @@ impl Application {
             state.runtime.registry.clone(),
             &state.lifecycle,
         );
+        // Call changes for the dashboard's live pages, whichever gateway wrote them.
+        state
+            .dashboard
+            .spawn_listener(state.db.clone(), &state.lifecycle);
         spawn_dialer(&state, dialer_clock);
         spawn_metrics_upkeep(&state);
 
