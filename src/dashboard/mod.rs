@@ -34,12 +34,7 @@ use uuid::Uuid;
 
 use crate::{
     api::tokens::{Scope, hash_secret},
-    db::{
-        DbError,
-        call_queries::CallFilter,
-        campaigns::TransitionOutcome,
-        dashboard::NewSession,
-    },
+    db::{DbError, call_queries::CallFilter, campaigns::TransitionOutcome, dashboard::NewSession},
     http::AppState,
     recording::link::{LINK_TTL, LinkKey},
 };
@@ -239,7 +234,10 @@ async fn login(
         tracing::warn!(%error, "could not record the token's use");
     }
     Ok((
-        [(header::SET_COOKIE, session::session_cookie(&id, secure(&state)))],
+        [(
+            header::SET_COOKIE,
+            session::session_cookie(&id, secure(&state)),
+        )],
         Redirect::to("/app"),
     )
         .into_response())
@@ -267,7 +265,11 @@ async fn logout(
         .into_response())
 }
 
-async fn card(state: &AppState, organization_id: Uuid, id: Uuid) -> Result<CampaignCard, DashError> {
+async fn card(
+    state: &AppState,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<CampaignCard, DashError> {
     let campaign = state
         .db
         .campaign(organization_id, id)
@@ -467,7 +469,10 @@ async fn live_events(
                 })
                 .await?;
             }
-            let html = match live_rows(&state, org).await.and_then(|rows| Ok(rows.render()?)) {
+            let html = match live_rows(&state, org)
+                .await
+                .and_then(|rows| Ok(rows.render()?))
+            {
                 Ok(html) => html,
                 Err(error) => {
                     tracing::warn!(%error, "live calls stream ends");
@@ -481,7 +486,11 @@ async fn live_events(
     Ok(sse(stream))
 }
 
-async fn call_row(state: &AppState, organization_id: Uuid, id: Uuid) -> Result<(CallRow, crate::db::call_queries::CallDetail), DashError> {
+async fn call_row(
+    state: &AppState,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<(CallRow, crate::db::call_queries::CallDetail), DashError> {
     let call = state
         .db
         .call_detail(organization_id, id)
@@ -638,9 +647,11 @@ async fn call_events(
             }
             if !this.first {
                 let call = this.call;
-                next_notice(&mut this.receiver, &this.stop, |notice| {
-                    matches!(notice, Notice::Call { call: c, .. } if *c == call)
-                })
+                next_notice(
+                    &mut this.receiver,
+                    &this.stop,
+                    |notice| matches!(notice, Notice::Call { call: c, .. } if *c == call),
+                )
                 .await?;
             }
             this.first = false;

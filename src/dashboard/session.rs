@@ -180,7 +180,10 @@ mod tests {
             token_expires_at: expires,
         };
         assert!(token_valid(&row(None, None), now));
-        assert!(token_valid(&row(None, Some(now + Duration::minutes(1))), now));
+        assert!(token_valid(
+            &row(None, Some(now + Duration::minutes(1))),
+            now
+        ));
         assert!(!token_valid(&row(Some(now), None), now));
         assert!(!token_valid(&row(None, Some(now)), now));
     }

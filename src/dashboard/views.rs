@@ -136,9 +136,7 @@ pub fn line(event: &CallEventRow) -> Option<Line> {
             text,
             "transfer",
         ),
-        "transfer_attempt" | "transfer_outcome" => {
-            (event.kind.replace('_', " "), text, "transfer")
-        }
+        "transfer_attempt" | "transfer_outcome" => (event.kind.replace('_', " "), text, "transfer"),
         "dtmf" | "callback_scheduled" | "outcome" | "note" => {
             (event.kind.replace('_', " "), text, "note")
         }
@@ -277,9 +275,15 @@ mod tests {
     #[test]
     fn lines_mark_barge_ins_and_transfer_decisions_and_skip_tools() {
         let said = line(&event("caller_speech", Some("Hello"), json!({}))).unwrap();
-        assert_eq!((said.who.as_str(), said.text.as_str(), said.mark), ("Caller", "Hello", ""));
+        assert_eq!(
+            (said.who.as_str(), said.text.as_str(), said.mark),
+            ("Caller", "Hello", "")
+        );
         assert_eq!(said.at, "10:11:12");
-        assert_eq!(line(&event("barge_in", None, json!({}))).unwrap().mark, "barge-in");
+        assert_eq!(
+            line(&event("barge_in", None, json!({}))).unwrap().mark,
+            "barge-in"
+        );
         let decision = line(&event(
             "transfer_decision",
             Some("asked for a human"),
@@ -295,21 +299,37 @@ mod tests {
     fn pager_knows_its_neighbours_from_the_extra_row() {
         assert_eq!(
             Pager::new(0, 50, 51),
-            Pager { page: 0, previous: None, next: Some(1) }
+            Pager {
+                page: 0,
+                previous: None,
+                next: Some(1)
+            }
         );
         assert_eq!(
             Pager::new(2, 50, 50),
-            Pager { page: 2, previous: Some(1), next: None }
+            Pager {
+                page: 2,
+                previous: Some(1),
+                next: None
+            }
         );
     }
 
     #[test]
     fn fragments_escape_what_was_said() {
         let html = LineFragment {
-            line: line(&event("caller_speech", Some("<script>x</script>"), json!({}))).unwrap(),
+            line: line(&event(
+                "caller_speech",
+                Some("<script>x</script>"),
+                json!({}),
+            ))
+            .unwrap(),
         }
         .render()
         .unwrap();
-        assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"), "{html}");
+        assert!(
+            html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"),
+            "{html}"
+        );
     }
 }
