@@ -487,3 +487,283 @@ async fn live_calls_and_a_transcript_arrive_through_server_sent_events() {
     drop((live, lines));
     dash.api.finish().await;
 }
+
+/// A headless Chromium driven through chromedriver (WebDriver), both from Debian's packages
+/// (`scripts/install-system-deps`). Dropping it ends both processes.
+struct Browser {
+    client: fantoccini::Client,
+    _driver: tokio::process::Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Self {
+        // A free port for chromedriver: bound, read, released.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = tokio::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver (scripts/install-system-deps installs it)");
+        let status = format!("http://127.0.0.1:{port}/status");
+        let http = reqwest::Client::new();
+        crate::campaign_api::wait_until("chromedriver", DEADLINE, || {
+            let (http, status) = (http.clone(), status.clone());
+            async move {
+                http.get(&status)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        })
+        .await;
+        let profile = tempfile::tempdir().unwrap();
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".to_owned(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    // Containers give /dev/shm little room.
+                    "--disable-dev-shm-usage",
+                    "--window-size=1280,800",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let client = fantoccini::ClientBuilder::new(
+            hyper_util::client::legacy::connect::HttpConnector::new(),
+        )
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a WebDriver session");
+        // The viewport at 1280×800 (the screenshots' size): the window is larger by its frame.
+        let inner = client
+            .execute("return [window.innerWidth, window.innerHeight];", vec![])
+            .await
+            .unwrap();
+        let inner = |index: usize| u32::try_from(inner[index].as_u64().unwrap()).unwrap();
+        // Started at 1280×800, the window shows inner(); grow it by the difference.
+        let (width, height) = (2 * 1280 - inner(0), 2 * 800 - inner(1));
+        client.set_window_size(width, height).await.unwrap();
+        Self {
+            client,
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+
+    /// Waits (up to the deadline) for the element `xpath` selects.
+    async fn wait_for(&self, xpath: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(DEADLINE)
+            .for_element(fantoccini::Locator::XPath(xpath))
+            .await
+            .unwrap_or_else(|error| panic!("no {xpath} in time: {error}"))
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("docs")
+            .join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, png).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_real_browser_signs_in_starts_a_campaign_watches_a_call_live_and_hangs_it_up() {
+    use crate::call::{Fixture, conversation, turn};
+    use voice_gateway::simulators::plivo_caller::{self, Gate, Step};
+
+    const CALLER_SAYS: &str = "Is the two-bedroom flat still available?";
+    const AGENT_SAYS: &str = "It is, and there is a viewing on Saturday.";
+    // Plain http: the browser talks to the gateway on loopback, where a Secure cookie would
+    // need https.
+    let fixture = Fixture::start(
+        conversation(vec![turn(CALLER_SAYS, AGENT_SAYS, None)]),
+        1,
+        &[
+            ("VG_PUBLIC_URL", "http://gateway.test"),
+            ("VG_DIALER_ENABLED", "false"),
+        ],
+    )
+    .await;
+    let pool = fixture.test.pool().clone();
+    let org = fixture.org.id;
+    let other = crate::helpers::seed_org(&pool, "Globex", 1).await;
+    let token =
+        crate::campaign_api::issue(&fixture.test, org, voice_gateway::api::tokens::Scope::ALL)
+            .await;
+    let draft: Uuid = sqlx::query_scalar(
+        "INSERT INTO campaigns (organization_id, name, status) VALUES ($1, 'Autumn viewings', 'draft') RETURNING id",
+    )
+    .bind(org)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let base = format!("http://{}", fixture.app.address);
+    let browser = Browser::start().await;
+    let client = &browser.client;
+
+    // Sign in.
+    client.goto(&format!("{base}/app/login")).await.unwrap();
+    browser
+        .wait_for("//input[@id='token']")
+        .await
+        .send_keys(&token)
+        .await
+        .unwrap();
+    browser
+        .wait_for("//form[@action='/app/login']//button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for("//h1[.='Campaigns']").await;
+
+    // Start the draft campaign from its button.
+    browser
+        .wait_for(&format!(
+            "//form[@action='/app/campaigns/{draft}/start']//button"
+        ))
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_for(&format!(
+            "//section[.//a[@href='/app/campaigns/{draft}']]//dd[@class='status'][.='running']"
+        ))
+        .await;
+    browser.screenshot("dashboard-campaigns.png").await;
+
+    // A simulated call that talks once the page is watching (the gate).
+    let gate = Gate::default();
+    let mut caller = fixture.caller(0, "CA-browser");
+    caller.public_url = "http://gateway.test".to_owned();
+    let call = tokio::spawn({
+        let (http, gate) = (fixture.http.clone(), gate.clone());
+        async move {
+            plivo_caller::place_call(
+                &caller,
+                &http,
+                &[
+                    Step::WaitForAgentAudio,
+                    Step::WaitForAgentSilence(Duration::from_millis(300)),
+                    Step::WaitForGate(gate),
+                    Step::Speak(Duration::from_millis(800)),
+                    Step::Silence(Duration::from_millis(600)),
+                    Step::WaitForClose,
+                ],
+            )
+            .await
+        }
+    });
+
+    // The live list shows it (it was opened after the page, or before: either way).
+    client
+        .goto(&format!("{base}/app/calls/live"))
+        .await
+        .unwrap();
+    browser
+        .wait_for("//tbody[@id='live-calls']//a[.='CA-browser']")
+        .await;
+    browser.screenshot("dashboard-live-calls.png").await;
+
+    // The call page: the greeting, then the turn, appended live while the call runs.
+    browser
+        .wait_for("//tbody[@id='live-calls']//a[.='CA-browser']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for("//h1[.='Call CA-browser']").await;
+    browser
+        .wait_for("//ol[@id='transcript']/li[contains(., 'Maya from Acme Homes')]")
+        .await;
+    let before = client
+        .find_all(fantoccini::Locator::XPath("//ol[@id='transcript']/li"))
+        .await
+        .unwrap()
+        .len();
+    gate.open();
+    browser
+        .wait_for(&format!(
+            "//ol[@id='transcript']/li[contains(., '{CALLER_SAYS}')]"
+        ))
+        .await;
+    browser
+        .wait_for(&format!(
+            "//ol[@id='transcript']/li[contains(., '{AGENT_SAYS}')]"
+        ))
+        .await;
+    // Appended by the stream, not by a reload: the page still has its first lines' nodes.
+    let after = client
+        .find_all(fantoccini::Locator::XPath("//ol[@id='transcript']/li"))
+        .await
+        .unwrap()
+        .len();
+    assert!(after >= before + 2, "{before} lines, then {after}");
+    browser.screenshot("dashboard-live-call.png").await;
+
+    // Hang up from the page, once this gateway listens for hang-up requests.
+    crate::campaign_api::wait_until("the hang-up listener", DEADLINE, || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND query = 'LISTEN \"vg_call_hangup\"'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+                >= 1
+        }
+    })
+    .await;
+    browser
+        .wait_for("//button[@id='hangup']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_for("//dd[@id='call-state'][starts-with(., 'ended')]")
+        .await;
+    let report = tokio::time::timeout(DEADLINE, call)
+        .await
+        .expect("the call ended in time")
+        .unwrap()
+        .expect("the call ran");
+    assert_eq!(report.answer_status, 200);
+    let reason: String =
+        sqlx::query_scalar("SELECT end_reason FROM call_logs WHERE call_sid = 'CA-browser'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(reason, "hangup_requested");
+
+    // Another organization's campaign: the not-found page.
+    client
+        .goto(&format!("{base}/app/campaigns/{}", other.campaign_id))
+        .await
+        .unwrap();
+    browser.wait_for("//h1[.='Not found']").await;
+
+    browser.client.clone().close().await.unwrap();
+    drop(browser);
+    fixture.finish().await;
+}
