@@ -181,11 +181,19 @@ struct LoginForm {
 }
 
 /// `POST /app/login`: the token is checked as the API's bearer check does, then forgotten;
-/// the session keeps its id.
+/// the session keeps its id. A request from another origin is 403.
 async fn login(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, DashError> {
+    // No session yet, so no CSRF token: a cross-site form must not sign a browser in to
+    // someone else's session. Browsers send Origin on every POST.
+    if !same_origin(&headers) {
+        return Err(DashError::Forbidden(
+            "sign in from the dashboard's own page".to_owned(),
+        ));
+    }
     let refuse = |message: &str| -> Result<Response, DashError> {
         let page = LoginPage {
             error: Some(message.to_owned()),
@@ -241,6 +249,31 @@ async fn login(
         Redirect::to("/app"),
     )
         .into_response())
+}
+
+/// Whether a request comes from this site's own pages. Fetch metadata (`Sec-Fetch-Site`) when
+/// the browser sends it; else `Origin` against `Host`. Our `Referrer-Policy: no-referrer` makes
+/// browsers send `Origin: null` on form posts, so `null` only passes with fetch metadata.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|value: &HeaderValue| value.to_str().ok())
+    };
+    if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site")) {
+        return matches!(site, "same-origin" | "none");
+    }
+    let Some(origin) = text(header::ORIGIN) else {
+        // Not a browser, or one older than both headers: nothing to check against.
+        return true;
+    };
+    let origin_host = url::Url::parse(origin).ok().and_then(|url| {
+        url.host_str().map(|host| match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        })
+    });
+    matches!((origin_host, text(header::HOST)), (Some(origin), Some(host)) if origin == host)
 }
 
 #[derive(Deserialize)]

@@ -171,6 +171,27 @@ async fn sign_in_opens_a_strict_session_and_pages_render_without_javascript() {
         .unwrap();
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     assert!(refused.headers().get(header::SET_COOKIE).is_none());
+    // A good token posted from another site's form: refused (login CSRF).
+    let cross_site = dash
+        .http
+        .post(dash.url("/app/login"))
+        .header(header::ORIGIN, "https://attacker.example")
+        .form(&[("token", dash.api.token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
+    assert!(cross_site.headers().get(header::SET_COOKIE).is_none());
+    let cross_site = dash
+        .http
+        .post(dash.url("/app/login"))
+        .header("sec-fetch-site", "cross-site")
+        .header(header::ORIGIN, "null")
+        .form(&[("token", dash.api.token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
 
     // The cookie: HttpOnly, SameSite=Strict, Path=/app, Secure (the public URL is https).
     let response = dash
@@ -489,11 +510,23 @@ async fn live_calls_and_a_transcript_arrive_through_server_sent_events() {
 }
 
 /// A headless Chromium driven through chromedriver (WebDriver), both from Debian's packages
-/// (`scripts/install-system-deps`). Dropping it ends both processes.
+/// (`scripts/install-system-deps`). Dropping it ends both processes, even when a failed
+/// assertion left the WebDriver session open.
 struct Browser {
     client: fantoccini::Client,
-    _driver: tokio::process::Child,
+    driver: tokio::process::Child,
     _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // chromedriver leads its own process group, and Chromium stays in it: end them all.
+        if let Some(pid) = self.driver.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+        }
+    }
 }
 
 impl Browser {
@@ -508,6 +541,7 @@ impl Browser {
             .arg(format!("--port={port}"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .expect("chromedriver (scripts/install-system-deps installs it)");
@@ -558,7 +592,7 @@ impl Browser {
         client.set_window_size(width, height).await.unwrap();
         Self {
             client,
-            _driver: driver,
+            driver,
             _profile: profile,
         }
     }
