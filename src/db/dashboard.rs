@@ -82,6 +82,15 @@ impl Database {
         Ok(())
     }
 
+    /// Deletes the sessions past their expiry (a signed-out browser's row goes at once; an
+    /// abandoned one waits for this).
+    pub async fn prune_dashboard_sessions(&self) -> Result<u64, DbError> {
+        let result = sqlx::query!("DELETE FROM dashboard_sessions WHERE expires_at <= now()")
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected())
+    }
+
     /// A campaign's enrolled leads, optionally only those with `call_status`, oldest first.
     pub async fn campaign_leads_by_status(
         &self,

@@ -288,6 +288,27 @@ async fn a_revoked_or_expired_tokens_session_is_signed_out_at_its_next_request()
 }
 
 #[tokio::test]
+async fn expired_sessions_are_refused_and_pruned() {
+    let dash = Dash::start().await;
+    let pool = dash.api.test.pool();
+    sqlx::query("UPDATE dashboard_sessions SET expires_at = now() - interval '1 second'")
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(dash.get("/app").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        dash.api.test.db.prune_dashboard_sessions().await.unwrap(),
+        1
+    );
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM dashboard_sessions")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    dash.api.finish().await;
+}
+
+#[tokio::test]
 async fn forms_need_the_sessions_csrf_token_and_run_the_transitions() {
     let dash = Dash::start().await;
     let campaign = dash.api.org.campaign_id;
