@@ -526,6 +526,29 @@ async fn live_calls_and_a_transcript_arrive_through_server_sent_events() {
     assert!(page.contains("This call has no recording."));
     assert!(!page.contains(r#"id="hangup""#));
     assert!(page.contains("Hello, this is Ava from Lakeside."));
+
+    // With a recording: an <audio> player on the signed link, relative to the page (the CSP's
+    // media-src 'self'), which the recordings route accepts.
+    sqlx::query("UPDATE call_logs SET recording_url = 'file:///nowhere.ogg' WHERE id = $1")
+        .bind(call)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let page = dash.page(&format!("/app/calls/{call}")).await;
+    let player = r#"<audio controls preload="none" src=""#;
+    let start = page.find(player).expect("a player") + player.len();
+    let src = page[start..]
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
+    assert!(
+        src.starts_with(&format!("/api/v1/recordings/{call}?")),
+        "{src}"
+    );
+    let played = dash.http.get(dash.url(&src)).send().await.unwrap();
+    assert_ne!(played.status(), StatusCode::FORBIDDEN, "{src}");
     drop((live, lines));
     dash.api.finish().await;
 }
