@@ -847,13 +847,11 @@ async fn a_real_browser_signs_in_starts_a_campaign_watches_a_call_live_and_hangs
 }
 
 /// The budget: the campaign page with 100,000 leads and 10,000 calls in at most
-/// 200 ms (measured from the client on loopback, so the server's time is at most this). On an
-/// idle 2-core machine, debug build, the medians were 70-135 ms: the statistics' aggregates
-/// (~55 ms, the API's own queries) and the leads page (~40 ms, a semi-join sorted by creation).
-/// A machine busy with another build doubles that, so the test prints the figures and fails
-/// only on a plan gone wrong (a second), not on a busy machine.
+/// 200 ms (measured from the client on loopback, so the server's time is at most this). In a
+/// debug build on 2 cores the medians were 70-135 ms: the statistics' aggregates (~55 ms, the
+/// API's own queries) and the leads page (~40 ms, a semi-join sorted by creation).
 #[tokio::test]
-async fn the_campaign_page_with_100k_leads_and_10k_calls_is_measured() {
+async fn the_campaign_page_with_100k_leads_and_10k_calls_stays_within_200_ms() {
     let dash = Dash::start().await;
     let org = &dash.api.org;
     let pool = dash.api.test.pool();
@@ -899,7 +897,7 @@ async fn the_campaign_page_with_100k_leads_and_10k_calls_is_measured() {
         times.sort();
         eprintln!("{path}: median {:?} of {times:?}", times[2]);
         // The fastest of five: what the server needs, without a busy machine's pauses.
-        assert!(times[0] <= Duration::from_secs(1), "{path}: {times:?}");
+        assert!(times[0] <= Duration::from_millis(200), "{path}: {times:?}");
     }
     dash.api.finish().await;
 }
