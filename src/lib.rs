@@ -10,7 +10,8 @@
 //! - [`domain`]: closed vocabularies (end reasons, outcomes, event kinds).
 //! - [`db`]: the pool, the embedded PostgreSQL, and every SQL statement.
 //! - [`lifecycle`]: tracked tasks and the ordered drain on shutdown.
-//! - [`http`]: the axum routes; [`api`], the campaign API under `/api/v1`.
+//! - [`http`]: the axum routes; [`api`], the campaign API under `/api/v1`; [`dashboard`], the
+//!   campaign managers' pages under `/app`.
 //! - [`phone`]: phone numbers normalised to E.164.
 //! - [`plivo`], [`audio`], [`call`], [`ai`]: the call: carrier wire formats, audio, the call
 //!   state machine and its bridge, the AI providers (among them [`ai::local`], the offline
@@ -30,6 +31,7 @@ pub mod api;
 pub mod audio;
 pub mod call;
 pub mod config;
+pub mod dashboard;
 pub mod db;
 pub mod demo;
 pub mod dialer;

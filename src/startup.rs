@@ -241,6 +241,7 @@ impl Application {
             lifecycle: Lifecycle::default(),
             metrics,
             unrecorded_tokens: Arc::default(),
+            dashboard: crate::dashboard::Live::default(),
         };
         Ok(Self {
             listener,
@@ -320,6 +321,10 @@ impl Application {
             state.runtime.registry.clone(),
             &state.lifecycle,
         );
+        // Call changes for the dashboard's live pages, whichever gateway wrote them.
+        state
+            .dashboard
+            .spawn_listener(state.db.clone(), &state.lifecycle);
         spawn_dialer(&state, dialer_clock);
         spawn_metrics_upkeep(&state);
 
@@ -483,8 +488,8 @@ fn spawn_metrics_upkeep(state: &AppState) {
     });
 }
 
-/// Forgets webhook nonces older than the replay window and stream token claims older than a
-/// day, at start-up and then every [`REPLAY_PRUNE_INTERVAL`]. Every gateway prunes; the deletes
+/// Forgets webhook nonces older than the replay window, stream token claims older than a
+/// day and expired dashboard sessions, at start-up and then every [`REPLAY_PRUNE_INTERVAL`]. Every gateway prunes; the deletes
 /// are idempotent.
 fn spawn_replay_pruning(state: &AppState) {
     let db = state.db.clone();
@@ -504,6 +509,10 @@ fn spawn_replay_pruning(state: &AppState) {
             match db.prune_stream_tokens().await {
                 Ok(pruned) => tracing::debug!(pruned, "stream token claims pruned"),
                 Err(error) => tracing::warn!(%error, "stream token claims not pruned"),
+            }
+            match db.prune_dashboard_sessions().await {
+                Ok(pruned) => tracing::debug!(pruned, "expired dashboard sessions pruned"),
+                Err(error) => tracing::warn!(%error, "expired dashboard sessions not pruned"),
             }
         }
     });

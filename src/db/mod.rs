@@ -10,6 +10,7 @@ pub mod call_queries;
 pub mod callbacks;
 pub mod calls;
 pub mod campaigns;
+pub mod dashboard;
 pub mod dialer;
 pub mod embedded;
 pub mod leads;

@@ -1,5 +1,6 @@
 //! The HTTP surface (axum): health, readiness and metrics; Plivo's webhooks and the media
-//! WebSocket; the campaign API (`crate::api`) under `/api/v1`.
+//! WebSocket; the campaign API (`crate::api`) under `/api/v1`; the dashboard
+//! (`crate::dashboard`) under `/app`.
 //!
 //! Handlers are thin: parse, call into the library, map errors to responses. Every `/plivo/*`
 //! route is behind `guard::plivo_gate` (body size, signature, nonce).
@@ -34,6 +35,8 @@ pub struct AppState {
     /// Stream tokens accepted while the database could not record them, refused if replayed
     /// here (`call::token::UnrecordedTokens`).
     pub unrecorded_tokens: Arc<std::sync::Mutex<crate::call::token::UnrecordedTokens>>,
+    /// Call changes for the dashboard's live pages (`crate::dashboard::live`).
+    pub dashboard: crate::dashboard::Live,
 }
 
 /// The application's routes, without a listener, so tests can drive it as a `tower::Service`.
@@ -44,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .merge(plivo_routes(&state))
         .nest(crate::api::BASE_PATH, crate::api::router(&state))
+        .nest(crate::dashboard::BASE_PATH, crate::dashboard::router())
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(
                 |request: &axum::http::Request<_>| {

@@ -6,6 +6,7 @@ mod call;
 mod callbacks;
 mod calls;
 mod campaign_api;
+mod dashboard;
 mod dialer;
 mod do_not_call;
 mod embedded;

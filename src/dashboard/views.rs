@@ -1,0 +1,335 @@
+//! The dashboard's pages as data: askama templates and the pure functions that turn database
+//! rows into what a page shows (labels, marks, the actions a campaign allows, paging). No I/O
+//! here, so every choice a page makes is testable without a server.
+
+use askama::Template;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::db::{
+    call_queries::{CallEventRow, CallSummary},
+    campaigns::{CampaignAction, CampaignRow, CampaignStats},
+    dashboard::CampaignLead,
+};
+
+/// Rows a page of leads shows.
+pub const LEADS_PAGE: i64 = 50;
+
+/// The lead statuses a campaign page filters by (`leads.call_status`).
+pub const LEAD_STATUSES: &[&str] = &[
+    "not_called",
+    "called",
+    "transferred",
+    "no_answer",
+    "voicemail",
+];
+
+/// A campaign as the campaigns page and the campaign page show it.
+pub struct CampaignCard {
+    pub id: Uuid,
+    pub name: String,
+    pub status: String,
+    pub calls: i32,
+    pub transferred: i32,
+    pub conversion: String,
+    pub live_calls: i64,
+    pub attempts_pending: i64,
+    pub callbacks_pending: i64,
+    pub leads: i64,
+    /// What the buttons offer: the actions allowed from the campaign's status.
+    pub actions: Vec<&'static str>,
+}
+
+impl CampaignCard {
+    pub fn new(campaign: &CampaignRow, stats: &CampaignStats) -> Self {
+        Self {
+            id: campaign.id,
+            name: campaign.fields.name.clone(),
+            status: campaign.status.clone(),
+            calls: stats.total_calls,
+            transferred: stats.transferred_calls,
+            conversion: format!("{:.1} %", stats.conversion_rate),
+            live_calls: stats.live_calls,
+            attempts_pending: stats.attempts_pending,
+            callbacks_pending: stats.callbacks_pending,
+            leads: stats.leads,
+            actions: actions_from(&campaign.status),
+        }
+    }
+}
+
+const ACTIONS: [CampaignAction; 4] = [
+    CampaignAction::Start,
+    CampaignAction::Pause,
+    CampaignAction::Resume,
+    CampaignAction::Cancel,
+];
+
+/// The transitions a campaign in `status` allows, in button order.
+pub fn actions_from(status: &str) -> Vec<&'static str> {
+    ACTIONS
+        .iter()
+        .filter(|action| action.allowed_from().contains(&status))
+        .map(|action| action.as_str())
+        .collect()
+}
+
+/// The action a form names, if it is one.
+pub fn parse_action(text: &str) -> Option<CampaignAction> {
+    ACTIONS.into_iter().find(|action| action.as_str() == text)
+}
+
+/// A call in a list.
+pub struct CallRow {
+    pub id: Uuid,
+    pub call_sid: String,
+    pub campaign_id: Uuid,
+    pub status: String,
+    pub started: String,
+    pub gateway: String,
+}
+
+impl CallRow {
+    pub fn new(call: &CallSummary) -> Self {
+        Self {
+            id: call.id,
+            call_sid: call.call_sid.clone().unwrap_or_default(),
+            campaign_id: call.campaign_id,
+            status: call.call_status.clone(),
+            started: time(call.call_timestamp),
+            gateway: call.server_name.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// One line of a call's transcript.
+pub struct Line {
+    pub seq: i32,
+    pub at: String,
+    pub who: String,
+    pub text: String,
+    /// A CSS class marking barge-ins and transfer decisions (empty: an ordinary line).
+    pub mark: &'static str,
+}
+
+/// The transcript line of an event; tool traffic is not part of what was said.
+pub fn line(event: &CallEventRow) -> Option<Line> {
+    let text = event.text.clone().unwrap_or_default();
+    let field = |name: &str| {
+        event
+            .data
+            .get(name)
+            .and_then(|value| value.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (who, text, mark) = match event.kind.as_str() {
+        "caller_speech" => ("Caller".to_owned(), text, ""),
+        "agent_speech" => ("Agent".to_owned(), text, ""),
+        "barge_in" => (
+            "Barge-in".to_owned(),
+            "the caller spoke over the agent".to_owned(),
+            "barge-in",
+        ),
+        "transfer_decision" => (
+            format!("Transfer decision: {}", field("decision").replace('_', " ")),
+            text,
+            "transfer",
+        ),
+        "transfer_attempt" | "transfer_outcome" => (event.kind.replace('_', " "), text, "transfer"),
+        "dtmf" | "callback_scheduled" | "outcome" | "note" => {
+            (event.kind.replace('_', " "), text, "note")
+        }
+        _ => return None,
+    };
+    Some(Line {
+        seq: event.seq,
+        at: event.occurred_at.format("%H:%M:%S").to_string(),
+        who,
+        text,
+        mark,
+    })
+}
+
+/// Paging of a list that fetched one row more than it shows.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Pager {
+    pub page: i64,
+    pub previous: Option<i64>,
+    pub next: Option<i64>,
+}
+
+impl Pager {
+    /// `fetched` rows came back for page `page` (0-based) when asking for `page_size + 1`.
+    pub fn new(page: i64, page_size: i64, fetched: usize) -> Self {
+        Self {
+            page,
+            previous: (page > 0).then(|| page - 1),
+            next: (i64::try_from(fetched).unwrap_or(i64::MAX) > page_size).then_some(page + 1),
+        }
+    }
+}
+
+fn time(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/login.html")]
+pub struct LoginPage {
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/campaigns.html")]
+pub struct CampaignsPage {
+    pub csrf: String,
+    pub campaigns: Vec<CampaignCard>,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/campaign.html")]
+pub struct CampaignPage {
+    pub csrf: String,
+    pub campaign: CampaignCard,
+    /// `None`: the token may not read leads.
+    pub leads: Option<Vec<CampaignLead>>,
+    pub status: String,
+    pub statuses: &'static [&'static str],
+    pub pager: Pager,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/live.html")]
+pub struct LivePage {
+    pub csrf: String,
+    pub rows: LiveRows,
+}
+
+/// The live calls' table body: rendered in the page and re-sent by the SSE stream.
+#[derive(Template)]
+#[template(path = "dashboard/live_rows.html")]
+pub struct LiveRows {
+    pub calls: Vec<CallRow>,
+}
+
+/// One transcript line as the SSE stream appends it.
+#[derive(Template)]
+#[template(path = "dashboard/line.html")]
+pub struct LineFragment {
+    pub line: Line,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/call.html")]
+pub struct CallPage {
+    pub csrf: String,
+    pub call: CallRow,
+    pub live: bool,
+    pub end_reason: String,
+    pub lines: Vec<Line>,
+    /// The last event's `seq` (-1: none yet): where the live stream picks up.
+    pub last_seq: i32,
+    pub summary: Option<String>,
+    /// `metadata.analysis`, pretty-printed.
+    pub analysis: Option<String>,
+    /// The recording's signed link, relative to this origin.
+    pub recording: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/error.html")]
+pub struct ErrorPage {
+    pub title: String,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(kind: &str, text: Option<&str>, data: serde_json::Value) -> CallEventRow {
+        CallEventRow {
+            seq: 3,
+            kind: kind.to_owned(),
+            occurred_at: DateTime::parse_from_rfc3339("2026-12-07T10:11:12Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            ended_at: None,
+            text: text.map(str::to_owned),
+            data,
+        }
+    }
+
+    #[test]
+    fn actions_follow_the_status() {
+        assert_eq!(actions_from("draft"), ["start", "cancel"]);
+        assert_eq!(actions_from("running"), ["pause", "cancel"]);
+        assert_eq!(actions_from("paused"), ["resume", "cancel"]);
+        assert!(actions_from("cancelled").is_empty());
+        assert_eq!(parse_action("pause"), Some(CampaignAction::Pause));
+        assert_eq!(parse_action("delete"), None);
+    }
+
+    #[test]
+    fn lines_mark_barge_ins_and_transfer_decisions_and_skip_tools() {
+        let said = line(&event("caller_speech", Some("Hello"), json!({}))).unwrap();
+        assert_eq!(
+            (said.who.as_str(), said.text.as_str(), said.mark),
+            ("Caller", "Hello", "")
+        );
+        assert_eq!(said.at, "10:11:12");
+        assert_eq!(
+            line(&event("barge_in", None, json!({}))).unwrap().mark,
+            "barge-in"
+        );
+        let decision = line(&event(
+            "transfer_decision",
+            Some("asked for a human"),
+            json!({"decision": "offer_callback"}),
+        ))
+        .unwrap();
+        assert_eq!(decision.who, "Transfer decision: offer callback");
+        assert_eq!(decision.mark, "transfer");
+        assert!(line(&event("tool_call", None, json!({}))).is_none());
+    }
+
+    #[test]
+    fn pager_knows_its_neighbours_from_the_extra_row() {
+        assert_eq!(
+            Pager::new(0, 50, 51),
+            Pager {
+                page: 0,
+                previous: None,
+                next: Some(1)
+            }
+        );
+        assert_eq!(
+            Pager::new(2, 50, 50),
+            Pager {
+                page: 2,
+                previous: Some(1),
+                next: None
+            }
+        );
+    }
+
+    #[test]
+    fn fragments_escape_what_was_said() {
+        let html = LineFragment {
+            line: line(&event(
+                "caller_speech",
+                Some("<script>x</script>"),
+                json!({}),
+            ))
+            .unwrap(),
+        }
+        .render()
+        .unwrap();
+        assert!(
+            html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"),
+            "{html}"
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! The dashboard's SQL (`/app`): sessions (only the hash of a session id is stored; a lookup
+//! joins the session's API token, so a revoked or expired token ends the session at its next
+//! request), a campaign's leads by status, a call's transcript lines after a given `seq`, and
+//! the `LISTEN` on [`DASHBOARD_CHANNEL`], which the migration's triggers notify on.
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgListener;
+use uuid::Uuid;
+
+use super::{Database, DbError};
+
+/// The channel of call changes: `{"org", "call", "what": "open"|"close"|"event", "seq"?}`.
+pub const DASHBOARD_CHANNEL: &str = "vg_dashboard";
+
+/// A session to store.
+#[derive(Debug, Clone)]
+pub struct NewSession<'a> {
+    pub id_hash: &'a [u8],
+    pub token_id: Uuid,
+    pub organization_id: Uuid,
+    pub csrf_secret: &'a [u8],
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A live session with the state of its token, as each request checks it.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub token_id: Uuid,
+    pub organization_id: Uuid,
+    pub csrf_secret: Vec<u8>,
+    pub scopes: Vec<String>,
+    pub token_revoked_at: Option<DateTime<Utc>>,
+    pub token_expires_at: Option<DateTime<Utc>>,
+}
+
+/// A lead of a campaign as the campaign page lists it.
+#[derive(Debug, Clone)]
+pub struct CampaignLead {
+    pub id: Uuid,
+    pub name: String,
+    pub phone: Option<String>,
+    pub call_status: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Database {
+    pub async fn insert_dashboard_session(&self, session: &NewSession<'_>) -> Result<(), DbError> {
+        sqlx::query!(
+            r#"INSERT INTO dashboard_sessions (id_hash, token_id, organization_id, csrf_secret, expires_at)
+               VALUES ($1, $2, $3, $4, $5)"#,
+            session.id_hash,
+            session.token_id,
+            session.organization_id,
+            session.csrf_secret,
+            session.expires_at,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The unexpired session whose id hashes to `id_hash`, with its token's state.
+    pub async fn dashboard_session(&self, id_hash: &[u8]) -> Result<Option<SessionRow>, DbError> {
+        let row = sqlx::query_as!(
+            SessionRow,
+            r#"SELECT s.token_id, s.organization_id, s.csrf_secret, t.scopes,
+                      t.revoked_at AS token_revoked_at, t.expires_at AS token_expires_at
+               FROM dashboard_sessions s JOIN api_tokens t ON t.id = s.token_id
+               WHERE s.id_hash = $1 AND s.expires_at > now()"#,
+            id_hash,
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row)
+    }
+
+    /// Ends a session (sign-out, or its token no longer valid).
+    pub async fn delete_dashboard_session(&self, id_hash: &[u8]) -> Result<(), DbError> {
+        sqlx::query!("DELETE FROM dashboard_sessions WHERE id_hash = $1", id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes the sessions past their expiry (a signed-out browser's row goes at once; an
+    /// abandoned one waits for this).
+    pub async fn prune_dashboard_sessions(&self) -> Result<u64, DbError> {
+        let result = sqlx::query!("DELETE FROM dashboard_sessions WHERE expires_at <= now()")
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// A campaign's enrolled leads, optionally only those with `call_status`, oldest first.
+    pub async fn campaign_leads_by_status(
+        &self,
+        organization_id: Uuid,
+        campaign_id: Uuid,
+        call_status: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<CampaignLead>, DbError> {
+        let rows = sqlx::query_as!(
+            CampaignLead,
+            r#"SELECT l.id, l.name, l.phone, l.call_status, l.updated_at
+               FROM leads l
+               WHERE l.organization_id = $1
+                 AND ($3::text IS NULL OR l.call_status = $3)
+                 AND EXISTS (SELECT 1 FROM dial_attempts d WHERE d.campaign_id = $2 AND d.lead_id = l.id)
+               ORDER BY l.created_at, l.id LIMIT $4 OFFSET $5"#,
+            organization_id,
+            campaign_id,
+            call_status,
+            limit,
+            offset,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// Whether the organization's call `id` is live; `None` if the organization has no such call.
+    pub async fn dashboard_call_state(
+        &self,
+        organization_id: Uuid,
+        id: Uuid,
+    ) -> Result<Option<bool>, DbError> {
+        let live = sqlx::query_scalar!(
+            r#"SELECT ended_at IS NULL AS "live!" FROM call_logs WHERE organization_id = $1 AND id = $2"#,
+            organization_id,
+            id,
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(live)
+    }
+
+    /// A connection listening on [`DASHBOARD_CHANNEL`]; it holds one pooled connection until
+    /// dropped.
+    pub async fn dashboard_listener(&self) -> Result<PgListener, DbError> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(DASHBOARD_CHANNEL).await?;
+        Ok(listener)
+    }
+}
