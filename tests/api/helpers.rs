@@ -178,6 +178,11 @@ pub fn settings_for(url: &str, server_name: &str, extra: &[(&str, &str)]) -> Set
     // only; the models stay where the default data directory has them.
     if !named("VG_DATA_DIR") {
         settings.database.data_dir = test_data_dir().into();
+        // The recordings too (a file:// store, or an s3:// store's local files): a shared
+        // directory would let one test's uploader take another test's files.
+        if !named("VG_RECORDINGS_URL") || settings.recordings.s3.is_some() {
+            settings.recordings.dir = settings.database.data_dir.join("recordings");
+        }
     }
     settings
 }

@@ -67,6 +67,27 @@ fn rms(channel: &[i16], from: Duration, to: Duration) -> f64 {
     (window.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / window.len() as f64).sqrt()
 }
 
+/// A call that hears the greeting and hangs up.
+pub(crate) const GREETING_ONLY: [Step; 3] = [
+    Step::WaitForAgentAudio,
+    Step::WaitForAgentSilence(Duration::from_millis(200)),
+    Step::HangUp,
+];
+
+/// GET a recording resource with the token and, if given, a Range header.
+pub(crate) async fn get_recording(
+    http: &reqwest::Client,
+    resource: &str,
+    token: &str,
+    range: Option<&str>,
+) -> reqwest::Response {
+    let mut request = http.get(resource).bearer_auth(token);
+    if let Some(range) = range {
+        request = request.header("range", range);
+    }
+    request.send().await.unwrap()
+}
+
 async fn call_id(test: &TestDb, call_sid: &str) -> (Uuid, Option<String>) {
     sqlx::query_as("SELECT id, recording_url FROM call_logs WHERE call_sid = $1")
         .bind(call_sid)
@@ -211,11 +232,7 @@ async fn after_a_barge_in_the_cleared_part_of_the_agents_line_is_absent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_recording_is_served_with_ranges_and_signed_links_to_its_organization_only() {
     let fixture = Fixture::start(conversation(Vec::new()), 1, &[]).await;
-    let script = [
-        Step::WaitForAgentAudio,
-        Step::WaitForAgentSilence(Duration::from_millis(200)),
-        Step::HangUp,
-    ];
+    let script = GREETING_ONLY;
     recorded_call(&fixture, "CA-rec-api", &script).await;
     let (id, _) = call_id(&fixture.test, "CA-rec-api").await;
     let file = std::fs::read(fixture.app.state.runtime.recordings.file("CA-rec-api")).unwrap();
@@ -226,37 +243,20 @@ async fn the_recording_is_served_with_ranges_and_signed_links_to_its_organizatio
     let http = &fixture.http;
     let resource = fixture.app.url(&format!("/api/v1/calls/{id}/recording"));
 
-    let whole = http
-        .get(&resource)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let whole = get_recording(http, &resource, &token, None).await;
     assert_eq!(whole.status().as_u16(), 200);
     assert_eq!(whole.headers()["content-type"], "audio/ogg");
     assert_eq!(whole.headers()["accept-ranges"], "bytes");
     assert_eq!(whole.bytes().await.unwrap().as_ref(), file.as_slice());
 
-    let part = http
-        .get(&resource)
-        .bearer_auth(&token)
-        .header("range", "bytes=100-199")
-        .send()
-        .await
-        .unwrap();
+    let part = get_recording(http, &resource, &token, Some("bytes=100-199")).await;
     assert_eq!(part.status().as_u16(), 206);
     assert_eq!(
         part.headers()["content-range"],
         format!("bytes 100-199/{length}").as_str()
     );
     assert_eq!(part.bytes().await.unwrap().as_ref(), &file[100..200]);
-    let outside = http
-        .get(&resource)
-        .bearer_auth(&token)
-        .header("range", format!("bytes={length}-"))
-        .send()
-        .await
-        .unwrap();
+    let outside = get_recording(http, &resource, &token, Some(&format!("bytes={length}-"))).await;
     assert_eq!(outside.status().as_u16(), 416);
     assert_eq!(
         outside.headers()["content-range"],
@@ -264,12 +264,7 @@ async fn the_recording_is_served_with_ranges_and_signed_links_to_its_organizatio
     );
 
     // Another organization's call is a 404, as if it did not exist; no token is a 401.
-    let foreign = http
-        .get(&resource)
-        .bearer_auth(&other_token)
-        .send()
-        .await
-        .unwrap();
+    let foreign = get_recording(http, &resource, &other_token, None).await;
     assert_eq!(foreign.status().as_u16(), 404);
     let foreign_link = http
         .get(format!("{resource}/link"))
@@ -367,11 +362,7 @@ async fn recording_off_in_the_organizations_settings_records_nothing() {
         .execute(fixture.test.pool())
         .await
         .unwrap();
-    let script = [
-        Step::WaitForAgentAudio,
-        Step::WaitForAgentSilence(Duration::from_millis(200)),
-        Step::HangUp,
-    ];
+    let script = GREETING_ONLY;
     fixture.call(0, "CA-rec-off", &script).await;
     let test = &fixture.test;
     wait_until("the call's close", Duration::from_secs(30), || async {
@@ -412,11 +403,7 @@ async fn an_unwritable_store_leaves_the_call_unrecorded_with_an_event() {
         &[("VG_RECORDINGS_URL", url.as_str())],
     )
     .await;
-    let script = [
-        Step::WaitForAgentAudio,
-        Step::WaitForAgentSilence(Duration::from_millis(200)),
-        Step::HangUp,
-    ];
+    let script = GREETING_ONLY;
     let report = fixture.call(0, "CA-rec-fail", &script).await;
     assert!(report.first_audio().is_some(), "the call went on");
     let test = &fixture.test;
@@ -518,11 +505,7 @@ async fn recordings_past_their_retention_are_deleted_unlinked_and_audited() {
         .execute(pool)
         .await
         .unwrap();
-    let script = [
-        Step::WaitForAgentAudio,
-        Step::WaitForAgentSilence(Duration::from_millis(200)),
-        Step::HangUp,
-    ];
+    let script = GREETING_ONLY;
     recorded_call(&fixture, "CA-ret-old", &script).await;
     let report = fixture.call(1, "CA-ret-new", &script).await;
     assert!(report.duration > Duration::ZERO);

@@ -15,6 +15,7 @@ use voice_gateway::{api::tokens::Scope, simulators::plivo_caller::Step};
 use crate::{
     call::{Fixture, conversation},
     campaign_api::{issue, wait_until},
+    recording::{GREETING_ONLY, get_recording},
 };
 
 const BUCKET: &str = "calls";
@@ -141,11 +142,7 @@ async fn recording_url(fixture: &Fixture, call_sid: &str) -> Option<(uuid::Uuid,
     .and_then(|(id, url)| url.map(|url| (id, url)))
 }
 
-const SCRIPT: [Step; 3] = [
-    Step::WaitForAgentAudio,
-    Step::WaitForAgentSilence(Duration::from_millis(200)),
-    Step::HangUp,
-];
+const SCRIPT: [Step; 3] = GREETING_ONLY;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_recording_arrives_in_the_s3_store_after_the_call_multipart() {
@@ -191,24 +188,11 @@ async fn the_recording_arrives_in_the_s3_store_after_the_call_multipart() {
     assert_eq!(url, format!("/api/v1/calls/{id}/recording"));
     let token = issue(&fixture.test, fixture.org.id, &[Scope::CallsRead]).await;
     let resource = fixture.app.url(&url);
-    let whole = fixture
-        .http
-        .get(&resource)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let whole = get_recording(&fixture.http, &resource, &token, None).await;
     assert_eq!(whole.status().as_u16(), 200);
     assert_eq!(whole.headers()["content-type"], "audio/ogg");
     assert_eq!(whole.bytes().await.unwrap().as_ref(), object.as_slice());
-    let part = fixture
-        .http
-        .get(&resource)
-        .bearer_auth(&token)
-        .header("range", "bytes=10-49")
-        .send()
-        .await
-        .unwrap();
+    let part = get_recording(&fixture.http, &resource, &token, Some("bytes=10-49")).await;
     assert_eq!(part.status().as_u16(), 206);
     assert_eq!(
         part.headers()["content-range"],
@@ -240,13 +224,7 @@ async fn with_the_store_down_the_call_ends_cleanly_and_the_object_arrives_when_i
     let (id, url) = recording_url(&fixture, "CA-s3-down").await.unwrap();
     assert_eq!(url, format!("/api/v1/calls/{id}/recording"));
     let token = issue(&fixture.test, fixture.org.id, &[Scope::CallsRead]).await;
-    let served = fixture
-        .http
-        .get(fixture.app.url(&url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let served = get_recording(&fixture.http, &fixture.app.url(&url), &token, None).await;
     assert_eq!(served.status().as_u16(), 200);
     assert_eq!(served.bytes().await.unwrap().as_ref(), bytes.as_slice());
 
