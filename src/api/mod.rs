@@ -20,7 +20,7 @@ mod input;
 mod leads;
 pub mod openapi;
 mod organization;
-mod recordings;
+pub(crate) mod recordings;
 pub mod tokens;
 
 use axum::{

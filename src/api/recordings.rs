@@ -106,7 +106,9 @@ pub async fn signed(
     serve(&state, recording, &headers).await
 }
 
-fn link_key(state: &AppState) -> LinkKey {
+/// The key recording links are signed with (derived from the stream secret, so every gateway
+/// of a fleet signs alike).
+pub(crate) fn link_key(state: &AppState) -> LinkKey {
     LinkKey::derive(
         state
             .settings

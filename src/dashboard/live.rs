@@ -8,8 +8,6 @@
 //! reconnected (notifications in between are lost: it broadcasts [`Notice::Resync`]) just
 //! reads again, and nothing is shown twice or lost.
 
-use std::time::Duration;
-
 use serde::Deserialize;
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -18,8 +16,6 @@ use crate::{db::Database, lifecycle::Lifecycle};
 
 /// Notices kept for a slow page before it lags (and rereads).
 const CAPACITY: usize = 1024;
-const RECONNECT_MIN: Duration = Duration::from_millis(250);
-const RECONNECT_MAX: Duration = Duration::from_secs(30);
 
 /// What changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,48 +71,18 @@ impl Live {
         let sender = self.sender.clone();
         let stop = lifecycle.background_stop_token();
         lifecycle.spawn_background(async move {
-            let mut backoff = RECONNECT_MIN;
-            loop {
-                let connected = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    connected = db.dashboard_listener() => connected,
-                };
-                match connected {
-                    Ok(mut listener) => {
-                        // Whatever happened while not listening is reread.
-                        let _ = sender.send(Notice::Resync);
-                        loop {
-                            let notification = tokio::select! {
-                                _ = stop.cancelled() => return,
-                                notification = listener.recv() => notification,
-                            };
-                            match notification {
-                                Ok(notification) => {
-                                    backoff = RECONNECT_MIN;
-                                    match parse(notification.payload()) {
-                                        // No page open: nobody to tell.
-                                        Some(notice) => drop(sender.send(notice)),
-                                        None => tracing::debug!(
-                                            payload = notification.payload(),
-                                            "unknown dashboard notification"
-                                        ),
-                                    }
-                                }
-                                Err(error) => {
-                                    tracing::warn!(%error, "dashboard listener lost its connection");
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    Err(error) => tracing::warn!(%error, "dashboard listener cannot connect"),
-                }
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(RECONNECT_MAX);
-            }
+            db.listen_until(
+                crate::db::dashboard::DASHBOARD_CHANNEL,
+                stop,
+                // Whatever happened while not listening is reread.
+                || drop(sender.send(Notice::Resync)),
+                |payload| match parse(payload) {
+                    // No page open: nobody to tell.
+                    Some(notice) => drop(sender.send(notice)),
+                    None => tracing::debug!(payload, "unknown dashboard notification"),
+                },
+            )
+            .await;
         });
     }
 }

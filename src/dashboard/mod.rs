@@ -27,7 +27,6 @@ use axum::{
 };
 use chrono::Utc;
 use futures_util::stream::{self, Stream};
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
@@ -36,7 +35,7 @@ use crate::{
     api::tokens::{Scope, hash_secret},
     db::{DbError, call_queries::CallFilter, campaigns::TransitionOutcome, dashboard::NewSession},
     http::AppState,
-    recording::link::{LINK_TTL, LinkKey},
+    recording::link::LINK_TTL,
 };
 use live::{Notice, What};
 use session::Session;
@@ -546,7 +545,7 @@ async fn call_page(
     let live = call.summary.ended_at.is_none();
     let recording = if !live && call.recording_url.is_some() {
         let expires_at = Utc::now() + LINK_TTL;
-        let query = link_key(&state).sign(id, expires_at);
+        let query = crate::api::recordings::link_key(&state).sign(id, expires_at);
         // Relative: the page's own origin, which the CSP's media-src allows.
         Some(format!("{}/recordings/{id}?{query}", crate::api::BASE_PATH))
     } else {
@@ -569,17 +568,6 @@ async fn call_page(
         recording,
     };
     Ok(Html(page.render()?))
-}
-
-fn link_key(state: &AppState) -> LinkKey {
-    LinkKey::derive(
-        state
-            .settings
-            .server
-            .stream_secret
-            .expose_secret()
-            .as_bytes(),
-    )
 }
 
 #[derive(Deserialize)]

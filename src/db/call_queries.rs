@@ -4,7 +4,6 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::postgres::PgListener;
 use uuid::Uuid;
 
 use super::{Database, DbError};
@@ -183,14 +182,5 @@ impl Database {
             .execute(&self.pool)
             .await?;
         Ok(())
-    }
-
-    /// A connection listening for hang-up requests. It holds one pooled connection until
-    /// dropped (drop it before closing the pool); it reconnects and listens again by itself
-    /// when the connection drops, and requests sent meanwhile are lost.
-    pub async fn hangup_listener(&self) -> Result<PgListener, DbError> {
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen(HANGUP_CHANNEL).await?;
-        Ok(listener)
     }
 }

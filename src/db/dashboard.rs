@@ -4,7 +4,6 @@
 //! the `LISTEN` on [`DASHBOARD_CHANNEL`], which the migration's triggers notify on.
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgListener;
 use uuid::Uuid;
 
 use super::{Database, DbError};
@@ -133,13 +132,5 @@ impl Database {
         .fetch_optional(&self.pool)
         .await?;
         Ok(live)
-    }
-
-    /// A connection listening on [`DASHBOARD_CHANNEL`]; it holds one pooled connection until
-    /// dropped.
-    pub async fn dashboard_listener(&self) -> Result<PgListener, DbError> {
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen(DASHBOARD_CHANNEL).await?;
-        Ok(listener)
     }
 }

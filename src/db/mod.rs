@@ -15,6 +15,7 @@ pub mod dialer;
 pub mod embedded;
 pub mod leads;
 pub mod nonces;
+pub mod notifications;
 pub mod organization;
 pub mod recordings;
 pub mod seed;
