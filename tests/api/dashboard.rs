@@ -296,10 +296,10 @@ async fn expired_sessions_are_refused_and_pruned() {
         .await
         .unwrap();
     assert_eq!(dash.get("/app").await.status(), StatusCode::SEE_OTHER);
-    assert_eq!(
-        dash.api.test.db.prune_dashboard_sessions().await.unwrap(),
-        1
-    );
+    // The gateway's own pruning task makes its first pass at start, which may come after the
+    // expiry above: whichever pass takes it, the session goes once.
+    let pruned = dash.api.test.db.prune_dashboard_sessions().await.unwrap();
+    assert!(pruned <= 1, "{pruned} sessions pruned");
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM dashboard_sessions")
         .fetch_one(pool)
         .await
