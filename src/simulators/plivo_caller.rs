@@ -13,7 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
 
 use crate::{
-    audio::{AudioFormat, Encoding, tone},
+    audio::{AudioFormat, Encoding, FRAME_MS, mulaw},
     plivo::{
         signature::{self, Method},
         stream::{self, OutboundMessage, SimulatedEvent},
@@ -274,7 +274,7 @@ pub async fn run_stream(
         .await
         .map_err(|error| CallerError::Connect(error.to_string()))?;
 
-    let (speech, silence) = caller_frames(format);
+    let (speech, speech_end, silence) = caller_frames(format);
     let mut ticker = tokio::time::interval(Duration::from_millis(20));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut playout_end = opened;
@@ -422,6 +422,10 @@ pub async fn run_stream(
                         *sent = end;
                         &said
                     }
+                    // The utterance's last frame fades out, as speech does.
+                    _ if speaking_until.is_some_and(|until| {
+                        until.saturating_duration_since(now) <= Duration::from_millis(FRAME_MS)
+                    }) => &speech_end,
                     _ if speaking_until.is_some() => &speech,
                     _ => &silence,
                 };
@@ -501,24 +505,35 @@ pub async fn run_stream(
     Ok(report)
 }
 
-/// One 20 ms frame of "speech" (a 300 Hz tone) and one of silence, in `format`.
-fn caller_frames(format: AudioFormat) -> (Vec<u8>, Vec<u8>) {
-    match format.encoding {
-        Encoding::Mulaw => (
-            tone::sine_mulaw(300.0, 0.5, 20),
-            vec![0xFF; format.frame_bytes()],
-        ),
-        Encoding::L16 => {
-            let samples = format.frame_samples();
-            let mut speech = Vec::with_capacity(samples * 2);
-            for index in 0..samples {
-                let phase =
-                    2.0 * std::f32::consts::PI * 300.0 * index as f32 / format.sample_rate as f32;
-                speech.extend_from_slice(&((0.5 * 32767.0 * phase.sin()) as i16).to_le_bytes());
+/// One 20 ms frame of "speech" (a 300 Hz tone at half scale), the same frame fading out over
+/// its last 10 ms (an utterance's last frame: speech decays rather than stopping at full
+/// amplitude on a frame boundary, where any filter's tail would spill into the next frame),
+/// and one of silence, in `format`.
+fn caller_frames(format: AudioFormat) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let samples = format.frame_samples();
+    let fade = samples / 2;
+    let tone = |index: usize, fading: bool| -> i16 {
+        let phase = std::f64::consts::TAU * 300.0 * index as f64 / f64::from(format.sample_rate);
+        let envelope = match index.checked_sub(samples - fade) {
+            Some(into) if fading => {
+                0.5 + 0.5 * (std::f64::consts::PI * (into + 1) as f64 / fade as f64).cos()
             }
-            (speech, vec![0; format.frame_bytes()])
+            _ => 1.0,
+        };
+        (0.5 * 32767.0 * envelope * phase.sin()).round() as i16
+    };
+    let frame = |fading: bool| -> Vec<u8> {
+        let pcm: Vec<i16> = (0..samples).map(|index| tone(index, fading)).collect();
+        match format.encoding {
+            Encoding::Mulaw => pcm.iter().map(|&s| mulaw::encode_sample(s)).collect(),
+            Encoding::L16 => pcm.iter().flat_map(|s| s.to_le_bytes()).collect(),
         }
-    }
+    };
+    let silence = match format.encoding {
+        Encoding::Mulaw => vec![0xFF; format.frame_bytes()],
+        Encoding::L16 => vec![0; format.frame_bytes()],
+    };
+    (frame(false), frame(true), silence)
 }
 
 type CallerSocket =

@@ -63,17 +63,14 @@
 //!   younger than [`RAPID_RESUMPTION_AGE`] end the call as a provider error.
 //!
 //! ## Cost
-//! `cargo bench --bench gemini -- --warm-up-time 1 --measurement-time 3`, 2 cores shared with
-//! another build (load average 3–3.8), JSON and base64 included, budget 15 µs per 20 ms frame
-//! each way:
-//! - caller: a Plivo μ-law frame → the 16 kHz `realtimeInput` message 2.3 µs; L16 16 kHz
-//!   passed through 0.7 µs;
+//! `cargo bench --bench gemini -- --warm-up-time 1 --measurement-time 3`, 2 cores, JSON and
+//! base64 included, budget 15 µs per 20 ms frame each way:
+//! - caller: a Plivo μ-law frame → the 16 kHz `realtimeInput` message 3.2 µs; L16 16 kHz
+//!   passed through 0.6 µs;
 //! - agent: a `serverContent` message of 100 ms of 24 kHz PCM → five Plivo `playAudio` frames
-//!   11.1 µs in μ-law 8 kHz (2.2 µs per frame), 15.2 µs in L16 16 kHz (3.0 µs per frame).
+//!   12.8 µs in μ-law 8 kHz (2.6 µs per frame), 17.2 µs in L16 16 kHz (3.4 µs per frame).
 //!
-//! The resamplers delay the audio by 10 ms each way (rubato's FFT block is one frame): that,
-//! not the work, is the Gemini path's share of a turn beyond the passthrough's (README, load
-//! test).
+//! The resamplers delay the audio by 1.8 ms each way ([`crate::audio::resample`]).
 
 pub mod protocol;
 
