@@ -9,6 +9,7 @@
 
 pub mod live;
 pub mod session;
+mod tokens;
 pub mod views;
 
 use std::{collections::VecDeque, convert::Infallible, time::Duration};
@@ -120,6 +121,8 @@ pub fn router() -> Router<AppState> {
         .route("/calls/{id}", get(call_page))
         .route("/calls/{id}/events", get(call_events))
         .route("/calls/{id}/hangup", post(hangup))
+        .route("/tokens", get(tokens::page).post(tokens::create))
+        .route("/tokens/{id}/revoke", post(tokens::revoke))
         .layer(from_fn(security_headers))
 }
 

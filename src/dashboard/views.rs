@@ -6,10 +6,14 @@ use askama::Template;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::db::{
-    call_queries::{CallEventRow, CallSummary},
-    campaigns::{CampaignAction, CampaignRow, CampaignStats},
-    dashboard::CampaignLead,
+use crate::{
+    api::tokens::Scope,
+    db::{
+        call_queries::{CallEventRow, CallSummary},
+        campaigns::{CampaignAction, CampaignRow, CampaignStats},
+        dashboard::CampaignLead,
+        tokens::TokenSummary,
+    },
 };
 
 /// Rows a page of leads shows.
@@ -174,6 +178,74 @@ fn time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
+/// A token as the tokens page lists it: never its secret or its hash.
+pub struct TokenView {
+    pub id: Uuid,
+    pub name: String,
+    /// The secret's first characters, so a human can tell tokens apart.
+    pub prefix: String,
+    pub scopes: String,
+    pub created: String,
+    pub last_used: String,
+    pub expires: String,
+    pub revoked: String,
+    /// `live`, `expired` or `revoked`.
+    pub state: &'static str,
+    /// The token this session signed in with.
+    pub own: bool,
+}
+
+impl TokenView {
+    pub fn new(token: &TokenSummary, own_id: Uuid, now: DateTime<Utc>) -> Self {
+        let state = match (token.revoked_at, token.expires_at) {
+            (Some(_), _) => "revoked",
+            (None, Some(expires_at)) if expires_at <= now => "expired",
+            _ => "live",
+        };
+        Self {
+            id: token.id,
+            name: token.name.clone(),
+            prefix: token.prefix.clone(),
+            scopes: token.scopes.join(", "),
+            created: time(token.created_at),
+            last_used: token.last_used_at.map_or("never".to_owned(), time),
+            expires: token.expires_at.map_or("never".to_owned(), time),
+            revoked: token.revoked_at.map(time).unwrap_or_default(),
+            state,
+            own: token.id == own_id,
+        }
+    }
+}
+
+/// A scope's checkbox on the form that creates a token.
+pub struct ScopeOption {
+    pub name: &'static str,
+    /// Whether the session's own token holds it (a token made here may carry no other).
+    pub allowed: bool,
+    pub checked: bool,
+}
+
+/// Every scope, in the API's order, each allowed when `held` has it and checked when
+/// `checked` names it.
+pub fn scope_options(held: &[String], checked: &[String]) -> Vec<ScopeOption> {
+    Scope::ALL
+        .iter()
+        .map(|scope| ScopeOption {
+            name: scope.as_str(),
+            allowed: held.iter().any(|name| name == scope.as_str()),
+            checked: checked.iter().any(|name| name == scope.as_str()),
+        })
+        .collect()
+}
+
+/// A token just created, shown on the answer to the form and nowhere else.
+pub struct CreatedToken {
+    pub name: String,
+    pub secret: String,
+    pub scopes: String,
+    pub expires: String,
+}
+
 #[derive(Template)]
 #[template(path = "dashboard/login.html")]
 pub struct LoginPage {
@@ -235,6 +307,21 @@ pub struct CallPage {
     pub analysis: Option<String>,
     /// The recording's signed link, relative to this origin.
     pub recording: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/tokens.html")]
+pub struct TokensPage {
+    pub csrf: String,
+    pub tokens: Vec<TokenView>,
+    /// Whether the session may create and revoke (`settings:write`).
+    pub can_write: bool,
+    pub scopes: Vec<ScopeOption>,
+    pub created: Option<CreatedToken>,
+    pub error: Option<String>,
+    /// The form's values, kept when it is refused.
+    pub name: String,
+    pub expires_on: String,
 }
 
 #[derive(Template)]

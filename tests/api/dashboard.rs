@@ -9,7 +9,7 @@ use reqwest::{StatusCode, header};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
-use voice_gateway::api::tokens::hash_secret;
+use voice_gateway::api::tokens::{Scope, hash_secret};
 
 use crate::campaign_api::Api;
 
@@ -59,9 +59,14 @@ impl Dash {
     }
 
     async fn get(&self, path: &str) -> reqwest::Response {
+        self.get_as(&self.cookie, path).await
+    }
+
+    /// A GET in the session of `cookie`.
+    async fn get_as(&self, cookie: &str, path: &str) -> reqwest::Response {
         self.http
             .get(self.url(path))
-            .header(header::COOKIE, &self.cookie)
+            .header(header::COOKIE, cookie)
             .send()
             .await
             .unwrap()
@@ -74,9 +79,14 @@ impl Dash {
     }
 
     async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.post_as(&self.cookie, path, form).await
+    }
+
+    /// A form posted in the session of `cookie`.
+    async fn post_as(&self, cookie: &str, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
         self.http
             .post(self.url(path))
-            .header(header::COOKIE, &self.cookie)
+            .header(header::COOKIE, cookie)
             .form(form)
             .send()
             .await
@@ -84,9 +94,48 @@ impl Dash {
     }
 
     async fn csrf(&self) -> String {
-        let page = self.page("/app").await;
+        self.csrf_as(&self.cookie).await
+    }
+
+    /// The CSRF token of the session of `cookie`.
+    async fn csrf_as(&self, cookie: &str) -> String {
+        let response = self.get_as(cookie, "/app").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let page = response.text().await.unwrap();
         let start = page.find(r#"name="csrf" value=""#).expect("a CSRF field") + 19;
         page[start..start + 64].to_owned()
+    }
+
+    /// The session cookie of a new token of the organization with `scopes`.
+    async fn session_with(&self, scopes: &[Scope]) -> String {
+        let token = crate::campaign_api::issue(&self.api.test, self.api.org.id, scopes).await;
+        self.sign_in(&token).await
+    }
+
+    /// The organization's API tokens.
+    async fn tokens(&self) -> i64 {
+        self.api
+            .count(
+                "SELECT count(*) FROM api_tokens WHERE organization_id = $1",
+                self.api.org.id,
+            )
+            .await
+    }
+
+    async fn token_id(&self, secret: &str) -> Uuid {
+        sqlx::query_scalar("SELECT id FROM api_tokens WHERE token_hash = $1")
+            .bind(hash_secret(secret).to_vec())
+            .fetch_one(self.api.test.pool())
+            .await
+            .unwrap()
+    }
+
+    /// The status of `GET /api/v1/campaigns` with `token`.
+    async fn api_status(&self, token: &str) -> u16 {
+        self.api
+            .send(reqwest::Method::GET, "/campaigns", Some(token), None)
+            .await
+            .0
     }
 
     async fn campaign_status(&self, id: Uuid) -> String {
@@ -550,6 +599,229 @@ async fn live_calls_and_a_transcript_arrive_through_server_sent_events() {
     let played = dash.http.get(dash.url(&src)).send().await.unwrap();
     assert_ne!(played.status(), StatusCode::FORBIDDEN, "{src}");
     drop((live, lines));
+    dash.api.finish().await;
+}
+
+/// The secret a token page shows once, in its read-only field.
+fn shown_secret(page: &str) -> String {
+    let field = page
+        .find(r#"id="new-token""#)
+        .expect("the new token's field");
+    let start = field + page[field..].find(r#"value=""#).unwrap() + 7;
+    page[start..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn tokens_are_listed_created_with_their_secret_shown_once_and_revoked() {
+    let dash = Dash::start().await;
+    let csrf = dash.csrf().await;
+    let page = dash.page("/app/tokens").await;
+    // The session's own token by its label, never its secret.
+    assert!(page.contains(&dash.api.token[..10]), "{page}");
+    assert!(page.contains("(this session’s)"), "{page}");
+    assert!(!page.contains(&dash.api.token));
+    assert!(page.contains(r#"<a href="/app/tokens">Tokens</a>"#));
+
+    // Created: the secret once, in the answer, and it works against the API.
+    let before = dash.tokens().await;
+    let response = dash
+        .post(
+            "/app/tokens",
+            &[
+                ("csrf", &csrf),
+                ("name", "CI deploy"),
+                ("scope", "campaigns:read"),
+                ("scope", "leads:read"),
+                ("expires_on", "2099-12-31"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let page = response.text().await.unwrap();
+    let secret = shown_secret(&page);
+    assert!(secret.starts_with("vg_") && secret.len() == 46, "{secret}");
+    assert_eq!(dash.api_status(&secret).await, 200);
+    assert_eq!(dash.tokens().await, before + 1);
+    let (scopes, expires): (Vec<String>, String) = sqlx::query_as(
+        "SELECT scopes, to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') FROM api_tokens WHERE token_hash = $1",
+    )
+    .bind(hash_secret(&secret).to_vec())
+    .fetch_one(dash.api.test.pool())
+    .await
+    .unwrap();
+    assert_eq!(scopes, ["campaigns:read", "leads:read"]);
+    assert_eq!(expires, "2100-01-01 00:00");
+    // Listed afterwards by its name and label, without the secret.
+    let listed = dash.page("/app/tokens").await;
+    assert!(listed.contains("CI deploy") && listed.contains(&secret[..10]));
+    assert!(!listed.contains(&secret));
+
+    // A forged CSRF token creates and revokes nothing.
+    let forged = dash
+        .post(
+            "/app/tokens",
+            &[
+                ("csrf", &"0".repeat(64)),
+                ("name", "forged"),
+                ("scope", "campaigns:read"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(dash.tokens().await, before + 1);
+    let id = dash.token_id(&secret).await;
+    let revoke = format!("/app/tokens/{id}/revoke");
+    let forged = dash.post(&revoke, &[("csrf", "forged")]).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(dash.api_status(&secret).await, 200);
+
+    // Revoked: its API requests are 401 from then on.
+    let revoked = dash.post(&revoke, &[("csrf", &csrf)]).await;
+    assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
+    assert_eq!(revoked.headers()[header::LOCATION], "/app/tokens");
+    assert_eq!(dash.api_status(&secret).await, 401);
+    assert!(dash.page("/app/tokens").await.contains("revoked 20"));
+
+    // Another organization's token is not found, and stays good.
+    let other = dash.token_id(&dash.api.other_token).await;
+    let response = dash
+        .post(&format!("/app/tokens/{other}/revoke"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(dash.api_status(&dash.api.other_token).await, 200);
+    assert!(
+        !dash
+            .page("/app/tokens")
+            .await
+            .contains(&dash.api.other_token[..10])
+    );
+
+    // Revoking the session's own token signs it out at its next request.
+    let own = dash.token_id(&dash.api.token).await;
+    let response = dash
+        .post(&format!("/app/tokens/{own}/revoke"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let next = dash.get("/app/tokens").await;
+    assert_eq!(next.status(), StatusCode::SEE_OTHER);
+    assert_eq!(next.headers()[header::LOCATION], "/app/login");
+    dash.api.finish().await;
+}
+
+#[tokio::test]
+async fn a_dashboard_token_carries_no_scope_its_session_lacks_and_needs_settings_write() {
+    let dash = Dash::start().await;
+    let manager = dash
+        .session_with(&[
+            Scope::CampaignsRead,
+            Scope::SettingsRead,
+            Scope::SettingsWrite,
+        ])
+        .await;
+    let csrf = dash.csrf_as(&manager).await;
+    let page = dash
+        .get_as(&manager, "/app/tokens")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("calls:write (your token lacks it)"), "{page}");
+    let before = dash.tokens().await;
+
+    // A scope the session's token lacks: the page says why, and nothing is created.
+    let refused = dash
+        .post_as(
+            &manager,
+            "/app/tokens",
+            &[
+                ("csrf", &csrf),
+                ("name", "escalate"),
+                ("scope", "campaigns:read"),
+                ("scope", "calls:write"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = refused.text().await.unwrap();
+    assert!(
+        page.contains("your token lacks calls:write, so a token made here cannot have it"),
+        "{page}"
+    );
+    assert!(!page.contains(r#"id="new-token""#));
+    // No scope at all, or an expiry in the past: refused the same way.
+    for form in [
+        [
+            ("csrf", csrf.as_str()),
+            ("name", "none"),
+            ("expires_on", ""),
+        ],
+        [
+            ("csrf", csrf.as_str()),
+            ("name", "old"),
+            ("expires_on", "2001-01-01"),
+        ],
+    ] {
+        let response = dash.post_as(&manager, "/app/tokens", &form).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    assert_eq!(dash.tokens().await, before);
+    // What the session holds, it may hand on.
+    let allowed = dash
+        .post_as(
+            &manager,
+            "/app/tokens",
+            &[
+                ("csrf", &csrf),
+                ("name", "reader"),
+                ("scope", "campaigns:read"),
+            ],
+        )
+        .await;
+    assert_eq!(allowed.status(), StatusCode::CREATED);
+    assert_eq!(dash.tokens().await, before + 1);
+
+    // settings:read alone: the list, no form, and a post is 403.
+    let reader = dash
+        .session_with(&[Scope::CampaignsRead, Scope::SettingsRead])
+        .await;
+    let csrf = dash.csrf_as(&reader).await;
+    let page = dash
+        .get_as(&reader, "/app/tokens")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("reader") && !page.contains(r#"action="/app/tokens""#));
+    let response = dash
+        .post_as(
+            &reader,
+            "/app/tokens",
+            &[
+                ("csrf", &csrf),
+                ("name", "nope"),
+                ("scope", "campaigns:read"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let own = dash.token_id(&dash.api.token).await;
+    let response = dash
+        .post_as(
+            &reader,
+            &format!("/app/tokens/{own}/revoke"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(dash.tokens().await, before + 2);
+    assert_eq!(dash.api_status(&dash.api.token).await, 200);
+
+    // Without settings:read the page itself is 403.
+    let campaigns_only = dash.session_with(&[Scope::CampaignsRead]).await;
+    assert_eq!(
+        dash.get_as(&campaigns_only, "/app/tokens").await.status(),
+        StatusCode::FORBIDDEN
+    );
     dash.api.finish().await;
 }
 
