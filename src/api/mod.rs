@@ -13,7 +13,7 @@ mod callbacks;
 mod calls;
 mod campaigns;
 mod csv_upload;
-mod do_not_call;
+pub(crate) mod do_not_call;
 pub mod error;
 pub mod hangup;
 mod input;

@@ -7,6 +7,7 @@
 //! Every response carries a strict Content-Security-Policy (no inline script: the script is a
 //! file), `X-Frame-Options: DENY` and `Referrer-Policy: no-referrer`; every form a CSRF token.
 
+mod do_not_call;
 pub mod live;
 pub mod session;
 mod tokens;
@@ -72,10 +73,19 @@ pub enum DashError {
     Conflict(String),
     #[error("{0}")]
     BadRequest(String),
+    /// Refused by the API's own code the page shares (its status and message).
+    #[error("{}", .0.message)]
+    Api(crate::api::error::ApiError),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("rendering a page failed: {0}")]
     Render(#[from] askama::Error),
+}
+
+impl From<crate::api::error::ApiError> for DashError {
+    fn from(error: crate::api::error::ApiError) -> Self {
+        Self::Api(error)
+    }
 }
 
 impl IntoResponse for DashError {
@@ -86,13 +96,19 @@ impl IntoResponse for DashError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "Not possible now"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "Bad request"),
-            Self::Db(_) | Self::Render(_) => {
+            Self::Api(error) if error.status.is_client_error() => {
+                (error.status, views::status_title(error.status))
+            }
+            Self::Api(_) | Self::Db(_) | Self::Render(_) => {
                 tracing::error!(error = %self, "dashboard request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong")
             }
         };
         let message = match &self {
-            Self::Db(_) | Self::Render(_) => "The gateway could not answer; try again.".to_owned(),
+            Self::Api(error) if error.status.is_client_error() => error.message.clone(),
+            Self::Api(_) | Self::Db(_) | Self::Render(_) => {
+                "The gateway could not answer; try again.".to_owned()
+            }
             other => other.to_string(),
         };
         let page = ErrorPage {
@@ -121,6 +137,11 @@ pub fn router() -> Router<AppState> {
         .route("/calls/{id}", get(call_page))
         .route("/calls/{id}/events", get(call_events))
         .route("/calls/{id}/hangup", post(hangup))
+        .route(
+            "/do-not-call",
+            get(do_not_call::page).post(do_not_call::add),
+        )
+        .route("/do-not-call/remove", post(do_not_call::remove))
         .route("/tokens", get(tokens::page).post(tokens::create))
         .route("/tokens/{id}/revoke", post(tokens::revoke))
         .layer(from_fn(security_headers))

@@ -12,6 +12,7 @@ use crate::{
         call_queries::{CallEventRow, CallSummary},
         campaigns::{CampaignAction, CampaignRow, CampaignStats},
         dashboard::CampaignLead,
+        suppression::SuppressionRow,
         tokens::TokenSummary,
     },
 };
@@ -178,6 +179,47 @@ fn time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
+/// The title of an error page for a refusal's status.
+pub fn status_title(status: axum::http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "Bad request",
+        403 => "Not allowed",
+        404 => "Not found",
+        408 => "Too slow",
+        409 => "Not possible now",
+        413 => "Too large",
+        422 => "Not accepted",
+        429 => "Busy",
+        _ => "Refused",
+    }
+}
+
+/// An entry of the do-not-call list.
+pub struct SuppressionView {
+    pub phone_number: String,
+    pub reason: String,
+    /// Where it came from, in words.
+    pub source: &'static str,
+    pub created: String,
+}
+
+impl SuppressionView {
+    pub fn new(row: &SuppressionRow) -> Self {
+        Self {
+            phone_number: row.phone_number.clone(),
+            reason: row.reason.clone().unwrap_or_default(),
+            source: match row.source.as_str() {
+                "caller_request" => "the caller asked, on a call",
+                "api" => "added by hand",
+                "import" => "imported",
+                "complaint" => "a complaint",
+                _ => "other",
+            },
+            created: time(row.created_at),
+        }
+    }
+}
+
 /// A token as the tokens page lists it: never its secret or its hash.
 pub struct TokenView {
     pub id: Uuid,
@@ -307,6 +349,20 @@ pub struct CallPage {
     pub analysis: Option<String>,
     /// The recording's signed link, relative to this origin.
     pub recording: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/do_not_call.html")]
+pub struct DoNotCallPage {
+    pub csrf: String,
+    pub entries: Vec<SuppressionView>,
+    pub pager: Pager,
+    /// Whether the session may add and remove (`leads:write`).
+    pub can_write: bool,
+    pub error: Option<String>,
+    /// The add form's values, kept when it is refused.
+    pub phone_number: String,
+    pub reason: String,
 }
 
 #[derive(Template)]

@@ -825,6 +825,182 @@ async fn a_dashboard_token_carries_no_scope_its_session_lacks_and_needs_settings
     dash.api.finish().await;
 }
 
+#[tokio::test]
+async fn the_do_not_call_list_is_paged_and_takes_numbers_as_the_api_does() {
+    let dash = Dash::start().await;
+    let csrf = dash.csrf().await;
+    let pool = dash.api.test.pool();
+    // Another organization's entry, through the API.
+    let (status, body) = dash
+        .api
+        .send(
+            reqwest::Method::POST,
+            "/do-not-call",
+            Some(&dash.api.other_token),
+            Some(json!({"phone_number": "+14155550177", "reason": "theirs"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let page = dash.page("/app/do-not-call").await;
+    assert!(page.contains("No numbers on the list."), "{page}");
+    assert!(!page.contains("+14155550177"));
+    assert!(page.contains(r#"<a href="/app/do-not-call">Do not call</a>"#));
+
+    // Added as written, normalised as the API normalises it.
+    let added = dash
+        .post(
+            "/app/do-not-call",
+            &[
+                ("csrf", &csrf),
+                ("phone_number", "+1 (415) 555-0199"),
+                ("reason", "asked twice"),
+                ("source", "complaint"),
+            ],
+        )
+        .await;
+    assert_eq!(added.status(), StatusCode::SEE_OTHER);
+    assert_eq!(added.headers()[header::LOCATION], "/app/do-not-call");
+    let page = dash.page("/app/do-not-call").await;
+    assert!(
+        page.contains("+14155550199") && page.contains("asked twice"),
+        "{page}"
+    );
+    assert!(page.contains("a complaint"));
+    assert!(
+        !page.contains("+14155550177"),
+        "another organization's entry"
+    );
+    let (status, body) = dash.api.get("/do-not-call").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["entries"][0]["phone_number"], "+14155550199", "{body}");
+    assert_eq!(body["entries"][0]["source"], "complaint");
+    // Audited as the API's own adds are, by the session's token.
+    let audited = dash
+        .api
+        .count(
+            "SELECT count(*) FROM do_not_call_audit WHERE organization_id = $1 AND action = 'add'
+               AND actor_token_id IS NOT NULL",
+            dash.api.org.id,
+        )
+        .await;
+    assert_eq!(audited, 1);
+
+    // A number the API refuses: the page says why, nothing is added.
+    let refused = dash
+        .post(
+            "/app/do-not-call",
+            &[
+                ("csrf", &csrf),
+                ("phone_number", "+1 415 CALL ME"),
+                ("reason", "x"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = refused.text().await.unwrap();
+    assert!(
+        page.contains(r#"role="alert""#) && page.contains("+1 415 CALL ME"),
+        "{page}"
+    );
+    // Forged CSRF tokens add and remove nothing.
+    let forged = dash
+        .post(
+            "/app/do-not-call",
+            &[
+                ("csrf", "forged"),
+                ("phone_number", "+14155550100"),
+                ("reason", "x"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let forged = dash
+        .post(
+            "/app/do-not-call/remove",
+            &[("csrf", &"1".repeat(64)), ("phone_number", "+14155550199")],
+        )
+        .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let listed = dash
+        .api
+        .count(
+            "SELECT count(*) FROM do_not_call WHERE organization_id = $1",
+            dash.api.org.id,
+        )
+        .await;
+    assert_eq!(listed, 1);
+
+    // Removed; another organization's number is not found, and stays listed.
+    let removed = dash
+        .post(
+            "/app/do-not-call/remove",
+            &[("csrf", &csrf), ("phone_number", "+14155550199")],
+        )
+        .await;
+    assert_eq!(removed.status(), StatusCode::SEE_OTHER);
+    assert!(!dash.page("/app/do-not-call").await.contains("+14155550199"));
+    let (_, body) = dash.api.get("/do-not-call").await;
+    assert_eq!(body["entries"], json!([]), "{body}");
+    let theirs = dash
+        .post(
+            "/app/do-not-call/remove",
+            &[("csrf", &csrf), ("phone_number", "+14155550177")],
+        )
+        .await;
+    assert_eq!(theirs.status(), StatusCode::NOT_FOUND);
+    let theirs = dash
+        .api
+        .count(
+            "SELECT count(*) FROM do_not_call WHERE organization_id = $1",
+            dash.api.other.id,
+        )
+        .await;
+    assert_eq!(theirs, 1);
+
+    // Paged, 50 at a time.
+    sqlx::query(
+        "INSERT INTO do_not_call (organization_id, phone_number, reason, source)
+         SELECT $1, '+1415557' || lpad(n::text, 4, '0'), 'bulk', 'import' FROM generate_series(1, 55) n",
+    )
+    .bind(dash.api.org.id)
+    .execute(pool)
+    .await
+    .unwrap();
+    let first = dash.page("/app/do-not-call").await;
+    // Each number three times: its cell, its remove form's field and the button's label.
+    assert_eq!(first.matches("+1415557").count(), 50 * 3);
+    assert!(first.contains(r#"rel="next""#));
+    let second = dash.page("/app/do-not-call?page=1").await;
+    assert_eq!(second.matches("+1415557").count(), 5 * 3);
+    assert!(second.contains(r#"rel="prev""#) && !second.contains(r#"rel="next""#));
+
+    // leads:read alone reads the list and has no forms; adding is 403.
+    let reader = dash
+        .session_with(&[Scope::CampaignsRead, Scope::LeadsRead])
+        .await;
+    let reader_csrf = dash.csrf_as(&reader).await;
+    let page = dash
+        .get_as(&reader, "/app/do-not-call")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("+14155570001") && !page.contains("Add number"));
+    let response = dash
+        .post_as(
+            &reader,
+            "/app/do-not-call",
+            &[
+                ("csrf", &reader_csrf),
+                ("phone_number", "+14155550100"),
+                ("reason", "x"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    dash.api.finish().await;
+}
+
 /// A headless Chromium driven through chromedriver (WebDriver), both from Debian's packages
 /// (`scripts/install-system-deps`). Dropping it ends both processes, even when a failed
 /// assertion left the WebDriver session open.
