@@ -8,6 +8,7 @@
 //! file), `X-Frame-Options: DENY` and `Referrer-Policy: no-referrer`; every form a CSRF token.
 
 mod do_not_call;
+mod import;
 pub mod live;
 pub mod session;
 mod tokens;
@@ -18,7 +19,7 @@ use std::{collections::VecDeque, convert::Infallible, time::Duration};
 use askama::Template;
 use axum::{
     Form, Router,
-    extract::{Path, Query, Request, State},
+    extract::{DefaultBodyLimit, Path, Query, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware::{Next, from_fn},
     response::{
@@ -43,7 +44,7 @@ use live::{Notice, What};
 use session::Session;
 use views::{
     CallPage, CallRow, CampaignCard, CampaignPage, CampaignsPage, ErrorPage, LEAD_STATUSES,
-    LEADS_PAGE, LineFragment, LivePage, LiveRows, LoginPage, Pager,
+    LEADS_PAGE, LineFragment, LivePage, LiveRows, LoginPage, Pager, TargetView,
 };
 
 pub use live::Live;
@@ -132,6 +133,10 @@ pub fn router() -> Router<AppState> {
         .route("/assets/dashboard.js", get(js))
         .route("/campaigns/{id}", get(campaign_page))
         .route("/campaigns/{id}/{action}", post(campaign_action))
+        .route(
+            "/campaigns/{id}/leads/import",
+            post(import::import).layer(DefaultBodyLimit::max(import::MAX_FORM_BYTES)),
+        )
         .route("/calls/live", get(live_page))
         .route("/calls/live/events", get(live_events))
         .route("/calls/{id}", get(call_page))
@@ -411,6 +416,16 @@ async fn campaign_page(
     } else {
         (None, Pager::new(0, LEADS_PAGE, 0))
     };
+    let targets = if session.allows(Scope::SettingsRead) {
+        Some(
+            state
+                .db
+                .campaign_transfer_targets(session.organization_id, id)
+                .await?,
+        )
+    } else {
+        None
+    };
     let page = CampaignPage {
         csrf: session.csrf().to_owned(),
         campaign,
@@ -418,6 +433,11 @@ async fn campaign_page(
         status,
         statuses: LEAD_STATUSES,
         pager,
+        targets_named: targets
+            .as_ref()
+            .is_some_and(|targets| targets.iter().any(|target| target.named_by_campaign)),
+        targets: targets.map(|targets| targets.iter().map(TargetView::new).collect()),
+        can_import: session.allows(Scope::LeadsWrite),
     };
     Ok(Html(page.render()?))
 }

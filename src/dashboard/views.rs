@@ -7,11 +7,11 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::{
-    api::tokens::Scope,
+    api::{leads::ImportReport, tokens::Scope},
     db::{
         call_queries::{CallEventRow, CallSummary},
         campaigns::{CampaignAction, CampaignRow, CampaignStats},
-        dashboard::CampaignLead,
+        dashboard::{CampaignLead, CampaignTarget},
         suppression::SuppressionRow,
         tokens::TokenSummary,
     },
@@ -179,6 +179,53 @@ fn time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
+/// A transfer target on a campaign's page.
+pub struct TargetView {
+    pub name: String,
+    pub department: String,
+    pub phone_number: String,
+    pub priority: i32,
+    pub active: bool,
+    /// When it takes transfers, in words.
+    pub hours: String,
+}
+
+impl TargetView {
+    pub fn new(target: &CampaignTarget) -> Self {
+        Self {
+            name: target.name.clone(),
+            department: target.department.clone(),
+            phone_number: target.phone_number.clone(),
+            priority: target.priority,
+            active: target.is_active,
+            hours: working_hours(target),
+        }
+    }
+}
+
+/// A target's working days and hours in its timezone, e.g. "Mon Tue 09:00–17:00 Europe/Lisbon".
+fn working_hours(target: &CampaignTarget) -> String {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let mut days: Vec<i16> = target.working_days.clone();
+    days.sort_unstable();
+    let days = if days.len() == 7 {
+        "every day".to_owned()
+    } else {
+        days.iter()
+            .filter_map(|day| DAYS.get(usize::try_from(*day - 1).ok()?))
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let hours = match (target.working_hours_start, target.working_hours_end) {
+        (Some(start), Some(end)) => {
+            format!("{}–{}", start.format("%H:%M"), end.format("%H:%M"))
+        }
+        _ => "all day".to_owned(),
+    };
+    format!("{days}, {hours} ({})", target.timezone)
+}
+
 /// The title of an error page for a refusal's status.
 pub fn status_title(status: axum::http::StatusCode) -> &'static str {
     match status.as_u16() {
@@ -311,6 +358,27 @@ pub struct CampaignPage {
     pub status: String,
     pub statuses: &'static [&'static str],
     pub pager: Pager,
+    /// The transfer targets it uses; `None`: the token may not read them (`settings:read`).
+    pub targets: Option<Vec<TargetView>>,
+    /// Whether they are the campaign's own choice (else all the organization's).
+    pub targets_named: bool,
+    /// Whether the session may upload leads (`leads:write`).
+    pub can_import: bool,
+}
+
+/// What a CSV upload did: its report, or why the file was refused whole.
+#[derive(Template)]
+#[template(path = "dashboard/import.html")]
+pub struct ImportPage {
+    pub csrf: String,
+    pub campaign_id: Uuid,
+    pub campaign_name: String,
+    /// The file was refused whole (nothing imported): why.
+    pub refused: Option<String>,
+    /// The import's report, when the file was read through (refused for bad rows, or imported).
+    pub report: Option<ImportReport>,
+    /// Refused lines beyond those listed.
+    pub unlisted: u64,
 }
 
 #[derive(Template)]

@@ -1,9 +1,10 @@
 //! The dashboard's SQL (`/app`): sessions (only the hash of a session id is stored; a lookup
 //! joins the session's API token, so a revoked or expired token ends the session at its next
-//! request), a campaign's leads by status, a call's transcript lines after a given `seq`, and
-//! the `LISTEN` on [`DASHBOARD_CHANNEL`], which the migration's triggers notify on.
+//! request), a campaign's leads by status and its transfer targets, a call's transcript lines
+//! after a given `seq`, and the `LISTEN` on [`DASHBOARD_CHANNEL`], which the migration's
+//! triggers notify on.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveTime, Utc};
 use uuid::Uuid;
 
 use super::{Database, DbError};
@@ -40,6 +41,23 @@ pub struct CampaignLead {
     pub phone: Option<String>,
     pub call_status: String,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A transfer target as a campaign's page lists it.
+#[derive(Debug, Clone)]
+pub struct CampaignTarget {
+    pub name: String,
+    pub department: String,
+    pub phone_number: String,
+    pub priority: i32,
+    pub is_active: bool,
+    pub timezone: String,
+    /// ISO weekdays, 1 = Monday.
+    pub working_days: Vec<i16>,
+    pub working_hours_start: Option<NaiveTime>,
+    pub working_hours_end: Option<NaiveTime>,
+    /// Whether the campaign names its targets (else it uses all the organization's).
+    pub named_by_campaign: bool,
 }
 
 impl Database {
@@ -112,6 +130,36 @@ impl Database {
             call_status,
             limit,
             offset,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// The transfer targets a campaign uses, as a transfer picks them: those the campaign
+    /// names in `campaign_transfer_targets`, or else all the organization's; by department
+    /// and priority.
+    pub async fn campaign_transfer_targets(
+        &self,
+        organization_id: Uuid,
+        campaign_id: Uuid,
+    ) -> Result<Vec<CampaignTarget>, DbError> {
+        let rows = sqlx::query_as!(
+            CampaignTarget,
+            r#"WITH named AS (
+                   SELECT transfer_target_id FROM campaign_transfer_targets
+                   WHERE organization_id = $1 AND campaign_id = $2
+               )
+               SELECT t.name, t.department, t.phone_number, t.priority, t.is_active, t.timezone,
+                      t.working_days, t.working_hours_start, t.working_hours_end,
+                      EXISTS (SELECT 1 FROM named) AS "named_by_campaign!"
+               FROM transfer_targets t
+               WHERE t.organization_id = $1
+                 AND (NOT EXISTS (SELECT 1 FROM named)
+                      OR t.id IN (SELECT transfer_target_id FROM named))
+               ORDER BY t.department, t.priority, t.name, t.id"#,
+            organization_id,
+            campaign_id,
         )
         .fetch_all(&self.pool)
         .await?;

@@ -130,6 +130,65 @@ impl Dash {
             .unwrap()
     }
 
+    /// Posts the campaign page's upload form as a browser does (`multipart/form-data`, the
+    /// fields in the page's order, the file last); the status and the page.
+    async fn upload(
+        &self,
+        campaign: Uuid,
+        fields: &[(&str, &str)],
+        csv: &str,
+    ) -> (StatusCode, String) {
+        let boundary = "----vg-dashboard-test-boundary";
+        let mut body = Vec::new();
+        for (name, value) in fields {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                    .as_bytes(),
+            );
+        }
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"leads.csv\"\r\nContent-Type: text/csv\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(csv.as_bytes());
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let response = self
+            .http
+            .post(self.url(&format!("/app/campaigns/{campaign}/leads/import")))
+            .header(header::COOKIE, &self.cookie)
+            .header(
+                header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.text().await.unwrap())
+    }
+
+    /// Leads the organization has, and attempts the campaign has.
+    async fn leads_and_attempts(&self, campaign: Uuid) -> (i64, i64) {
+        let leads = self
+            .api
+            .count(
+                "SELECT count(*) FROM leads WHERE organization_id = $1",
+                self.api.org.id,
+            )
+            .await;
+        let attempts = self
+            .api
+            .count(
+                "SELECT count(*) FROM dial_attempts WHERE campaign_id = $1",
+                campaign,
+            )
+            .await;
+        (leads, attempts)
+    }
+
     /// The status of `GET /api/v1/campaigns` with `token`.
     async fn api_status(&self, token: &str) -> u16 {
         self.api
@@ -998,6 +1057,213 @@ async fn the_do_not_call_list_is_paged_and_takes_numbers_as_the_api_does() {
         )
         .await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    dash.api.finish().await;
+}
+
+#[tokio::test]
+async fn a_campaign_shows_its_transfer_targets() {
+    let dash = Dash::start().await;
+    let pool = dash.api.test.pool();
+    let (org, other) = (dash.api.org.id, dash.api.other.id);
+    let mut ids = Vec::new();
+    for (organization, name, department, number, priority, active) in [
+        (org, "Sales desk", "sales", "+14155550900", 10, true),
+        (org, "Night line", "support", "+14155550901", 20, false),
+        (other, "Globex desk", "sales", "+14155550902", 10, true),
+    ] {
+        let id: Uuid = sqlx::query_scalar(
+            "INSERT INTO transfer_targets (organization_id, name, department, phone_number, priority,
+                                           is_active, timezone, working_hours_start, working_hours_end)
+             VALUES ($1, $2, $3, $4, $5, $6, 'Europe/Lisbon', '09:00', '17:30') RETURNING id",
+        )
+        .bind(organization)
+        .bind(name)
+        .bind(department)
+        .bind(number)
+        .bind(priority)
+        .bind(active)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+    let path = format!("/app/campaigns/{}", dash.api.org.campaign_id);
+    // Naming none, the campaign may use every target of its organization, and only those.
+    let page = dash.page(&path).await;
+    let table = &page[page
+        .find(r#"<table id="transfer-targets">"#)
+        .expect("the targets")..];
+    assert!(
+        table.contains("Sales desk") && table.contains("+14155550900"),
+        "{table}"
+    );
+    assert!(table.contains("Night line") && table.contains("<td>no</td>"));
+    assert!(
+        table.contains("Mon Tue Wed Thu Fri, 09:00–17:30 (Europe/Lisbon)"),
+        "{table}"
+    );
+    assert!(!page.contains("Globex desk"));
+    assert!(page.contains("The campaign names none"));
+    // Naming one, it uses that one.
+    sqlx::query(
+        "INSERT INTO campaign_transfer_targets (campaign_id, transfer_target_id, organization_id)
+         VALUES ($1, $2, $3)",
+    )
+    .bind(dash.api.org.campaign_id)
+    .bind(ids[1])
+    .bind(org)
+    .execute(pool)
+    .await
+    .unwrap();
+    let page = dash.page(&path).await;
+    assert!(
+        page.contains("Night line") && !page.contains("Sales desk"),
+        "{page}"
+    );
+    assert!(page.contains("The targets this campaign names."));
+    // Without settings:read, the page says so instead.
+    let reader = dash.session_with(&[Scope::CampaignsRead]).await;
+    let page = dash.get_as(&reader, &path).await.text().await.unwrap();
+    assert!(!page.contains("Night line") && page.contains("lacks <code>settings:read</code>"));
+    assert!(
+        !page.contains("enctype=\"multipart/form-data\""),
+        "no upload without leads:write"
+    );
+    dash.api.finish().await;
+}
+
+#[tokio::test]
+async fn a_csv_upload_imports_through_the_apis_import_and_shows_refused_lines() {
+    let dash = Dash::start().await;
+    let campaign = dash.api.new_campaign().await;
+    let csrf = dash.csrf().await;
+    let page = dash.page(&format!("/app/campaigns/{campaign}")).await;
+    assert!(page.contains(&format!(
+        r#"action="/app/campaigns/{campaign}/leads/import" enctype="multipart/form-data""#
+    )));
+    assert!(page.contains(r#"<progress id="import-progress""#));
+    // A number on the do-not-call list is stored, not enrolled.
+    let (status, _) = dash
+        .api
+        .post(
+            "/do-not-call",
+            json!({"phone_number": "+14155550102", "reason": "asked"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let before = dash.leads_and_attempts(campaign).await;
+
+    // A good file: three leads, one suppressed, one line a duplicate.
+    let (status, page) = dash
+        .upload(
+            campaign,
+            &[("csrf", &csrf)],
+            "name,phone,notes\nAda,+14155550100,first\nBo,+14155550101,\nCy,+14155550102,\nAda again,+14155550100,\n",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains(r#"<dd id="imported">3</dd>"#), "{page}");
+    assert!(page.contains(r#"<dd id="suppressed">1</dd>"#));
+    assert!(page.contains(r#"<dd id="duplicates">1</dd>"#));
+    assert!(page.contains("do-not-call list: lines 4."), "{page}");
+    assert!(page.contains("earlier in the file: lines 5."), "{page}");
+    assert_eq!(
+        dash.leads_and_attempts(campaign).await,
+        (before.0 + 3, before.1 + 2)
+    );
+
+    // Bad lines: the whole file refused, each bad line listed by number, nothing imported.
+    let bad = "name,phone\nDi,+14155550110\n,+14155550111\nEd,12ab\nFay,+14155550113\n";
+    let (status, page) = dash.upload(campaign, &[("csrf", &csrf)], bad).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    assert!(page.contains("Nothing was imported."), "{page}");
+    assert!(page.contains("<tr><td>3</td><td>name</td>"), "{page}");
+    assert!(page.contains("<tr><td>4</td><td>phone</td>"), "{page}");
+    assert!(page.contains(r#"<dd id="imported">0</dd>"#));
+    assert_eq!(
+        dash.leads_and_attempts(campaign).await,
+        (before.0 + 3, before.1 + 2)
+    );
+    // The same file, skipping the bad lines: the good ones imported, the bad ones listed.
+    let (status, page) = dash
+        .upload(campaign, &[("csrf", &csrf), ("skip_invalid", "true")], bad)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains(r#"<dd id="imported">2</dd>"#), "{page}");
+    assert!(page.contains(r#"<dd id="invalid">2</dd>"#));
+    assert!(
+        page.contains("<tr><td>3</td><td>name</td>")
+            && page.contains("<tr><td>4</td><td>phone</td>")
+    );
+    assert_eq!(
+        dash.leads_and_attempts(campaign).await,
+        (before.0 + 5, before.1 + 4)
+    );
+    let imported = dash.leads_and_attempts(campaign).await;
+
+    // Refused whole, each with its reason on the page and nothing imported: a record over the
+    // import's limit, a file without a phone column, a row with a field too many.
+    let long = format!(
+        "name,phone,notes\nGus,+14155550120,{}\n",
+        "n".repeat(65 * 1024)
+    );
+    for (csv, expected_status, says) in [
+        (
+            long.as_str(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "line 2: a record longer than 65536 bytes",
+        ),
+        (
+            "name,email\nHal,hal@example.com\n",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the header has no &#34;phone&#34; column",
+        ),
+        (
+            "name,phone\nIvy,+14155550121\nJo,+14155550122,extra\n",
+            StatusCode::BAD_REQUEST,
+            "line 3: 3 fields where the header has 2",
+        ),
+    ] {
+        let (status, page) = dash
+            .upload(campaign, &[("csrf", &csrf), ("skip_invalid", "true")], csv)
+            .await;
+        assert_eq!(status, expected_status, "{page}");
+        let refused = &page[page.find(r#"id="import-refused""#).expect("the refusal")..];
+        assert!(refused.contains(says), "{refused}");
+        assert!(refused.contains("Nothing was imported."));
+        assert_eq!(dash.leads_and_attempts(campaign).await, imported, "{says}");
+    }
+
+    // A forged CSRF token, or none before the file: refused before the file is read.
+    for fields in [vec![("csrf", "forged")], Vec::new()] {
+        let (status, _) = dash
+            .upload(campaign, &fields, "name,phone\nKim,+14155550130\n")
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    // Another organization's campaign: not found, nothing imported there.
+    let other = dash.api.other.campaign_id;
+    let attempts = dash
+        .api
+        .count(
+            "SELECT count(*) FROM dial_attempts WHERE campaign_id = $1",
+            other,
+        )
+        .await;
+    let (status, _) = dash
+        .upload(other, &[("csrf", &csrf)], "name,phone\nLee,+14155550131\n")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        dash.api
+            .count(
+                "SELECT count(*) FROM dial_attempts WHERE campaign_id = $1",
+                other
+            )
+            .await,
+        attempts
+    );
+    assert_eq!(dash.leads_and_attempts(campaign).await, imported);
     dash.api.finish().await;
 }
 
