@@ -595,6 +595,15 @@ async fn call_page(
     } else {
         None
     };
+    let transfer = state.db.call_transfer(session.organization_id, id).await?;
+    let campaign_name = state
+        .db
+        .campaign(session.organization_id, call.summary.campaign_id)
+        .await?
+        .map_or_else(
+            || call.summary.campaign_id.to_string(),
+            |campaign| campaign.fields.name,
+        );
     let analysis = call
         .metadata
         .as_ref()
@@ -610,6 +619,8 @@ async fn call_page(
         summary: call.conversation_summary,
         analysis,
         recording,
+        campaign_name,
+        trail: views::transfer_trail(&events, transfer.as_ref()),
     };
     Ok(Html(page.render()?))
 }

@@ -11,7 +11,7 @@ use crate::{
     db::{
         call_queries::{CallEventRow, CallSummary},
         campaigns::{CampaignAction, CampaignRow, CampaignStats},
-        dashboard::{CampaignLead, CampaignTarget},
+        dashboard::{CallTransfer, CampaignLead, CampaignTarget},
         suppression::SuppressionRow,
         tokens::TokenSummary,
     },
@@ -154,6 +154,159 @@ pub fn line(event: &CallEventRow) -> Option<Line> {
         text,
         mark,
     })
+}
+
+/// One step of a call's transfer: decided, a target dialled and its outcome, connected,
+/// the fallback.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TrailStep {
+    pub at: String,
+    pub what: String,
+    pub detail: String,
+}
+
+/// The name and number of `targets[index]` (a transfer's targets, in the order tried).
+fn target_label(targets: &serde_json::Value, index: i64) -> String {
+    let target = usize::try_from(index)
+        .ok()
+        .and_then(|index| targets.get(index));
+    let field = |name: &str| {
+        target
+            .and_then(|target| target.get(name))
+            .and_then(|value| value.as_str())
+            .unwrap_or_default()
+    };
+    match (field("name"), field("phone_number")) {
+        ("", "") => format!("target {}", index + 1),
+        (name, "") => name.to_owned(),
+        ("", number) => number.to_owned(),
+        (name, number) => format!("{name} ({number})"),
+    }
+}
+
+/// A call's transfer trail in time order, from its events (the decision, each dial's outcome,
+/// a callback after nobody took it) and its transfer's row (connected, or the fallback once the
+/// list was exhausted). Empty when the call had no transfer.
+pub fn transfer_trail(events: &[CallEventRow], transfer: Option<&CallTransfer>) -> Vec<TrailStep> {
+    let no_targets = serde_json::Value::Array(Vec::new());
+    let targets = transfer.map_or(&no_targets, |transfer| &transfer.targets);
+    let text = |event: &CallEventRow| event.text.clone().unwrap_or_default();
+    let field = |event: &CallEventRow, name: &str| {
+        event
+            .data
+            .get(name)
+            .and_then(|value| value.as_str())
+            .unwrap_or_default()
+            .replace('_', " ")
+    };
+    let mut steps: Vec<(DateTime<Utc>, i32, TrailStep)> = Vec::new();
+    for event in events {
+        let step = match event.kind.as_str() {
+            "transfer_decision" => {
+                let department = field(event, "department");
+                TrailStep {
+                    at: String::new(),
+                    what: format!("Decided: {}", field(event, "decision")),
+                    detail: match department.as_str() {
+                        "" => text(event),
+                        department => format!("{} (to {department})", text(event)),
+                    },
+                }
+            }
+            "transfer_attempt" => {
+                let attempt = event
+                    .data
+                    .get("attempt")
+                    .and_then(serde_json::Value::as_i64)
+                    .unwrap_or(0);
+                let accepted = event
+                    .data
+                    .get("accepted")
+                    .and_then(serde_json::Value::as_bool)
+                    .unwrap_or(false);
+                let status = field(event, "dial_status");
+                TrailStep {
+                    at: String::new(),
+                    what: format!("Dialled {}", target_label(targets, attempt)),
+                    detail: if accepted {
+                        "accepted".to_owned()
+                    } else {
+                        match field(event, "hangup_cause").as_str() {
+                            "" => status,
+                            cause => format!("{status} ({cause})"),
+                        }
+                    },
+                }
+            }
+            "transfer_outcome" => TrailStep {
+                at: String::new(),
+                what: "Outcome".to_owned(),
+                detail: text(event),
+            },
+            "callback_scheduled" if field(event, "reason") == "transfer exhausted" => TrailStep {
+                at: String::new(),
+                what: "Fallback: a callback".to_owned(),
+                detail: text(event),
+            },
+            _ => continue,
+        };
+        steps.push((event.occurred_at, event.seq, step));
+    }
+    if let Some(transfer) = transfer {
+        if !events.iter().any(|event| event.kind == "transfer_decision") {
+            steps.push((
+                transfer.created_at,
+                -1,
+                TrailStep {
+                    at: String::new(),
+                    what: "Decided: transfer".to_owned(),
+                    detail: format!("{} (to {})", transfer.reason, transfer.department),
+                },
+            ));
+        }
+        let current = target_label(targets, i64::from(transfer.attempt));
+        let last = match transfer.status.as_str() {
+            "connected" => Some((
+                transfer.connected_at.unwrap_or(transfer.updated_at),
+                "Connected".to_owned(),
+                current,
+            )),
+            "exhausted" | "callback" => Some((
+                transfer.updated_at,
+                "Nobody accepted".to_owned(),
+                match transfer.fallback.as_str() {
+                    "back_to_ai" => "fallback: back to the AI agent, which offers a callback",
+                    _ => "fallback: a callback, and the call ended",
+                }
+                .to_owned(),
+            )),
+            "pending" | "dialing" => Some((
+                transfer.updated_at,
+                "In progress".to_owned(),
+                format!("dialling {current}"),
+            )),
+            _ => None,
+        };
+        if let Some((at, what, detail)) = last {
+            steps.push((
+                at,
+                i32::MAX,
+                TrailStep {
+                    at: String::new(),
+                    what,
+                    detail,
+                },
+            ));
+        }
+    }
+    steps.sort_by_key(|(at, seq, _)| (*at, *seq));
+    steps
+        .into_iter()
+        .map(|(at, _, step)| TrailStep {
+            at: at.format("%H:%M:%S").to_string(),
+            ..step
+        })
+        .collect()
 }
 
 /// Paging of a list that fetched one row more than it shows.
@@ -417,6 +570,10 @@ pub struct CallPage {
     pub analysis: Option<String>,
     /// The recording's signed link, relative to this origin.
     pub recording: Option<String>,
+    /// The campaign's name (its id when it cannot be read).
+    pub campaign_name: String,
+    /// The transfer's steps in time order; empty: no transfer.
+    pub trail: Vec<TrailStep>,
 }
 
 #[derive(Template)]
@@ -504,6 +661,87 @@ mod tests {
         assert_eq!(decision.who, "Transfer decision: offer callback");
         assert_eq!(decision.mark, "transfer");
         assert!(line(&event("tool_call", None, json!({}))).is_none());
+    }
+
+    #[test]
+    fn the_transfer_trail_follows_the_dials_in_time_order() {
+        let at = |second: u32| {
+            DateTime::parse_from_rfc3339(&format!("2026-12-07T10:00:{second:02}Z"))
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        let mut decided = event(
+            "transfer_decision",
+            Some("the caller asked for a human"),
+            json!({"decision": "transfer", "department": "sales"}),
+        );
+        decided.occurred_at = at(1);
+        let dial = |attempt: i64, second: u32, data: serde_json::Value| {
+            let mut dial = event("transfer_attempt", None, data);
+            dial.seq = 1_000_000 + attempt as i32;
+            dial.occurred_at = at(second);
+            dial
+        };
+        let events = [
+            // Out of order on purpose: the trail sorts by time.
+            dial(
+                1,
+                30,
+                json!({"attempt": 1, "dial_status": "completed", "accepted": true}),
+            ),
+            dial(
+                0,
+                20,
+                json!({"attempt": 0, "dial_status": "no-answer", "accepted": false}),
+            ),
+            decided,
+            event("caller_speech", Some("Hello"), json!({})),
+        ];
+        let transfer = CallTransfer {
+            trigger: "caller_request".to_owned(),
+            reason: "the caller asked for a human".to_owned(),
+            department: "sales".to_owned(),
+            targets: json!([
+                {"name": "Sales desk", "phone_number": "+14155550900"},
+                {"name": "Night line", "phone_number": "+14155550901"},
+            ]),
+            attempt: 1,
+            status: "connected".to_owned(),
+            fallback: "back_to_ai".to_owned(),
+            created_at: at(2),
+            updated_at: at(31),
+            connected_at: Some(at(31)),
+        };
+        let trail = transfer_trail(&events, Some(&transfer));
+        let steps: Vec<(&str, &str, &str)> = trail
+            .iter()
+            .map(|step| (step.at.as_str(), step.what.as_str(), step.detail.as_str()))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                (
+                    "10:00:01",
+                    "Decided: transfer",
+                    "the caller asked for a human (to sales)"
+                ),
+                ("10:00:20", "Dialled Sales desk (+14155550900)", "no-answer"),
+                ("10:00:30", "Dialled Night line (+14155550901)", "accepted"),
+                ("10:00:31", "Connected", "Night line (+14155550901)"),
+            ]
+        );
+        let exhausted = CallTransfer {
+            status: "callback".to_owned(),
+            ..transfer
+        };
+        let last = transfer_trail(&[], Some(&exhausted)).pop().unwrap();
+        assert_eq!(last.what, "Nobody accepted");
+        assert!(
+            last.detail.contains("back to the AI agent"),
+            "{}",
+            last.detail
+        );
+        assert!(transfer_trail(&events[3..], None).is_empty());
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The dashboard's SQL (`/app`): sessions (only the hash of a session id is stored; a lookup
 //! joins the session's API token, so a revoked or expired token ends the session at its next
-//! request), a campaign's leads by status and its transfer targets, a call's transcript lines
-//! after a given `seq`, and the `LISTEN` on [`DASHBOARD_CHANNEL`], which the migration's
-//! triggers notify on.
+//! request), a campaign's leads by status and its transfer targets, a call's live state and
+//! its transfer, and the `LISTEN` on [`DASHBOARD_CHANNEL`], which the migration's triggers
+//! notify on.
 
 use chrono::{DateTime, NaiveTime, Utc};
 use uuid::Uuid;
@@ -58,6 +58,25 @@ pub struct CampaignTarget {
     pub working_hours_end: Option<NaiveTime>,
     /// Whether the campaign names its targets (else it uses all the organization's).
     pub named_by_campaign: bool,
+}
+
+/// A call's transfer as its page's trail shows it.
+#[derive(Debug, Clone)]
+pub struct CallTransfer {
+    pub trigger: String,
+    pub reason: String,
+    pub department: String,
+    /// The targets in the order tried: `[{"id", "name", "phone_number"}]`.
+    pub targets: serde_json::Value,
+    /// The index in `targets` of the last attempt.
+    pub attempt: i32,
+    /// `pending`, `dialing`, `connected`, `exhausted` or `callback`.
+    pub status: String,
+    /// `back_to_ai` or `callback_and_hangup`.
+    pub fallback: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub connected_at: Option<DateTime<Utc>>,
 }
 
 impl Database {
@@ -164,6 +183,25 @@ impl Database {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows)
+    }
+
+    /// The transfer of the organization's call `id`, if it had one.
+    pub async fn call_transfer(
+        &self,
+        organization_id: Uuid,
+        id: Uuid,
+    ) -> Result<Option<CallTransfer>, DbError> {
+        let row = sqlx::query_as!(
+            CallTransfer,
+            r#"SELECT trigger, reason, department, targets, attempt, status, fallback, created_at,
+                      updated_at, connected_at
+               FROM call_transfers WHERE organization_id = $1 AND call_log_id = $2"#,
+            organization_id,
+            id,
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row)
     }
 
     /// Whether the organization's call `id` is live; `None` if the organization has no such call.

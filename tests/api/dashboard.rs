@@ -1267,6 +1267,105 @@ async fn a_csv_upload_imports_through_the_apis_import_and_shows_refused_lines() 
     dash.api.finish().await;
 }
 
+#[tokio::test]
+async fn a_finished_call_shows_its_transfer_trail_and_its_campaign() {
+    let dash = Dash::start().await;
+    let org = &dash.api.org;
+    let pool = dash.api.test.pool();
+    let call = dash
+        .insert_call(org.id, org.campaign_id, org.lead_ids[0], "CA-dash-transfer")
+        .await;
+    for (seq, kind, at, text, data) in [
+        (
+            2,
+            "transfer_decision",
+            "10:00:01",
+            "the caller asked for a human",
+            json!({"decision": "transfer", "department": "sales"}),
+        ),
+        (
+            1_000_000,
+            "transfer_attempt",
+            "10:00:20",
+            "no-answer",
+            json!({"attempt": 0, "dial_status": "no-answer", "accepted": false}),
+        ),
+        (
+            1_000_001,
+            "transfer_attempt",
+            "10:00:40",
+            "completed",
+            json!({"attempt": 1, "dial_status": "completed", "accepted": true}),
+        ),
+    ] {
+        sqlx::query(
+            "INSERT INTO call_events (call_log_id, organization_id, seq, kind, occurred_at, text, data)
+             VALUES ($1, $2, $3, $4, ('2026-12-07 ' || $5)::timestamptz, $6, $7)",
+        )
+        .bind(call)
+        .bind(org.id)
+        .bind(seq)
+        .bind(kind)
+        .bind(at)
+        .bind(text)
+        .bind(data)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO call_transfers (call_sid, call_log_id, organization_id, trigger, reason, department,
+                                     targets, attempt, status, whisper, connected_at)
+         VALUES ('CA-dash-transfer', $1, $2, 'caller_request', 'the caller asked for a human', 'sales',
+                 $3, 1, 'connected', 'A caller for sales', '2026-12-07 10:00:41+00')",
+    )
+    .bind(call)
+    .bind(org.id)
+    .bind(json!([
+        {"name": "Sales desk", "phone_number": "+14155550900"},
+        {"name": "Night line", "phone_number": "+14155550901"},
+    ]))
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE call_logs SET ended_at = now(), end_reason = 'transferred' WHERE id = $1")
+        .bind(call)
+        .execute(pool)
+        .await
+        .unwrap();
+
+    let page = dash.page(&format!("/app/calls/{call}")).await;
+    assert!(
+        page.contains(&format!(
+            r#"<a href="/app/campaigns/{}" id="call-campaign">Spring launch</a>"#,
+            org.campaign_id
+        )),
+        "{page}"
+    );
+    let trail = &page[page.find(r#"<ol id="transfer-trail""#).expect("the trail")..];
+    let trail = &trail[..trail.find("</ol>").unwrap()];
+    let steps = [
+        "Decided: transfer</strong>: the caller asked for a human (to sales)",
+        "Dialled Sales desk (+14155550900)</strong>: no-answer",
+        "Dialled Night line (+14155550901)</strong>: accepted",
+        "Connected</strong>: Night line (+14155550901)",
+    ];
+    let mut from = 0;
+    for step in steps {
+        let found = trail[from..]
+            .find(step)
+            .unwrap_or_else(|| panic!("{step:?} in order in {trail}"));
+        from += found + step.len();
+    }
+    // A call without a transfer has no trail.
+    let plain = dash
+        .insert_call(org.id, org.campaign_id, org.lead_ids[1], "CA-dash-plain")
+        .await;
+    let page = dash.page(&format!("/app/calls/{plain}")).await;
+    assert!(!page.contains("transfer-trail") && page.contains("Spring launch"));
+    dash.api.finish().await;
+}
+
 /// A headless Chromium driven through chromedriver (WebDriver), both from Debian's packages
 /// (`scripts/install-system-deps`). Dropping it ends both processes, even when a failed
 /// assertion left the WebDriver session open.
