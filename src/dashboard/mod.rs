@@ -14,7 +14,11 @@ pub mod session;
 mod tokens;
 pub mod views;
 
-use std::{collections::VecDeque, convert::Infallible, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    convert::Infallible,
+    time::Duration,
+};
 
 use askama::Template;
 use axum::{
@@ -36,7 +40,12 @@ use uuid::Uuid;
 
 use crate::{
     api::tokens::{Scope, hash_secret},
-    db::{DbError, call_queries::CallFilter, campaigns::TransitionOutcome, dashboard::NewSession},
+    db::{
+        DbError,
+        call_queries::CallFilter,
+        campaigns::TransitionOutcome,
+        dashboard::{CampaignFigures, NewSession},
+    },
     http::AppState,
     recording::link::LINK_TTL,
 };
@@ -336,12 +345,13 @@ async fn card(
         .campaign(organization_id, id)
         .await?
         .ok_or(DashError::NotFound("campaign"))?;
-    let stats = state
+    let figures = state
         .db
-        .campaign_stats(organization_id, id)
+        .campaign_figures(organization_id, &[id])
         .await?
+        .pop()
         .ok_or(DashError::NotFound("campaign"))?;
-    Ok(CampaignCard::new(&campaign, &stats))
+    Ok(CampaignCard::new(&campaign, &figures))
 }
 
 /// `GET /app`: every campaign with its live statistics and its actions.
@@ -355,16 +365,22 @@ async fn campaigns_page(
         .db
         .list_campaigns(session.organization_id, None, 500, 0)
         .await?;
-    let mut cards = Vec::with_capacity(campaigns.len());
-    for campaign in &campaigns {
-        if let Some(stats) = state
-            .db
-            .campaign_stats(session.organization_id, campaign.id)
-            .await?
-        {
-            cards.push(CampaignCard::new(campaign, &stats));
-        }
-    }
+    let ids: Vec<Uuid> = campaigns.iter().map(|campaign| campaign.id).collect();
+    // One statement for every card's figures, not one per campaign.
+    let figures: HashMap<Uuid, CampaignFigures> = state
+        .db
+        .campaign_figures(session.organization_id, &ids)
+        .await?
+        .into_iter()
+        .map(|figures| (figures.id, figures))
+        .collect();
+    let cards = campaigns
+        .iter()
+        .filter_map(|campaign| {
+            let figures = figures.get(&campaign.id)?;
+            Some(CampaignCard::new(campaign, figures))
+        })
+        .collect();
     let page = CampaignsPage {
         csrf: session.csrf().to_owned(),
         campaigns: cards,

@@ -10,8 +10,8 @@ use crate::{
     api::{leads::ImportReport, tokens::Scope},
     db::{
         call_queries::{CallEventRow, CallSummary},
-        campaigns::{CampaignAction, CampaignRow, CampaignStats},
-        dashboard::{CallTransfer, CampaignLead, CampaignTarget},
+        campaigns::{CampaignAction, CampaignRow},
+        dashboard::{CallTransfer, CampaignFigures, CampaignLead, CampaignTarget},
         suppression::SuppressionRow,
         tokens::TokenSummary,
     },
@@ -46,18 +46,18 @@ pub struct CampaignCard {
 }
 
 impl CampaignCard {
-    pub fn new(campaign: &CampaignRow, stats: &CampaignStats) -> Self {
+    pub fn new(campaign: &CampaignRow, figures: &CampaignFigures) -> Self {
         Self {
             id: campaign.id,
             name: campaign.fields.name.clone(),
             status: campaign.status.clone(),
-            calls: stats.total_calls,
-            transferred: stats.transferred_calls,
-            conversion: format!("{:.1} %", stats.conversion_rate),
-            live_calls: stats.live_calls,
-            attempts_pending: stats.attempts_pending,
-            callbacks_pending: stats.callbacks_pending,
-            leads: stats.leads,
+            calls: figures.total_calls,
+            transferred: figures.transferred_calls,
+            conversion: format!("{:.1} %", figures.conversion_rate),
+            live_calls: figures.live_calls,
+            attempts_pending: figures.attempts_pending,
+            callbacks_pending: figures.callbacks_pending,
+            leads: figures.leads,
             actions: actions_from(&campaign.status),
         }
     }

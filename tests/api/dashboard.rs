@@ -1366,6 +1366,111 @@ async fn a_finished_call_shows_its_transfer_trail_and_its_campaign() {
     dash.api.finish().await;
 }
 
+/// The figures a campaign's card shows on the campaigns page, by their labels.
+fn card_figures(page: &str, campaign: Uuid) -> Vec<(String, String)> {
+    let start = page
+        .find(&format!(r#"aria-labelledby="c-{campaign}""#))
+        .unwrap_or_else(|| panic!("no card of {campaign}"));
+    let card = &page[start..];
+    let card = &card[..card.find("</section>").unwrap()];
+    card.split("<div><dt>")
+        .skip(1)
+        .map(|figure| {
+            let (label, rest) = figure.split_once("</dt><dd").unwrap();
+            let value = rest.split_once('>').unwrap().1;
+            (
+                label.to_owned(),
+                value.split_once("</dd>").unwrap().0.to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_campaigns_page_shows_each_campaigns_own_figures_as_the_api_counts_them() {
+    let dash = Dash::start().await;
+    let org = &dash.api.org;
+    let pool = dash.api.test.pool();
+    let spring = org.campaign_id;
+    let autumn = dash.api.new_campaign().await;
+    let empty = dash.api.new_campaign().await;
+    // Spring: a live call, calls counted; Autumn (a draft, which no dialer claims): two leads
+    // enrolled, a scheduled attempt and a scheduled callback.
+    dash.insert_call(org.id, spring, org.lead_ids[0], "CA-dash-figures")
+        .await;
+    sqlx::query("UPDATE campaigns SET total_calls = 8, transferred_calls = 2 WHERE id = $1")
+        .bind(spring)
+        .execute(pool)
+        .await
+        .unwrap();
+    for (lead, attempt, status, callback) in [
+        (org.lead_ids[0], 1, "completed", false),
+        (org.lead_ids[0], 2, "scheduled", true),
+        (org.lead_ids[1], 1, "scheduled", false),
+    ] {
+        sqlx::query(
+            "INSERT INTO dial_attempts (organization_id, campaign_id, lead_id, attempt_number, status, is_callback)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(org.id)
+        .bind(autumn)
+        .bind(lead)
+        .bind(attempt)
+        .bind(status)
+        .bind(callback)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    let page = dash.page("/app").await;
+    for campaign in [spring, autumn, empty] {
+        let (status, body) = dash.api.get(&format!("/campaigns/{campaign}")).await;
+        assert_eq!(status, 200, "{body}");
+        let stats = &body["stats"];
+        let number = |name: &str| stats[name].as_i64().unwrap().to_string();
+        let expected = [
+            ("Calls", number("total_calls")),
+            ("Transferred", number("transferred_calls")),
+            (
+                "Conversion",
+                format!("{:.1} %", stats["conversion_rate"].as_f64().unwrap()),
+            ),
+            ("Live calls", number("live_calls")),
+            ("Pending attempts", number("attempts_pending")),
+            ("Callbacks", number("callbacks_pending")),
+            ("Leads", number("leads")),
+        ];
+        let shown = card_figures(&page, campaign);
+        for (label, value) in expected {
+            assert!(
+                shown.iter().any(|(l, v)| l == label && *v == value),
+                "{campaign}: {label} = {value} in {shown:?}"
+            );
+        }
+    }
+    // The figures are the campaigns' own, not all alike.
+    let figure = |campaign, label: &str| {
+        card_figures(&page, campaign)
+            .into_iter()
+            .find(|(l, _)| l == label)
+            .unwrap()
+            .1
+    };
+    assert_eq!(figure(spring, "Live calls"), "1");
+    assert_eq!(figure(spring, "Calls"), "8");
+    assert_eq!(figure(autumn, "Pending attempts"), "2");
+    assert_eq!(figure(autumn, "Callbacks"), "1");
+    assert_eq!(figure(autumn, "Leads"), "2");
+    assert_eq!(figure(empty, "Leads"), "0");
+    // The campaign page's card is the same.
+    let single = dash.page(&format!("/app/campaigns/{autumn}")).await;
+    assert!(
+        single.contains("<div><dt>Callbacks</dt><dd>1</dd></div>"),
+        "{single}"
+    );
+    dash.api.finish().await;
+}
+
 /// A headless Chromium driven through chromedriver (WebDriver), both from Debian's packages
 /// (`scripts/install-system-deps`). Dropping it ends both processes, even when a failed
 /// assertion left the WebDriver session open.
