@@ -1752,6 +1752,84 @@ async fn a_real_browser_signs_in_starts_a_campaign_watches_a_call_live_and_hangs
             .unwrap();
     assert_eq!(reason, "hangup_requested");
 
+    // A CSV upload from the campaign's page, skipping its one bad line: the script sends it
+    // with a progress bar and puts the import's page in place of the form's.
+    let files = tempfile::tempdir().unwrap();
+    let csv = files.path().join("viewings.csv");
+    std::fs::write(
+        &csv,
+        "name,phone,notes\nAda Lovelace,+14155550140,Saturday\nBo Diddley,+14155550141,\n\
+         Cy Twombly,+14155550142,mornings\nNo Number,,\n",
+    )
+    .unwrap();
+    let campaign_page = format!("{base}/app/campaigns/{draft}");
+    client.goto(&campaign_page).await.unwrap();
+    browser
+        .wait_for("//input[@id='import-skip']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_for("//input[@id='import-file']")
+        .await
+        .send_keys(&csv.display().to_string())
+        .await
+        .unwrap();
+    browser
+        .wait_for("//form[@data-progress]//button[@type='submit']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_for("//h1[.='Import into Autumn viewings']")
+        .await;
+    browser.wait_for("//dd[@id='imported'][.='3']").await;
+    browser
+        .wait_for("//table[@id='refused-lines']//tr[td[1]='5'][td[2]='phone']")
+        .await;
+    // The page was replaced by the script, not left by a plain form post.
+    assert_eq!(client.current_url().await.unwrap().as_str(), campaign_page);
+    let enrolled: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dial_attempts WHERE campaign_id = $1")
+            .bind(draft)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(enrolled, 3);
+    browser.screenshot("dashboard-import.png").await;
+
+    // On a phone's width (390 CSS pixels) the campaign's page fits: only its tables scroll
+    // sideways, never the page.
+    let frame = client
+        .execute(
+            "return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let frame = |index: usize| u32::try_from(frame[index].as_u64().unwrap()).unwrap();
+    client
+        .set_window_size(390 + frame(0), 844 + frame(1))
+        .await
+        .unwrap();
+    client.goto(&campaign_page).await.unwrap();
+    browser.wait_for("//h1[.='Autumn viewings']").await;
+    let widths = client
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(widths[1], 390, "{widths:?}");
+    assert!(
+        widths[0].as_u64() <= widths[1].as_u64(),
+        "the page scrolls sideways: {widths:?}"
+    );
+    browser.screenshot("dashboard-phone.png").await;
+
     // Another organization's campaign: the not-found page.
     client
         .goto(&format!("{base}/app/campaigns/{}", other.campaign_id))
