@@ -100,6 +100,13 @@ impl CsvUpload {
                 "send the file as Content-Type: text/csv",
             ));
         }
+        Self::new(body, limits)
+    }
+
+    /// Takes a slot (429 otherwise) for a body known to be the file (the dashboard's form part,
+    /// whose media type browsers spell many ways); nothing is read yet. The pace the body must
+    /// keep counts from here.
+    pub fn new(body: Body, limits: ImportSettings) -> Result<Self, ApiError> {
         let Ok(slot) = IMPORT_SLOTS.try_acquire() else {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,

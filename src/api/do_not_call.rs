@@ -21,6 +21,7 @@ use axum::{
 use csv_async::StringRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use uuid::Uuid;
 
 use super::{
     auth::Auth,
@@ -31,7 +32,8 @@ use super::{
 };
 use crate::{
     db::suppression::{
-        Actor, NewSuppression, SuppressionBatch, SuppressionImport, SuppressionSource,
+        Actor, NewSuppression, SuppressOutcome, SuppressionBatch, SuppressionImport,
+        SuppressionRow, SuppressionSource,
     },
     http::AppState,
     phone::{CountryCode, E164},
@@ -134,15 +136,27 @@ pub async fn list(
     ))
 }
 
-/// `POST /do-not-call`: adds a number (201), or finds it listed already (200, the first entry
-/// kept); either way its scheduled attempts are cancelled and counted.
-pub async fn add(
-    State(state): State<AppState>,
-    Extension(auth): Extension<Auth>,
-    ApiQuery(query): ApiQuery<CountryQuery>,
-    ApiJson(input): ApiJson<SuppressionInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    let source = match input.source.as_deref() {
+/// A number to add as a person wrote it (the API's body, the dashboard's form).
+#[derive(Debug, Clone, Copy)]
+pub struct NumberToAdd<'a> {
+    pub phone_number: &'a str,
+    pub reason: &'a str,
+    /// `api` (the default) or `complaint`.
+    pub source: Option<&'a str>,
+    /// For a number without `+`/`00`; else the organization's default.
+    pub default_country_code: Option<&'a str>,
+}
+
+/// Adds a number to the organization's list, or finds it listed already (the first entry
+/// kept), by `token_id`: the checks, the normalisation and the write that the API and the
+/// dashboard share.
+pub async fn add_number(
+    state: &AppState,
+    organization_id: Uuid,
+    token_id: Uuid,
+    input: &NumberToAdd<'_>,
+) -> Result<SuppressOutcome, ApiError> {
+    let source = match input.source {
         None | Some("api") => SuppressionSource::Api,
         Some("complaint") => SuppressionSource::Complaint,
         Some(_) => {
@@ -153,26 +167,62 @@ pub async fn add(
         }
     };
     let reason =
-        reason(&input.reason).ok_or_else(|| ApiError::invalid("reason", "reason is empty"))?;
-    let country = country_code(
-        &state,
-        auth.organization_id,
-        query.default_country_code.as_deref(),
-    )
-    .await?;
-    let phone_number = normalize("phone_number", &input.phone_number, country.as_ref())?;
+        reason(input.reason).ok_or_else(|| ApiError::invalid("reason", "reason is empty"))?;
+    let country = country_code(state, organization_id, input.default_country_code).await?;
+    let phone_number = normalize("phone_number", input.phone_number, country.as_ref())?;
     let outcome = state
         .db
         .suppress(
-            auth.organization_id,
+            organization_id,
             &NewSuppression {
                 phone_number,
                 reason: Some(reason),
                 source,
             },
-            &Actor::Token(auth.token_id),
+            &Actor::Token(token_id),
         )
         .await?;
+    Ok(outcome)
+}
+
+/// Removes a number as a person wrote it (normalised as an added one is), by `token_id`; the
+/// entry removed, or `None` when the number is not listed.
+pub async fn remove_number(
+    state: &AppState,
+    organization_id: Uuid,
+    token_id: Uuid,
+    phone: &str,
+    default_country_code: Option<&str>,
+) -> Result<Option<SuppressionRow>, ApiError> {
+    let country = country_code(state, organization_id, default_country_code).await?;
+    let phone_number = normalize("phone", phone, country.as_ref())?;
+    let removed = state
+        .db
+        .unsuppress(organization_id, &phone_number, &Actor::Token(token_id))
+        .await?;
+    Ok(removed)
+}
+
+/// `POST /do-not-call`: adds a number (201), or finds it listed already (200, the first entry
+/// kept); either way its scheduled attempts are cancelled and counted.
+pub async fn add(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Auth>,
+    ApiQuery(query): ApiQuery<CountryQuery>,
+    ApiJson(input): ApiJson<SuppressionInput>,
+) -> Result<impl IntoResponse, ApiError> {
+    let outcome = add_number(
+        &state,
+        auth.organization_id,
+        auth.token_id,
+        &NumberToAdd {
+            phone_number: &input.phone_number,
+            reason: &input.reason,
+            source: input.source.as_deref(),
+            default_country_code: query.default_country_code.as_deref(),
+        },
+    )
+    .await?;
     let status = if outcome.created {
         StatusCode::CREATED
     } else {
@@ -193,21 +243,14 @@ pub async fn remove(
     Path(phone): Path<String>,
     ApiQuery(query): ApiQuery<CountryQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let country = country_code(
+    match remove_number(
         &state,
         auth.organization_id,
+        auth.token_id,
+        &phone,
         query.default_country_code.as_deref(),
     )
-    .await?;
-    let phone_number = normalize("phone", &phone, country.as_ref())?;
-    match state
-        .db
-        .unsuppress(
-            auth.organization_id,
-            &phone_number,
-            &Actor::Token(auth.token_id),
-        )
-        .await?
+    .await?
     {
         Some(_) => Ok(StatusCode::NO_CONTENT),
         None => Err(ApiError::not_found("do-not-call entry")),

@@ -371,18 +371,54 @@ pub async fn import(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<ImportReport>, ApiError> {
+    let upload = CsvUpload::open(&headers, body, state.settings.imports)?;
+    let options = ImportOptions {
+        default_country_code: query.default_country_code.as_deref(),
+        skip_invalid: query.skip_invalid.unwrap_or(false),
+    };
+    match import_leads(&state, auth.organization_id, campaign_id, upload, options).await? {
+        ImportOutcome::Imported(report) => Ok(Json(report)),
+        ImportOutcome::Refused(report) => Err(csv_upload::invalid_rows(
+            report.rows,
+            report.invalid,
+            &report.errors,
+        )),
+    }
+}
+
+/// How an import treats its rows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImportOptions<'a> {
+    /// For numbers without `+`/`00`; else the organization's default.
+    pub default_country_code: Option<&'a str>,
+    /// Import the valid rows and report the bad ones, rather than refuse the file.
+    pub skip_invalid: bool,
+}
+
+/// What an import that read its whole file did.
+#[derive(Debug)]
+pub enum ImportOutcome {
+    Imported(ImportReport),
+    /// Bad rows without `skip_invalid`: nothing imported; the report lists them.
+    Refused(ImportReport),
+}
+
+/// Imports a CSV file of leads into a campaign: the one path of the API's import and the
+/// dashboard's upload (see the module's documentation). A file refused whole (malformed, too
+/// large, too slow, the campaign gone or finished) is an error and leaves nothing.
+pub async fn import_leads(
+    state: &AppState,
+    organization_id: Uuid,
+    campaign_id: Uuid,
+    mut upload: CsvUpload,
+    options: ImportOptions<'_>,
+) -> Result<ImportOutcome, ApiError> {
     let started = Instant::now();
-    let mut upload = CsvUpload::open(&headers, body, state.settings.imports)?;
-    let skip_invalid = query.skip_invalid.unwrap_or(false);
-    let country = country_code(
-        &state,
-        auth.organization_id,
-        query.default_country_code.as_deref(),
-    )
-    .await?;
+    let skip_invalid = options.skip_invalid;
+    let country = country_code(state, organization_id, options.default_country_code).await?;
     let mut import = match state
         .db
-        .begin_lead_import(auth.organization_id, campaign_id)
+        .begin_lead_import(organization_id, campaign_id)
         .await?
     {
         ImportStart::Ready(import) => import,
@@ -432,11 +468,8 @@ pub async fn import(
     }
     if report.invalid > 0 && !skip_invalid {
         drop(import); // Rolls back.
-        return Err(csv_upload::invalid_rows(
-            report.rows,
-            report.invalid,
-            &report.errors,
-        ));
+        report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        return Ok(ImportOutcome::Refused(report));
     }
     if !batch.is_empty() {
         flush(&mut import, &mut batch, &mut report).await?;
@@ -453,7 +486,7 @@ pub async fn import(
         elapsed_ms = report.elapsed_ms,
         "leads imported"
     );
-    Ok(Json(report))
+    Ok(ImportOutcome::Imported(report))
 }
 
 /// Inserts a batch and counts what happened to it.

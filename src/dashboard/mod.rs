@@ -7,16 +7,23 @@
 //! Every response carries a strict Content-Security-Policy (no inline script: the script is a
 //! file), `X-Frame-Options: DENY` and `Referrer-Policy: no-referrer`; every form a CSRF token.
 
+mod do_not_call;
+mod import;
 pub mod live;
 pub mod session;
+mod tokens;
 pub mod views;
 
-use std::{collections::VecDeque, convert::Infallible, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    convert::Infallible,
+    time::Duration,
+};
 
 use askama::Template;
 use axum::{
     Form, Router,
-    extract::{Path, Query, Request, State},
+    extract::{DefaultBodyLimit, Path, Query, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware::{Next, from_fn},
     response::{
@@ -33,7 +40,12 @@ use uuid::Uuid;
 
 use crate::{
     api::tokens::{Scope, hash_secret},
-    db::{DbError, call_queries::CallFilter, campaigns::TransitionOutcome, dashboard::NewSession},
+    db::{
+        DbError,
+        call_queries::CallFilter,
+        campaigns::TransitionOutcome,
+        dashboard::{CampaignFigures, NewSession},
+    },
     http::AppState,
     recording::link::LINK_TTL,
 };
@@ -41,7 +53,7 @@ use live::{Notice, What};
 use session::Session;
 use views::{
     CallPage, CallRow, CampaignCard, CampaignPage, CampaignsPage, ErrorPage, LEAD_STATUSES,
-    LEADS_PAGE, LineFragment, LivePage, LiveRows, LoginPage, Pager,
+    LEADS_PAGE, LineFragment, LivePage, LiveRows, LoginPage, Pager, TargetView,
 };
 
 pub use live::Live;
@@ -71,10 +83,19 @@ pub enum DashError {
     Conflict(String),
     #[error("{0}")]
     BadRequest(String),
+    /// Refused by the API's own code the page shares (its status and message).
+    #[error("{}", .0.message)]
+    Api(crate::api::error::ApiError),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("rendering a page failed: {0}")]
     Render(#[from] askama::Error),
+}
+
+impl From<crate::api::error::ApiError> for DashError {
+    fn from(error: crate::api::error::ApiError) -> Self {
+        Self::Api(error)
+    }
 }
 
 impl IntoResponse for DashError {
@@ -85,13 +106,19 @@ impl IntoResponse for DashError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "Not possible now"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "Bad request"),
-            Self::Db(_) | Self::Render(_) => {
+            Self::Api(error) if error.status.is_client_error() => {
+                (error.status, views::status_title(error.status))
+            }
+            Self::Api(_) | Self::Db(_) | Self::Render(_) => {
                 tracing::error!(error = %self, "dashboard request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong")
             }
         };
         let message = match &self {
-            Self::Db(_) | Self::Render(_) => "The gateway could not answer; try again.".to_owned(),
+            Self::Api(error) if error.status.is_client_error() => error.message.clone(),
+            Self::Api(_) | Self::Db(_) | Self::Render(_) => {
+                "The gateway could not answer; try again.".to_owned()
+            }
             other => other.to_string(),
         };
         let page = ErrorPage {
@@ -115,11 +142,22 @@ pub fn router() -> Router<AppState> {
         .route("/assets/dashboard.js", get(js))
         .route("/campaigns/{id}", get(campaign_page))
         .route("/campaigns/{id}/{action}", post(campaign_action))
+        .route(
+            "/campaigns/{id}/leads/import",
+            post(import::import).layer(DefaultBodyLimit::max(import::MAX_FORM_BYTES)),
+        )
         .route("/calls/live", get(live_page))
         .route("/calls/live/events", get(live_events))
         .route("/calls/{id}", get(call_page))
         .route("/calls/{id}/events", get(call_events))
         .route("/calls/{id}/hangup", post(hangup))
+        .route(
+            "/do-not-call",
+            get(do_not_call::page).post(do_not_call::add),
+        )
+        .route("/do-not-call/remove", post(do_not_call::remove))
+        .route("/tokens", get(tokens::page).post(tokens::create))
+        .route("/tokens/{id}/revoke", post(tokens::revoke))
         .layer(from_fn(security_headers))
 }
 
@@ -307,12 +345,13 @@ async fn card(
         .campaign(organization_id, id)
         .await?
         .ok_or(DashError::NotFound("campaign"))?;
-    let stats = state
+    let figures = state
         .db
-        .campaign_stats(organization_id, id)
+        .campaign_figures(organization_id, &[id])
         .await?
+        .pop()
         .ok_or(DashError::NotFound("campaign"))?;
-    Ok(CampaignCard::new(&campaign, &stats))
+    Ok(CampaignCard::new(&campaign, &figures))
 }
 
 /// `GET /app`: every campaign with its live statistics and its actions.
@@ -326,16 +365,22 @@ async fn campaigns_page(
         .db
         .list_campaigns(session.organization_id, None, 500, 0)
         .await?;
-    let mut cards = Vec::with_capacity(campaigns.len());
-    for campaign in &campaigns {
-        if let Some(stats) = state
-            .db
-            .campaign_stats(session.organization_id, campaign.id)
-            .await?
-        {
-            cards.push(CampaignCard::new(campaign, &stats));
-        }
-    }
+    let ids: Vec<Uuid> = campaigns.iter().map(|campaign| campaign.id).collect();
+    // One statement for every card's figures, not one per campaign.
+    let figures: HashMap<Uuid, CampaignFigures> = state
+        .db
+        .campaign_figures(session.organization_id, &ids)
+        .await?
+        .into_iter()
+        .map(|figures| (figures.id, figures))
+        .collect();
+    let cards = campaigns
+        .iter()
+        .filter_map(|campaign| {
+            let figures = figures.get(&campaign.id)?;
+            Some(CampaignCard::new(campaign, figures))
+        })
+        .collect();
     let page = CampaignsPage {
         csrf: session.csrf().to_owned(),
         campaigns: cards,
@@ -387,6 +432,16 @@ async fn campaign_page(
     } else {
         (None, Pager::new(0, LEADS_PAGE, 0))
     };
+    let targets = if session.allows(Scope::SettingsRead) {
+        Some(
+            state
+                .db
+                .campaign_transfer_targets(session.organization_id, id)
+                .await?,
+        )
+    } else {
+        None
+    };
     let page = CampaignPage {
         csrf: session.csrf().to_owned(),
         campaign,
@@ -394,6 +449,11 @@ async fn campaign_page(
         status,
         statuses: LEAD_STATUSES,
         pager,
+        targets_named: targets
+            .as_ref()
+            .is_some_and(|targets| targets.iter().any(|target| target.named_by_campaign)),
+        targets: targets.map(|targets| targets.iter().map(TargetView::new).collect()),
+        can_import: session.allows(Scope::LeadsWrite),
     };
     Ok(Html(page.render()?))
 }
@@ -551,6 +611,15 @@ async fn call_page(
     } else {
         None
     };
+    let transfer = state.db.call_transfer(session.organization_id, id).await?;
+    let campaign_name = state
+        .db
+        .campaign(session.organization_id, call.summary.campaign_id)
+        .await?
+        .map_or_else(
+            || call.summary.campaign_id.to_string(),
+            |campaign| campaign.fields.name,
+        );
     let analysis = call
         .metadata
         .as_ref()
@@ -566,6 +635,8 @@ async fn call_page(
         summary: call.conversation_summary,
         analysis,
         recording,
+        campaign_name,
+        trail: views::transfer_trail(&events, transfer.as_ref()),
     };
     Ok(Html(page.render()?))
 }

@@ -48,6 +48,11 @@ impl Session {
         }
     }
 
+    /// The scopes of the session's token, as stored.
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+
     pub fn allows(&self, scope: Scope) -> bool {
         self.scopes.iter().any(|granted| granted == scope.as_str())
     }

@@ -6,10 +6,15 @@ use askama::Template;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::db::{
-    call_queries::{CallEventRow, CallSummary},
-    campaigns::{CampaignAction, CampaignRow, CampaignStats},
-    dashboard::CampaignLead,
+use crate::{
+    api::{leads::ImportReport, tokens::Scope},
+    db::{
+        call_queries::{CallEventRow, CallSummary},
+        campaigns::{CampaignAction, CampaignRow},
+        dashboard::{CallTransfer, CampaignFigures, CampaignLead, CampaignTarget},
+        suppression::SuppressionRow,
+        tokens::TokenSummary,
+    },
 };
 
 /// Rows a page of leads shows.
@@ -41,18 +46,18 @@ pub struct CampaignCard {
 }
 
 impl CampaignCard {
-    pub fn new(campaign: &CampaignRow, stats: &CampaignStats) -> Self {
+    pub fn new(campaign: &CampaignRow, figures: &CampaignFigures) -> Self {
         Self {
             id: campaign.id,
             name: campaign.fields.name.clone(),
             status: campaign.status.clone(),
-            calls: stats.total_calls,
-            transferred: stats.transferred_calls,
-            conversion: format!("{:.1} %", stats.conversion_rate),
-            live_calls: stats.live_calls,
-            attempts_pending: stats.attempts_pending,
-            callbacks_pending: stats.callbacks_pending,
-            leads: stats.leads,
+            calls: figures.total_calls,
+            transferred: figures.transferred_calls,
+            conversion: format!("{:.1} %", figures.conversion_rate),
+            live_calls: figures.live_calls,
+            attempts_pending: figures.attempts_pending,
+            callbacks_pending: figures.callbacks_pending,
+            leads: figures.leads,
             actions: actions_from(&campaign.status),
         }
     }
@@ -151,6 +156,159 @@ pub fn line(event: &CallEventRow) -> Option<Line> {
     })
 }
 
+/// One step of a call's transfer: decided, a target dialled and its outcome, connected,
+/// the fallback.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TrailStep {
+    pub at: String,
+    pub what: String,
+    pub detail: String,
+}
+
+/// The name and number of `targets[index]` (a transfer's targets, in the order tried).
+fn target_label(targets: &serde_json::Value, index: i64) -> String {
+    let target = usize::try_from(index)
+        .ok()
+        .and_then(|index| targets.get(index));
+    let field = |name: &str| {
+        target
+            .and_then(|target| target.get(name))
+            .and_then(|value| value.as_str())
+            .unwrap_or_default()
+    };
+    match (field("name"), field("phone_number")) {
+        ("", "") => format!("target {}", index + 1),
+        (name, "") => name.to_owned(),
+        ("", number) => number.to_owned(),
+        (name, number) => format!("{name} ({number})"),
+    }
+}
+
+/// A call's transfer trail in time order, from its events (the decision, each dial's outcome,
+/// a callback after nobody took it) and its transfer's row (connected, or the fallback once the
+/// list was exhausted). Empty when the call had no transfer.
+pub fn transfer_trail(events: &[CallEventRow], transfer: Option<&CallTransfer>) -> Vec<TrailStep> {
+    let no_targets = serde_json::Value::Array(Vec::new());
+    let targets = transfer.map_or(&no_targets, |transfer| &transfer.targets);
+    let text = |event: &CallEventRow| event.text.clone().unwrap_or_default();
+    let field = |event: &CallEventRow, name: &str| {
+        event
+            .data
+            .get(name)
+            .and_then(|value| value.as_str())
+            .unwrap_or_default()
+            .replace('_', " ")
+    };
+    let mut steps: Vec<(DateTime<Utc>, i32, TrailStep)> = Vec::new();
+    for event in events {
+        let step = match event.kind.as_str() {
+            "transfer_decision" => {
+                let department = field(event, "department");
+                TrailStep {
+                    at: String::new(),
+                    what: format!("Decided: {}", field(event, "decision")),
+                    detail: match department.as_str() {
+                        "" => text(event),
+                        department => format!("{} (to {department})", text(event)),
+                    },
+                }
+            }
+            "transfer_attempt" => {
+                let attempt = event
+                    .data
+                    .get("attempt")
+                    .and_then(serde_json::Value::as_i64)
+                    .unwrap_or(0);
+                let accepted = event
+                    .data
+                    .get("accepted")
+                    .and_then(serde_json::Value::as_bool)
+                    .unwrap_or(false);
+                let status = field(event, "dial_status");
+                TrailStep {
+                    at: String::new(),
+                    what: format!("Dialled {}", target_label(targets, attempt)),
+                    detail: if accepted {
+                        "accepted".to_owned()
+                    } else {
+                        match field(event, "hangup_cause").as_str() {
+                            "" => status,
+                            cause => format!("{status} ({cause})"),
+                        }
+                    },
+                }
+            }
+            "transfer_outcome" => TrailStep {
+                at: String::new(),
+                what: "Outcome".to_owned(),
+                detail: text(event),
+            },
+            "callback_scheduled" if field(event, "reason") == "transfer exhausted" => TrailStep {
+                at: String::new(),
+                what: "Fallback: a callback".to_owned(),
+                detail: text(event),
+            },
+            _ => continue,
+        };
+        steps.push((event.occurred_at, event.seq, step));
+    }
+    if let Some(transfer) = transfer {
+        if !events.iter().any(|event| event.kind == "transfer_decision") {
+            steps.push((
+                transfer.created_at,
+                -1,
+                TrailStep {
+                    at: String::new(),
+                    what: "Decided: transfer".to_owned(),
+                    detail: format!("{} (to {})", transfer.reason, transfer.department),
+                },
+            ));
+        }
+        let current = target_label(targets, i64::from(transfer.attempt));
+        let last = match transfer.status.as_str() {
+            "connected" => Some((
+                transfer.connected_at.unwrap_or(transfer.updated_at),
+                "Connected".to_owned(),
+                current,
+            )),
+            "exhausted" | "callback" => Some((
+                transfer.updated_at,
+                "Nobody accepted".to_owned(),
+                match transfer.fallback.as_str() {
+                    "back_to_ai" => "fallback: back to the AI agent, which offers a callback",
+                    _ => "fallback: a callback, and the call ended",
+                }
+                .to_owned(),
+            )),
+            "pending" | "dialing" => Some((
+                transfer.updated_at,
+                "In progress".to_owned(),
+                format!("dialling {current}"),
+            )),
+            _ => None,
+        };
+        if let Some((at, what, detail)) = last {
+            steps.push((
+                at,
+                i32::MAX,
+                TrailStep {
+                    at: String::new(),
+                    what,
+                    detail,
+                },
+            ));
+        }
+    }
+    steps.sort_by_key(|(at, seq, _)| (*at, *seq));
+    steps
+        .into_iter()
+        .map(|(at, _, step)| TrailStep {
+            at: at.format("%H:%M:%S").to_string(),
+            ..step
+        })
+        .collect()
+}
+
 /// Paging of a list that fetched one row more than it shows.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Pager {
@@ -172,6 +330,162 @@ impl Pager {
 
 fn time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// A transfer target on a campaign's page.
+pub struct TargetView {
+    pub name: String,
+    pub department: String,
+    pub phone_number: String,
+    pub priority: i32,
+    pub active: bool,
+    /// When it takes transfers, in words.
+    pub hours: String,
+}
+
+impl TargetView {
+    pub fn new(target: &CampaignTarget) -> Self {
+        Self {
+            name: target.name.clone(),
+            department: target.department.clone(),
+            phone_number: target.phone_number.clone(),
+            priority: target.priority,
+            active: target.is_active,
+            hours: working_hours(target),
+        }
+    }
+}
+
+/// A target's working days and hours in its timezone, e.g. "Mon Tue 09:00–17:00 Europe/Lisbon".
+fn working_hours(target: &CampaignTarget) -> String {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let mut days: Vec<i16> = target.working_days.clone();
+    days.sort_unstable();
+    let days = if days.len() == 7 {
+        "every day".to_owned()
+    } else {
+        days.iter()
+            .filter_map(|day| DAYS.get(usize::try_from(*day - 1).ok()?))
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let hours = match (target.working_hours_start, target.working_hours_end) {
+        (Some(start), Some(end)) => {
+            format!("{}–{}", start.format("%H:%M"), end.format("%H:%M"))
+        }
+        _ => "all day".to_owned(),
+    };
+    format!("{days}, {hours} ({})", target.timezone)
+}
+
+/// The title of an error page for a refusal's status.
+pub fn status_title(status: axum::http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "Bad request",
+        403 => "Not allowed",
+        404 => "Not found",
+        408 => "Too slow",
+        409 => "Not possible now",
+        413 => "Too large",
+        422 => "Not accepted",
+        429 => "Busy",
+        _ => "Refused",
+    }
+}
+
+/// An entry of the do-not-call list.
+pub struct SuppressionView {
+    pub phone_number: String,
+    pub reason: String,
+    /// Where it came from, in words.
+    pub source: &'static str,
+    pub created: String,
+}
+
+impl SuppressionView {
+    pub fn new(row: &SuppressionRow) -> Self {
+        Self {
+            phone_number: row.phone_number.clone(),
+            reason: row.reason.clone().unwrap_or_default(),
+            source: match row.source.as_str() {
+                "caller_request" => "the caller asked, on a call",
+                "api" => "added by hand",
+                "import" => "imported",
+                "complaint" => "a complaint",
+                _ => "other",
+            },
+            created: time(row.created_at),
+        }
+    }
+}
+
+/// A token as the tokens page lists it: never its secret or its hash.
+pub struct TokenView {
+    pub id: Uuid,
+    pub name: String,
+    /// The secret's first characters, so a human can tell tokens apart.
+    pub prefix: String,
+    pub scopes: String,
+    pub created: String,
+    pub last_used: String,
+    pub expires: String,
+    pub revoked: String,
+    /// `live`, `expired` or `revoked`.
+    pub state: &'static str,
+    /// The token this session signed in with.
+    pub own: bool,
+}
+
+impl TokenView {
+    pub fn new(token: &TokenSummary, own_id: Uuid, now: DateTime<Utc>) -> Self {
+        let state = match (token.revoked_at, token.expires_at) {
+            (Some(_), _) => "revoked",
+            (None, Some(expires_at)) if expires_at <= now => "expired",
+            _ => "live",
+        };
+        Self {
+            id: token.id,
+            name: token.name.clone(),
+            prefix: token.prefix.clone(),
+            scopes: token.scopes.join(", "),
+            created: time(token.created_at),
+            last_used: token.last_used_at.map_or("never".to_owned(), time),
+            expires: token.expires_at.map_or("never".to_owned(), time),
+            revoked: token.revoked_at.map(time).unwrap_or_default(),
+            state,
+            own: token.id == own_id,
+        }
+    }
+}
+
+/// A scope's checkbox on the form that creates a token.
+pub struct ScopeOption {
+    pub name: &'static str,
+    /// Whether the session's own token holds it (a token made here may carry no other).
+    pub allowed: bool,
+    pub checked: bool,
+}
+
+/// Every scope, in the API's order, each allowed when `held` has it and checked when
+/// `checked` names it.
+pub fn scope_options(held: &[String], checked: &[String]) -> Vec<ScopeOption> {
+    Scope::ALL
+        .iter()
+        .map(|scope| ScopeOption {
+            name: scope.as_str(),
+            allowed: held.iter().any(|name| name == scope.as_str()),
+            checked: checked.iter().any(|name| name == scope.as_str()),
+        })
+        .collect()
+}
+
+/// A token just created, shown on the answer to the form and nowhere else.
+pub struct CreatedToken {
+    pub name: String,
+    pub secret: String,
+    pub scopes: String,
+    pub expires: String,
 }
 
 #[derive(Template)]
@@ -197,6 +511,27 @@ pub struct CampaignPage {
     pub status: String,
     pub statuses: &'static [&'static str],
     pub pager: Pager,
+    /// The transfer targets it uses; `None`: the token may not read them (`settings:read`).
+    pub targets: Option<Vec<TargetView>>,
+    /// Whether they are the campaign's own choice (else all the organization's).
+    pub targets_named: bool,
+    /// Whether the session may upload leads (`leads:write`).
+    pub can_import: bool,
+}
+
+/// What a CSV upload did: its report, or why the file was refused whole.
+#[derive(Template)]
+#[template(path = "dashboard/import.html")]
+pub struct ImportPage {
+    pub csrf: String,
+    pub campaign_id: Uuid,
+    pub campaign_name: String,
+    /// The file was refused whole (nothing imported): why.
+    pub refused: Option<String>,
+    /// The import's report, when the file was read through (refused for bad rows, or imported).
+    pub report: Option<ImportReport>,
+    /// Refused lines beyond those listed.
+    pub unlisted: u64,
 }
 
 #[derive(Template)]
@@ -235,6 +570,39 @@ pub struct CallPage {
     pub analysis: Option<String>,
     /// The recording's signed link, relative to this origin.
     pub recording: Option<String>,
+    /// The campaign's name (its id when it cannot be read).
+    pub campaign_name: String,
+    /// The transfer's steps in time order; empty: no transfer.
+    pub trail: Vec<TrailStep>,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/do_not_call.html")]
+pub struct DoNotCallPage {
+    pub csrf: String,
+    pub entries: Vec<SuppressionView>,
+    pub pager: Pager,
+    /// Whether the session may add and remove (`leads:write`).
+    pub can_write: bool,
+    pub error: Option<String>,
+    /// The add form's values, kept when it is refused.
+    pub phone_number: String,
+    pub reason: String,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/tokens.html")]
+pub struct TokensPage {
+    pub csrf: String,
+    pub tokens: Vec<TokenView>,
+    /// Whether the session may create and revoke (`settings:write`).
+    pub can_write: bool,
+    pub scopes: Vec<ScopeOption>,
+    pub created: Option<CreatedToken>,
+    pub error: Option<String>,
+    /// The form's values, kept when it is refused.
+    pub name: String,
+    pub expires_on: String,
 }
 
 #[derive(Template)]
@@ -293,6 +661,87 @@ mod tests {
         assert_eq!(decision.who, "Transfer decision: offer callback");
         assert_eq!(decision.mark, "transfer");
         assert!(line(&event("tool_call", None, json!({}))).is_none());
+    }
+
+    #[test]
+    fn the_transfer_trail_follows_the_dials_in_time_order() {
+        let at = |second: u32| {
+            DateTime::parse_from_rfc3339(&format!("2026-12-07T10:00:{second:02}Z"))
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        let mut decided = event(
+            "transfer_decision",
+            Some("the caller asked for a human"),
+            json!({"decision": "transfer", "department": "sales"}),
+        );
+        decided.occurred_at = at(1);
+        let dial = |attempt: i64, second: u32, data: serde_json::Value| {
+            let mut dial = event("transfer_attempt", None, data);
+            dial.seq = 1_000_000 + attempt as i32;
+            dial.occurred_at = at(second);
+            dial
+        };
+        let events = [
+            // Out of order on purpose: the trail sorts by time.
+            dial(
+                1,
+                30,
+                json!({"attempt": 1, "dial_status": "completed", "accepted": true}),
+            ),
+            dial(
+                0,
+                20,
+                json!({"attempt": 0, "dial_status": "no-answer", "accepted": false}),
+            ),
+            decided,
+            event("caller_speech", Some("Hello"), json!({})),
+        ];
+        let transfer = CallTransfer {
+            trigger: "caller_request".to_owned(),
+            reason: "the caller asked for a human".to_owned(),
+            department: "sales".to_owned(),
+            targets: json!([
+                {"name": "Sales desk", "phone_number": "+14155550900"},
+                {"name": "Night line", "phone_number": "+14155550901"},
+            ]),
+            attempt: 1,
+            status: "connected".to_owned(),
+            fallback: "back_to_ai".to_owned(),
+            created_at: at(2),
+            updated_at: at(31),
+            connected_at: Some(at(31)),
+        };
+        let trail = transfer_trail(&events, Some(&transfer));
+        let steps: Vec<(&str, &str, &str)> = trail
+            .iter()
+            .map(|step| (step.at.as_str(), step.what.as_str(), step.detail.as_str()))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                (
+                    "10:00:01",
+                    "Decided: transfer",
+                    "the caller asked for a human (to sales)"
+                ),
+                ("10:00:20", "Dialled Sales desk (+14155550900)", "no-answer"),
+                ("10:00:30", "Dialled Night line (+14155550901)", "accepted"),
+                ("10:00:31", "Connected", "Night line (+14155550901)"),
+            ]
+        );
+        let exhausted = CallTransfer {
+            status: "callback".to_owned(),
+            ..transfer
+        };
+        let last = transfer_trail(&[], Some(&exhausted)).pop().unwrap();
+        assert_eq!(last.what, "Nobody accepted");
+        assert!(
+            last.detail.contains("back to the AI agent"),
+            "{}",
+            last.detail
+        );
+        assert!(transfer_trail(&events[3..], None).is_empty());
     }
 
     #[test]

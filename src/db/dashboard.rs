@@ -1,9 +1,10 @@
 //! The dashboard's SQL (`/app`): sessions (only the hash of a session id is stored; a lookup
 //! joins the session's API token, so a revoked or expired token ends the session at its next
-//! request), a campaign's leads by status, a call's transcript lines after a given `seq`, and
-//! the `LISTEN` on [`DASHBOARD_CHANNEL`], which the migration's triggers notify on.
+//! request), campaigns' figures in one statement, a campaign's leads by status and its
+//! transfer targets, a call's live state and its transfer, and the `LISTEN` on
+//! [`DASHBOARD_CHANNEL`], which the migration's triggers notify on.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveTime, Utc};
 use uuid::Uuid;
 
 use super::{Database, DbError};
@@ -40,6 +41,59 @@ pub struct CampaignLead {
     pub phone: Option<String>,
     pub call_status: String,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A campaign's live figures as the dashboard's cards show them (the API's `CampaignStats`
+/// without the breakdowns).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CampaignFigures {
+    pub id: Uuid,
+    pub total_calls: i32,
+    pub transferred_calls: i32,
+    pub conversion_rate: f64,
+    /// Calls not ended yet.
+    pub live_calls: i64,
+    /// Attempts waiting to be dialled (callbacks included).
+    pub attempts_pending: i64,
+    pub callbacks_pending: i64,
+    /// Leads enrolled (with at least one attempt in the campaign).
+    pub leads: i64,
+}
+
+/// A transfer target as a campaign's page lists it.
+#[derive(Debug, Clone)]
+pub struct CampaignTarget {
+    pub name: String,
+    pub department: String,
+    pub phone_number: String,
+    pub priority: i32,
+    pub is_active: bool,
+    pub timezone: String,
+    /// ISO weekdays, 1 = Monday.
+    pub working_days: Vec<i16>,
+    pub working_hours_start: Option<NaiveTime>,
+    pub working_hours_end: Option<NaiveTime>,
+    /// Whether the campaign names its targets (else it uses all the organization's).
+    pub named_by_campaign: bool,
+}
+
+/// A call's transfer as its page's trail shows it.
+#[derive(Debug, Clone)]
+pub struct CallTransfer {
+    pub trigger: String,
+    pub reason: String,
+    pub department: String,
+    /// The targets in the order tried: `[{"id", "name", "phone_number"}]`.
+    pub targets: serde_json::Value,
+    /// The index in `targets` of the last attempt.
+    pub attempt: i32,
+    /// `pending`, `dialing`, `connected`, `exhausted` or `callback`.
+    pub status: String,
+    /// `back_to_ai` or `callback_and_hangup`.
+    pub fallback: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub connected_at: Option<DateTime<Utc>>,
 }
 
 impl Database {
@@ -116,6 +170,90 @@ impl Database {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows)
+    }
+
+    /// The figures of the organization's campaigns `ids` (others are left out), in one
+    /// statement however many campaigns a page lists.
+    pub async fn campaign_figures(
+        &self,
+        organization_id: Uuid,
+        ids: &[Uuid],
+    ) -> Result<Vec<CampaignFigures>, DbError> {
+        let rows = sqlx::query_as!(
+            CampaignFigures,
+            r#"SELECT c.id, c.total_calls, c.transferred_calls,
+                      c.conversion_rate::float8 AS "conversion_rate!",
+                      live.calls AS "live_calls!",
+                      attempts.pending AS "attempts_pending!",
+                      attempts.callbacks AS "callbacks_pending!",
+                      attempts.leads AS "leads!"
+               FROM campaigns c
+               CROSS JOIN LATERAL (
+                   SELECT count(*) AS calls FROM call_logs l
+                   WHERE l.campaign_id = c.id AND l.ended_at IS NULL
+               ) live
+               CROSS JOIN LATERAL (
+                   SELECT count(*) FILTER (WHERE d.status = 'scheduled') AS pending,
+                          count(*) FILTER (WHERE d.status = 'scheduled' AND d.is_callback) AS callbacks,
+                          count(DISTINCT d.lead_id) AS leads
+                   FROM dial_attempts d WHERE d.campaign_id = c.id
+               ) attempts
+               WHERE c.organization_id = $1 AND c.id = ANY($2)"#,
+            organization_id,
+            ids,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// The transfer targets a campaign uses, as a transfer picks them: those the campaign
+    /// names in `campaign_transfer_targets`, or else all the organization's; by department
+    /// and priority.
+    pub async fn campaign_transfer_targets(
+        &self,
+        organization_id: Uuid,
+        campaign_id: Uuid,
+    ) -> Result<Vec<CampaignTarget>, DbError> {
+        let rows = sqlx::query_as!(
+            CampaignTarget,
+            r#"WITH named AS (
+                   SELECT transfer_target_id FROM campaign_transfer_targets
+                   WHERE organization_id = $1 AND campaign_id = $2
+               )
+               SELECT t.name, t.department, t.phone_number, t.priority, t.is_active, t.timezone,
+                      t.working_days, t.working_hours_start, t.working_hours_end,
+                      EXISTS (SELECT 1 FROM named) AS "named_by_campaign!"
+               FROM transfer_targets t
+               WHERE t.organization_id = $1
+                 AND (NOT EXISTS (SELECT 1 FROM named)
+                      OR t.id IN (SELECT transfer_target_id FROM named))
+               ORDER BY t.department, t.priority, t.name, t.id"#,
+            organization_id,
+            campaign_id,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// The transfer of the organization's call `id`, if it had one.
+    pub async fn call_transfer(
+        &self,
+        organization_id: Uuid,
+        id: Uuid,
+    ) -> Result<Option<CallTransfer>, DbError> {
+        let row = sqlx::query_as!(
+            CallTransfer,
+            r#"SELECT trigger, reason, department, targets, attempt, status, fallback, created_at,
+                      updated_at, connected_at
+               FROM call_transfers WHERE organization_id = $1 AND call_log_id = $2"#,
+            organization_id,
+            id,
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row)
     }
 
     /// Whether the organization's call `id` is live; `None` if the organization has no such call.

@@ -102,6 +102,24 @@ impl Database {
         Ok(rows)
     }
 
+    /// Revokes one of the organization's tokens (the dashboard); idempotent: a token revoked
+    /// already keeps its first revocation. `false` if the organization has no such token.
+    pub async fn revoke_organization_token(
+        &self,
+        organization_id: Uuid,
+        id: Uuid,
+    ) -> Result<bool, DbError> {
+        let result = sqlx::query!(
+            r#"UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now())
+               WHERE organization_id = $1 AND id = $2"#,
+            organization_id,
+            id,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
     /// Revokes a token (tests and operators); `false` if there is no such live token.
     pub async fn revoke_api_token(&self, id: Uuid) -> Result<bool, DbError> {
         let result = sqlx::query!(

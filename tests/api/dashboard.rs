@@ -9,7 +9,7 @@ use reqwest::{StatusCode, header};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
-use voice_gateway::api::tokens::hash_secret;
+use voice_gateway::api::tokens::{Scope, hash_secret};
 
 use crate::campaign_api::Api;
 
@@ -59,9 +59,14 @@ impl Dash {
     }
 
     async fn get(&self, path: &str) -> reqwest::Response {
+        self.get_as(&self.cookie, path).await
+    }
+
+    /// A GET in the session of `cookie`.
+    async fn get_as(&self, cookie: &str, path: &str) -> reqwest::Response {
         self.http
             .get(self.url(path))
-            .header(header::COOKIE, &self.cookie)
+            .header(header::COOKIE, cookie)
             .send()
             .await
             .unwrap()
@@ -74,9 +79,14 @@ impl Dash {
     }
 
     async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.post_as(&self.cookie, path, form).await
+    }
+
+    /// A form posted in the session of `cookie`.
+    async fn post_as(&self, cookie: &str, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
         self.http
             .post(self.url(path))
-            .header(header::COOKIE, &self.cookie)
+            .header(header::COOKIE, cookie)
             .form(form)
             .send()
             .await
@@ -84,9 +94,107 @@ impl Dash {
     }
 
     async fn csrf(&self) -> String {
-        let page = self.page("/app").await;
+        self.csrf_as(&self.cookie).await
+    }
+
+    /// The CSRF token of the session of `cookie`.
+    async fn csrf_as(&self, cookie: &str) -> String {
+        let response = self.get_as(cookie, "/app").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let page = response.text().await.unwrap();
         let start = page.find(r#"name="csrf" value=""#).expect("a CSRF field") + 19;
         page[start..start + 64].to_owned()
+    }
+
+    /// The session cookie of a new token of the organization with `scopes`.
+    async fn session_with(&self, scopes: &[Scope]) -> String {
+        let token = crate::campaign_api::issue(&self.api.test, self.api.org.id, scopes).await;
+        self.sign_in(&token).await
+    }
+
+    /// The organization's API tokens.
+    async fn tokens(&self) -> i64 {
+        self.api
+            .count(
+                "SELECT count(*) FROM api_tokens WHERE organization_id = $1",
+                self.api.org.id,
+            )
+            .await
+    }
+
+    async fn token_id(&self, secret: &str) -> Uuid {
+        sqlx::query_scalar("SELECT id FROM api_tokens WHERE token_hash = $1")
+            .bind(hash_secret(secret).to_vec())
+            .fetch_one(self.api.test.pool())
+            .await
+            .unwrap()
+    }
+
+    /// Posts the campaign page's upload form as a browser does (`multipart/form-data`, the
+    /// fields in the page's order, the file last); the status and the page.
+    async fn upload(
+        &self,
+        campaign: Uuid,
+        fields: &[(&str, &str)],
+        csv: &str,
+    ) -> (StatusCode, String) {
+        let boundary = "----vg-dashboard-test-boundary";
+        let mut body = Vec::new();
+        for (name, value) in fields {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                    .as_bytes(),
+            );
+        }
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"leads.csv\"\r\nContent-Type: text/csv\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(csv.as_bytes());
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let response = self
+            .http
+            .post(self.url(&format!("/app/campaigns/{campaign}/leads/import")))
+            .header(header::COOKIE, &self.cookie)
+            .header(
+                header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.text().await.unwrap())
+    }
+
+    /// Leads the organization has, and attempts the campaign has.
+    async fn leads_and_attempts(&self, campaign: Uuid) -> (i64, i64) {
+        let leads = self
+            .api
+            .count(
+                "SELECT count(*) FROM leads WHERE organization_id = $1",
+                self.api.org.id,
+            )
+            .await;
+        let attempts = self
+            .api
+            .count(
+                "SELECT count(*) FROM dial_attempts WHERE campaign_id = $1",
+                campaign,
+            )
+            .await;
+        (leads, attempts)
+    }
+
+    /// The status of `GET /api/v1/campaigns` with `token`.
+    async fn api_status(&self, token: &str) -> u16 {
+        self.api
+            .send(reqwest::Method::GET, "/campaigns", Some(token), None)
+            .await
+            .0
     }
 
     async fn campaign_status(&self, id: Uuid) -> String {
@@ -553,6 +661,816 @@ async fn live_calls_and_a_transcript_arrive_through_server_sent_events() {
     dash.api.finish().await;
 }
 
+/// The secret a token page shows once, in its read-only field.
+fn shown_secret(page: &str) -> String {
+    let field = page
+        .find(r#"id="new-token""#)
+        .expect("the new token's field");
+    let start = field + page[field..].find(r#"value=""#).unwrap() + 7;
+    page[start..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn tokens_are_listed_created_with_their_secret_shown_once_and_revoked() {
+    let dash = Dash::start().await;
+    let csrf = dash.csrf().await;
+    let page = dash.page("/app/tokens").await;
+    // The session's own token by its label, never its secret.
+    assert!(page.contains(&dash.api.token[..10]), "{page}");
+    assert!(page.contains("(this session’s)"), "{page}");
+    assert!(!page.contains(&dash.api.token));
+    assert!(page.contains(r#"<a href="/app/tokens">Tokens</a>"#));
+
+    // Created: the secret once, in the answer, and it works against the API.
+    let before = dash.tokens().await;
+    let response = dash
+        .post(
+            "/app/tokens",
+            &[
+                ("csrf", &csrf),
+                ("name", "CI deploy"),
+                ("scope", "campaigns:read"),
+                ("scope", "leads:read"),
+                ("expires_on", "2099-12-31"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let page = response.text().await.unwrap();
+    let secret = shown_secret(&page);
+    assert!(secret.starts_with("vg_") && secret.len() == 46, "{secret}");
+    assert_eq!(dash.api_status(&secret).await, 200);
+    assert_eq!(dash.tokens().await, before + 1);
+    let (scopes, expires): (Vec<String>, String) = sqlx::query_as(
+        "SELECT scopes, to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') FROM api_tokens WHERE token_hash = $1",
+    )
+    .bind(hash_secret(&secret).to_vec())
+    .fetch_one(dash.api.test.pool())
+    .await
+    .unwrap();
+    assert_eq!(scopes, ["campaigns:read", "leads:read"]);
+    assert_eq!(expires, "2100-01-01 00:00");
+    // Listed afterwards by its name and label, without the secret.
+    let listed = dash.page("/app/tokens").await;
+    assert!(listed.contains("CI deploy") && listed.contains(&secret[..10]));
+    assert!(!listed.contains(&secret));
+
+    // A forged CSRF token creates and revokes nothing.
+    let forged = dash
+        .post(
+            "/app/tokens",
+            &[
+                ("csrf", &"0".repeat(64)),
+                ("name", "forged"),
+                ("scope", "campaigns:read"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(dash.tokens().await, before + 1);
+    let id = dash.token_id(&secret).await;
+    let revoke = format!("/app/tokens/{id}/revoke");
+    let forged = dash.post(&revoke, &[("csrf", "forged")]).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(dash.api_status(&secret).await, 200);
+
+    // Revoked: its API requests are 401 from then on.
+    let revoked = dash.post(&revoke, &[("csrf", &csrf)]).await;
+    assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
+    assert_eq!(revoked.headers()[header::LOCATION], "/app/tokens");
+    assert_eq!(dash.api_status(&secret).await, 401);
+    assert!(dash.page("/app/tokens").await.contains("revoked 20"));
+
+    // Another organization's token is not found, and stays good.
+    let other = dash.token_id(&dash.api.other_token).await;
+    let response = dash
+        .post(&format!("/app/tokens/{other}/revoke"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(dash.api_status(&dash.api.other_token).await, 200);
+    assert!(
+        !dash
+            .page("/app/tokens")
+            .await
+            .contains(&dash.api.other_token[..10])
+    );
+
+    // Revoking the session's own token signs it out at its next request.
+    let own = dash.token_id(&dash.api.token).await;
+    let response = dash
+        .post(&format!("/app/tokens/{own}/revoke"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let next = dash.get("/app/tokens").await;
+    assert_eq!(next.status(), StatusCode::SEE_OTHER);
+    assert_eq!(next.headers()[header::LOCATION], "/app/login");
+    dash.api.finish().await;
+}
+
+#[tokio::test]
+async fn a_dashboard_token_carries_no_scope_its_session_lacks_and_needs_settings_write() {
+    let dash = Dash::start().await;
+    let manager = dash
+        .session_with(&[
+            Scope::CampaignsRead,
+            Scope::SettingsRead,
+            Scope::SettingsWrite,
+        ])
+        .await;
+    let csrf = dash.csrf_as(&manager).await;
+    let page = dash
+        .get_as(&manager, "/app/tokens")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("calls:write (your token lacks it)"), "{page}");
+    let before = dash.tokens().await;
+
+    // A scope the session's token lacks: the page says why, and nothing is created.
+    let refused = dash
+        .post_as(
+            &manager,
+            "/app/tokens",
+            &[
+                ("csrf", &csrf),
+                ("name", "escalate"),
+                ("scope", "campaigns:read"),
+                ("scope", "calls:write"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = refused.text().await.unwrap();
+    assert!(
+        page.contains("your token lacks calls:write, so a token made here cannot have it"),
+        "{page}"
+    );
+    assert!(!page.contains(r#"id="new-token""#));
+    // No scope at all, or an expiry in the past: refused the same way.
+    for form in [
+        [
+            ("csrf", csrf.as_str()),
+            ("name", "none"),
+            ("expires_on", ""),
+        ],
+        [
+            ("csrf", csrf.as_str()),
+            ("name", "old"),
+            ("expires_on", "2001-01-01"),
+        ],
+    ] {
+        let response = dash.post_as(&manager, "/app/tokens", &form).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    assert_eq!(dash.tokens().await, before);
+    // What the session holds, it may hand on.
+    let allowed = dash
+        .post_as(
+            &manager,
+            "/app/tokens",
+            &[
+                ("csrf", &csrf),
+                ("name", "reader"),
+                ("scope", "campaigns:read"),
+            ],
+        )
+        .await;
+    assert_eq!(allowed.status(), StatusCode::CREATED);
+    assert_eq!(dash.tokens().await, before + 1);
+
+    // settings:read alone: the list, no form, and a post is 403.
+    let reader = dash
+        .session_with(&[Scope::CampaignsRead, Scope::SettingsRead])
+        .await;
+    let csrf = dash.csrf_as(&reader).await;
+    let page = dash
+        .get_as(&reader, "/app/tokens")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("reader") && !page.contains(r#"action="/app/tokens""#));
+    let response = dash
+        .post_as(
+            &reader,
+            "/app/tokens",
+            &[
+                ("csrf", &csrf),
+                ("name", "nope"),
+                ("scope", "campaigns:read"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let own = dash.token_id(&dash.api.token).await;
+    let response = dash
+        .post_as(
+            &reader,
+            &format!("/app/tokens/{own}/revoke"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(dash.tokens().await, before + 2);
+    assert_eq!(dash.api_status(&dash.api.token).await, 200);
+
+    // Without settings:read the page itself is 403.
+    let campaigns_only = dash.session_with(&[Scope::CampaignsRead]).await;
+    assert_eq!(
+        dash.get_as(&campaigns_only, "/app/tokens").await.status(),
+        StatusCode::FORBIDDEN
+    );
+    dash.api.finish().await;
+}
+
+#[tokio::test]
+async fn the_do_not_call_list_is_paged_and_takes_numbers_as_the_api_does() {
+    let dash = Dash::start().await;
+    let csrf = dash.csrf().await;
+    let pool = dash.api.test.pool();
+    // Another organization's entry, through the API.
+    let (status, body) = dash
+        .api
+        .send(
+            reqwest::Method::POST,
+            "/do-not-call",
+            Some(&dash.api.other_token),
+            Some(json!({"phone_number": "+14155550177", "reason": "theirs"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let page = dash.page("/app/do-not-call").await;
+    assert!(page.contains("No numbers on the list."), "{page}");
+    assert!(!page.contains("+14155550177"));
+    assert!(page.contains(r#"<a href="/app/do-not-call">Do not call</a>"#));
+
+    // Added as written, normalised as the API normalises it.
+    let added = dash
+        .post(
+            "/app/do-not-call",
+            &[
+                ("csrf", &csrf),
+                ("phone_number", "+1 (415) 555-0199"),
+                ("reason", "asked twice"),
+                ("source", "complaint"),
+            ],
+        )
+        .await;
+    assert_eq!(added.status(), StatusCode::SEE_OTHER);
+    assert_eq!(added.headers()[header::LOCATION], "/app/do-not-call");
+    let page = dash.page("/app/do-not-call").await;
+    assert!(
+        page.contains("+14155550199") && page.contains("asked twice"),
+        "{page}"
+    );
+    assert!(page.contains("a complaint"));
+    assert!(
+        !page.contains("+14155550177"),
+        "another organization's entry"
+    );
+    let (status, body) = dash.api.get("/do-not-call").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["entries"][0]["phone_number"], "+14155550199", "{body}");
+    assert_eq!(body["entries"][0]["source"], "complaint");
+    // Audited as the API's own adds are, by the session's token.
+    let audited = dash
+        .api
+        .count(
+            "SELECT count(*) FROM do_not_call_audit WHERE organization_id = $1 AND action = 'add'
+               AND actor_token_id IS NOT NULL",
+            dash.api.org.id,
+        )
+        .await;
+    assert_eq!(audited, 1);
+
+    // A number the API refuses: the page says why, nothing is added.
+    let refused = dash
+        .post(
+            "/app/do-not-call",
+            &[
+                ("csrf", &csrf),
+                ("phone_number", "+1 415 CALL ME"),
+                ("reason", "x"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = refused.text().await.unwrap();
+    assert!(
+        page.contains(r#"role="alert""#) && page.contains("+1 415 CALL ME"),
+        "{page}"
+    );
+    // Forged CSRF tokens add and remove nothing.
+    let forged = dash
+        .post(
+            "/app/do-not-call",
+            &[
+                ("csrf", "forged"),
+                ("phone_number", "+14155550100"),
+                ("reason", "x"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let forged = dash
+        .post(
+            "/app/do-not-call/remove",
+            &[("csrf", &"1".repeat(64)), ("phone_number", "+14155550199")],
+        )
+        .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let listed = dash
+        .api
+        .count(
+            "SELECT count(*) FROM do_not_call WHERE organization_id = $1",
+            dash.api.org.id,
+        )
+        .await;
+    assert_eq!(listed, 1);
+
+    // Removed; another organization's number is not found, and stays listed.
+    let removed = dash
+        .post(
+            "/app/do-not-call/remove",
+            &[("csrf", &csrf), ("phone_number", "+14155550199")],
+        )
+        .await;
+    assert_eq!(removed.status(), StatusCode::SEE_OTHER);
+    assert!(!dash.page("/app/do-not-call").await.contains("+14155550199"));
+    let (_, body) = dash.api.get("/do-not-call").await;
+    assert_eq!(body["entries"], json!([]), "{body}");
+    let theirs = dash
+        .post(
+            "/app/do-not-call/remove",
+            &[("csrf", &csrf), ("phone_number", "+14155550177")],
+        )
+        .await;
+    assert_eq!(theirs.status(), StatusCode::NOT_FOUND);
+    let theirs = dash
+        .api
+        .count(
+            "SELECT count(*) FROM do_not_call WHERE organization_id = $1",
+            dash.api.other.id,
+        )
+        .await;
+    assert_eq!(theirs, 1);
+
+    // Paged, 50 at a time.
+    sqlx::query(
+        "INSERT INTO do_not_call (organization_id, phone_number, reason, source)
+         SELECT $1, '+1415557' || lpad(n::text, 4, '0'), 'bulk', 'import' FROM generate_series(1, 55) n",
+    )
+    .bind(dash.api.org.id)
+    .execute(pool)
+    .await
+    .unwrap();
+    let first = dash.page("/app/do-not-call").await;
+    // Each number three times: its cell, its remove form's field and the button's label.
+    assert_eq!(first.matches("+1415557").count(), 50 * 3);
+    assert!(first.contains(r#"rel="next""#));
+    let second = dash.page("/app/do-not-call?page=1").await;
+    assert_eq!(second.matches("+1415557").count(), 5 * 3);
+    assert!(second.contains(r#"rel="prev""#) && !second.contains(r#"rel="next""#));
+
+    // leads:read alone reads the list and has no forms; adding is 403.
+    let reader = dash
+        .session_with(&[Scope::CampaignsRead, Scope::LeadsRead])
+        .await;
+    let reader_csrf = dash.csrf_as(&reader).await;
+    let page = dash
+        .get_as(&reader, "/app/do-not-call")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("+14155570001") && !page.contains("Add number"));
+    let response = dash
+        .post_as(
+            &reader,
+            "/app/do-not-call",
+            &[
+                ("csrf", &reader_csrf),
+                ("phone_number", "+14155550100"),
+                ("reason", "x"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    dash.api.finish().await;
+}
+
+#[tokio::test]
+async fn a_campaign_shows_its_transfer_targets() {
+    let dash = Dash::start().await;
+    let pool = dash.api.test.pool();
+    let (org, other) = (dash.api.org.id, dash.api.other.id);
+    let mut ids = Vec::new();
+    for (organization, name, department, number, priority, active) in [
+        (org, "Sales desk", "sales", "+14155550900", 10, true),
+        (org, "Night line", "support", "+14155550901", 20, false),
+        (other, "Globex desk", "sales", "+14155550902", 10, true),
+    ] {
+        let id: Uuid = sqlx::query_scalar(
+            "INSERT INTO transfer_targets (organization_id, name, department, phone_number, priority,
+                                           is_active, timezone, working_hours_start, working_hours_end)
+             VALUES ($1, $2, $3, $4, $5, $6, 'Europe/Lisbon', '09:00', '17:30') RETURNING id",
+        )
+        .bind(organization)
+        .bind(name)
+        .bind(department)
+        .bind(number)
+        .bind(priority)
+        .bind(active)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+    let path = format!("/app/campaigns/{}", dash.api.org.campaign_id);
+    // Naming none, the campaign may use every target of its organization, and only those.
+    let page = dash.page(&path).await;
+    let table = &page[page
+        .find(r#"<table id="transfer-targets">"#)
+        .expect("the targets")..];
+    assert!(
+        table.contains("Sales desk") && table.contains("+14155550900"),
+        "{table}"
+    );
+    assert!(table.contains("Night line") && table.contains("<td>no</td>"));
+    assert!(
+        table.contains("Mon Tue Wed Thu Fri, 09:00–17:30 (Europe/Lisbon)"),
+        "{table}"
+    );
+    assert!(!page.contains("Globex desk"));
+    assert!(page.contains("The campaign names none"));
+    // Naming one, it uses that one.
+    sqlx::query(
+        "INSERT INTO campaign_transfer_targets (campaign_id, transfer_target_id, organization_id)
+         VALUES ($1, $2, $3)",
+    )
+    .bind(dash.api.org.campaign_id)
+    .bind(ids[1])
+    .bind(org)
+    .execute(pool)
+    .await
+    .unwrap();
+    let page = dash.page(&path).await;
+    assert!(
+        page.contains("Night line") && !page.contains("Sales desk"),
+        "{page}"
+    );
+    assert!(page.contains("The targets this campaign names."));
+    // Without settings:read, the page says so instead.
+    let reader = dash.session_with(&[Scope::CampaignsRead]).await;
+    let page = dash.get_as(&reader, &path).await.text().await.unwrap();
+    assert!(!page.contains("Night line") && page.contains("lacks <code>settings:read</code>"));
+    assert!(
+        !page.contains("enctype=\"multipart/form-data\""),
+        "no upload without leads:write"
+    );
+    dash.api.finish().await;
+}
+
+#[tokio::test]
+async fn a_csv_upload_imports_through_the_apis_import_and_shows_refused_lines() {
+    let dash = Dash::start().await;
+    let campaign = dash.api.new_campaign().await;
+    let csrf = dash.csrf().await;
+    let page = dash.page(&format!("/app/campaigns/{campaign}")).await;
+    assert!(page.contains(&format!(
+        r#"action="/app/campaigns/{campaign}/leads/import" enctype="multipart/form-data""#
+    )));
+    assert!(page.contains(r#"<progress id="import-progress""#));
+    // A number on the do-not-call list is stored, not enrolled.
+    let (status, _) = dash
+        .api
+        .post(
+            "/do-not-call",
+            json!({"phone_number": "+14155550102", "reason": "asked"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let before = dash.leads_and_attempts(campaign).await;
+
+    // A good file: three leads, one suppressed, one line a duplicate.
+    let (status, page) = dash
+        .upload(
+            campaign,
+            &[("csrf", &csrf)],
+            "name,phone,notes\nAda,+14155550100,first\nBo,+14155550101,\nCy,+14155550102,\nAda again,+14155550100,\n",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains(r#"<dd id="imported">3</dd>"#), "{page}");
+    assert!(page.contains(r#"<dd id="suppressed">1</dd>"#));
+    assert!(page.contains(r#"<dd id="duplicates">1</dd>"#));
+    assert!(page.contains("do-not-call list: lines 4."), "{page}");
+    assert!(page.contains("earlier in the file: lines 5."), "{page}");
+    assert_eq!(
+        dash.leads_and_attempts(campaign).await,
+        (before.0 + 3, before.1 + 2)
+    );
+
+    // Bad lines: the whole file refused, each bad line listed by number, nothing imported.
+    let bad = "name,phone\nDi,+14155550110\n,+14155550111\nEd,12ab\nFay,+14155550113\n";
+    let (status, page) = dash.upload(campaign, &[("csrf", &csrf)], bad).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    assert!(page.contains("Nothing was imported."), "{page}");
+    assert!(page.contains("<tr><td>3</td><td>name</td>"), "{page}");
+    assert!(page.contains("<tr><td>4</td><td>phone</td>"), "{page}");
+    assert!(page.contains(r#"<dd id="imported">0</dd>"#));
+    assert_eq!(
+        dash.leads_and_attempts(campaign).await,
+        (before.0 + 3, before.1 + 2)
+    );
+    // The same file, skipping the bad lines: the good ones imported, the bad ones listed.
+    let (status, page) = dash
+        .upload(campaign, &[("csrf", &csrf), ("skip_invalid", "true")], bad)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains(r#"<dd id="imported">2</dd>"#), "{page}");
+    assert!(page.contains(r#"<dd id="invalid">2</dd>"#));
+    assert!(
+        page.contains("<tr><td>3</td><td>name</td>")
+            && page.contains("<tr><td>4</td><td>phone</td>")
+    );
+    assert_eq!(
+        dash.leads_and_attempts(campaign).await,
+        (before.0 + 5, before.1 + 4)
+    );
+    let imported = dash.leads_and_attempts(campaign).await;
+
+    // Refused whole, each with its reason on the page and nothing imported: a record over the
+    // import's limit, a file without a phone column, a row with a field too many.
+    let long = format!(
+        "name,phone,notes\nGus,+14155550120,{}\n",
+        "n".repeat(65 * 1024)
+    );
+    for (csv, expected_status, says) in [
+        (
+            long.as_str(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "line 2: a record longer than 65536 bytes",
+        ),
+        (
+            "name,email\nHal,hal@example.com\n",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the header has no &#34;phone&#34; column",
+        ),
+        (
+            "name,phone\nIvy,+14155550121\nJo,+14155550122,extra\n",
+            StatusCode::BAD_REQUEST,
+            "line 3: 3 fields where the header has 2",
+        ),
+    ] {
+        let (status, page) = dash
+            .upload(campaign, &[("csrf", &csrf), ("skip_invalid", "true")], csv)
+            .await;
+        assert_eq!(status, expected_status, "{page}");
+        let refused = &page[page.find(r#"id="import-refused""#).expect("the refusal")..];
+        assert!(refused.contains(says), "{refused}");
+        assert!(refused.contains("Nothing was imported."));
+        assert_eq!(dash.leads_and_attempts(campaign).await, imported, "{says}");
+    }
+
+    // A forged CSRF token, or none before the file: refused before the file is read.
+    for fields in [vec![("csrf", "forged")], Vec::new()] {
+        let (status, _) = dash
+            .upload(campaign, &fields, "name,phone\nKim,+14155550130\n")
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    // Another organization's campaign: not found, nothing imported there.
+    let other = dash.api.other.campaign_id;
+    let attempts = dash
+        .api
+        .count(
+            "SELECT count(*) FROM dial_attempts WHERE campaign_id = $1",
+            other,
+        )
+        .await;
+    let (status, _) = dash
+        .upload(other, &[("csrf", &csrf)], "name,phone\nLee,+14155550131\n")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        dash.api
+            .count(
+                "SELECT count(*) FROM dial_attempts WHERE campaign_id = $1",
+                other
+            )
+            .await,
+        attempts
+    );
+    assert_eq!(dash.leads_and_attempts(campaign).await, imported);
+    dash.api.finish().await;
+}
+
+#[tokio::test]
+async fn a_finished_call_shows_its_transfer_trail_and_its_campaign() {
+    let dash = Dash::start().await;
+    let org = &dash.api.org;
+    let pool = dash.api.test.pool();
+    let call = dash
+        .insert_call(org.id, org.campaign_id, org.lead_ids[0], "CA-dash-transfer")
+        .await;
+    for (seq, kind, at, text, data) in [
+        (
+            2,
+            "transfer_decision",
+            "10:00:01",
+            "the caller asked for a human",
+            json!({"decision": "transfer", "department": "sales"}),
+        ),
+        (
+            1_000_000,
+            "transfer_attempt",
+            "10:00:20",
+            "no-answer",
+            json!({"attempt": 0, "dial_status": "no-answer", "accepted": false}),
+        ),
+        (
+            1_000_001,
+            "transfer_attempt",
+            "10:00:40",
+            "completed",
+            json!({"attempt": 1, "dial_status": "completed", "accepted": true}),
+        ),
+    ] {
+        sqlx::query(
+            "INSERT INTO call_events (call_log_id, organization_id, seq, kind, occurred_at, text, data)
+             VALUES ($1, $2, $3, $4, ('2026-12-07 ' || $5)::timestamptz, $6, $7)",
+        )
+        .bind(call)
+        .bind(org.id)
+        .bind(seq)
+        .bind(kind)
+        .bind(at)
+        .bind(text)
+        .bind(data)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO call_transfers (call_sid, call_log_id, organization_id, trigger, reason, department,
+                                     targets, attempt, status, whisper, connected_at)
+         VALUES ('CA-dash-transfer', $1, $2, 'caller_request', 'the caller asked for a human', 'sales',
+                 $3, 1, 'connected', 'A caller for sales', '2026-12-07 10:00:41+00')",
+    )
+    .bind(call)
+    .bind(org.id)
+    .bind(json!([
+        {"name": "Sales desk", "phone_number": "+14155550900"},
+        {"name": "Night line", "phone_number": "+14155550901"},
+    ]))
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE call_logs SET ended_at = now(), end_reason = 'transferred' WHERE id = $1")
+        .bind(call)
+        .execute(pool)
+        .await
+        .unwrap();
+
+    let page = dash.page(&format!("/app/calls/{call}")).await;
+    assert!(
+        page.contains(&format!(
+            r#"<a href="/app/campaigns/{}" id="call-campaign">Spring launch</a>"#,
+            org.campaign_id
+        )),
+        "{page}"
+    );
+    let trail = &page[page.find(r#"<ol id="transfer-trail""#).expect("the trail")..];
+    let trail = &trail[..trail.find("</ol>").unwrap()];
+    let steps = [
+        "Decided: transfer</strong>: the caller asked for a human (to sales)",
+        "Dialled Sales desk (+14155550900)</strong>: no-answer",
+        "Dialled Night line (+14155550901)</strong>: accepted",
+        "Connected</strong>: Night line (+14155550901)",
+    ];
+    let mut from = 0;
+    for step in steps {
+        let found = trail[from..]
+            .find(step)
+            .unwrap_or_else(|| panic!("{step:?} in order in {trail}"));
+        from += found + step.len();
+    }
+    // A call without a transfer has no trail.
+    let plain = dash
+        .insert_call(org.id, org.campaign_id, org.lead_ids[1], "CA-dash-plain")
+        .await;
+    let page = dash.page(&format!("/app/calls/{plain}")).await;
+    assert!(!page.contains("transfer-trail") && page.contains("Spring launch"));
+    dash.api.finish().await;
+}
+
+/// The figures a campaign's card shows on the campaigns page, by their labels.
+fn card_figures(page: &str, campaign: Uuid) -> Vec<(String, String)> {
+    let start = page
+        .find(&format!(r#"aria-labelledby="c-{campaign}""#))
+        .unwrap_or_else(|| panic!("no card of {campaign}"));
+    let card = &page[start..];
+    let card = &card[..card.find("</section>").unwrap()];
+    card.split("<div><dt>")
+        .skip(1)
+        .map(|figure| {
+            let (label, rest) = figure.split_once("</dt><dd").unwrap();
+            let value = rest.split_once('>').unwrap().1;
+            (
+                label.to_owned(),
+                value.split_once("</dd>").unwrap().0.to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_campaigns_page_shows_each_campaigns_own_figures_as_the_api_counts_them() {
+    let dash = Dash::start().await;
+    let org = &dash.api.org;
+    let pool = dash.api.test.pool();
+    let spring = org.campaign_id;
+    let autumn = dash.api.new_campaign().await;
+    let empty = dash.api.new_campaign().await;
+    // Spring: a live call, calls counted; Autumn (a draft, which no dialer claims): two leads
+    // enrolled, a scheduled attempt and a scheduled callback.
+    dash.insert_call(org.id, spring, org.lead_ids[0], "CA-dash-figures")
+        .await;
+    sqlx::query("UPDATE campaigns SET total_calls = 8, transferred_calls = 2 WHERE id = $1")
+        .bind(spring)
+        .execute(pool)
+        .await
+        .unwrap();
+    for (lead, attempt, status, callback) in [
+        (org.lead_ids[0], 1, "completed", false),
+        (org.lead_ids[0], 2, "scheduled", true),
+        (org.lead_ids[1], 1, "scheduled", false),
+    ] {
+        sqlx::query(
+            "INSERT INTO dial_attempts (organization_id, campaign_id, lead_id, attempt_number, status, is_callback)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(org.id)
+        .bind(autumn)
+        .bind(lead)
+        .bind(attempt)
+        .bind(status)
+        .bind(callback)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    let page = dash.page("/app").await;
+    for campaign in [spring, autumn, empty] {
+        let (status, body) = dash.api.get(&format!("/campaigns/{campaign}")).await;
+        assert_eq!(status, 200, "{body}");
+        let stats = &body["stats"];
+        let number = |name: &str| stats[name].as_i64().unwrap().to_string();
+        let expected = [
+            ("Calls", number("total_calls")),
+            ("Transferred", number("transferred_calls")),
+            (
+                "Conversion",
+                format!("{:.1} %", stats["conversion_rate"].as_f64().unwrap()),
+            ),
+            ("Live calls", number("live_calls")),
+            ("Pending attempts", number("attempts_pending")),
+            ("Callbacks", number("callbacks_pending")),
+            ("Leads", number("leads")),
+        ];
+        let shown = card_figures(&page, campaign);
+        for (label, value) in expected {
+            assert!(
+                shown.iter().any(|(l, v)| l == label && *v == value),
+                "{campaign}: {label} = {value} in {shown:?}"
+            );
+        }
+    }
+    // The figures are the campaigns' own, not all alike.
+    let figure = |campaign, label: &str| {
+        card_figures(&page, campaign)
+            .into_iter()
+            .find(|(l, _)| l == label)
+            .unwrap()
+            .1
+    };
+    assert_eq!(figure(spring, "Live calls"), "1");
+    assert_eq!(figure(spring, "Calls"), "8");
+    assert_eq!(figure(autumn, "Pending attempts"), "2");
+    assert_eq!(figure(autumn, "Callbacks"), "1");
+    assert_eq!(figure(autumn, "Leads"), "2");
+    assert_eq!(figure(empty, "Leads"), "0");
+    // The campaign page's card is the same.
+    let single = dash.page(&format!("/app/campaigns/{autumn}")).await;
+    assert!(
+        single.contains("<div><dt>Callbacks</dt><dd>1</dd></div>"),
+        "{single}"
+    );
+    dash.api.finish().await;
+}
+
 /// A headless Chromium driven through chromedriver (WebDriver), both from Debian's packages
 /// (`scripts/install-system-deps`). Dropping it ends both processes, even when a failed
 /// assertion left the WebDriver session open.
@@ -833,6 +1751,84 @@ async fn a_real_browser_signs_in_starts_a_campaign_watches_a_call_live_and_hangs
             .await
             .unwrap();
     assert_eq!(reason, "hangup_requested");
+
+    // A CSV upload from the campaign's page, skipping its one bad line: the script sends it
+    // with a progress bar and puts the import's page in place of the form's.
+    let files = tempfile::tempdir().unwrap();
+    let csv = files.path().join("viewings.csv");
+    std::fs::write(
+        &csv,
+        "name,phone,notes\nAda Lovelace,+14155550140,Saturday\nBo Diddley,+14155550141,\n\
+         Cy Twombly,+14155550142,mornings\nNo Number,,\n",
+    )
+    .unwrap();
+    let campaign_page = format!("{base}/app/campaigns/{draft}");
+    client.goto(&campaign_page).await.unwrap();
+    browser
+        .wait_for("//input[@id='import-skip']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_for("//input[@id='import-file']")
+        .await
+        .send_keys(&csv.display().to_string())
+        .await
+        .unwrap();
+    browser
+        .wait_for("//form[@data-progress]//button[@type='submit']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_for("//h1[.='Import into Autumn viewings']")
+        .await;
+    browser.wait_for("//dd[@id='imported'][.='3']").await;
+    browser
+        .wait_for("//table[@id='refused-lines']//tr[td[1]='5'][td[2]='phone']")
+        .await;
+    // The page was replaced by the script, not left by a plain form post.
+    assert_eq!(client.current_url().await.unwrap().as_str(), campaign_page);
+    let enrolled: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dial_attempts WHERE campaign_id = $1")
+            .bind(draft)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(enrolled, 3);
+    browser.screenshot("dashboard-import.png").await;
+
+    // On a phone's width (390 CSS pixels) the campaign's page fits: only its tables scroll
+    // sideways, never the page.
+    let frame = client
+        .execute(
+            "return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let frame = |index: usize| u32::try_from(frame[index].as_u64().unwrap()).unwrap();
+    client
+        .set_window_size(390 + frame(0), 844 + frame(1))
+        .await
+        .unwrap();
+    client.goto(&campaign_page).await.unwrap();
+    browser.wait_for("//h1[.='Autumn viewings']").await;
+    let widths = client
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(widths[1], 390, "{widths:?}");
+    assert!(
+        widths[0].as_u64() <= widths[1].as_u64(),
+        "the page scrolls sideways: {widths:?}"
+    );
+    browser.screenshot("dashboard-phone.png").await;
 
     // Another organization's campaign: the not-found page.
     client
