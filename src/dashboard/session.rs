@@ -26,6 +26,8 @@ pub struct Session {
     pub organization_id: Uuid,
     pub token_id: Uuid,
     pub id_hash: [u8; 32],
+    /// When the session's token expires (`None`: never); tokens made here cannot outlive it.
+    pub token_expires_at: Option<DateTime<Utc>>,
     scopes: Vec<String>,
     csrf: String,
 }
@@ -145,6 +147,7 @@ impl FromRequestParts<AppState> for Session {
             organization_id: row.organization_id,
             token_id: row.token_id,
             id_hash,
+            token_expires_at: row.token_expires_at,
             scopes: row.scopes,
             csrf: hex::encode(&row.csrf_secret),
         })

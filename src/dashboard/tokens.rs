@@ -84,6 +84,24 @@ fn expiry(date: &str) -> Result<Option<DateTime<Utc>>, String> {
     Ok(Some(next.and_time(chrono::NaiveTime::MIN).and_utc()))
 }
 
+/// A token made from the dashboard lives no longer than the session's own: without a date it
+/// takes the session token's expiry, and a later date is refused (a short-lived token must not
+/// mint a lasting one).
+fn within_own_expiry(
+    wanted: Option<DateTime<Utc>>,
+    own: Option<DateTime<Utc>>,
+) -> Result<Option<DateTime<Utc>>, String> {
+    match (wanted, own) {
+        (_, None) => Ok(wanted),
+        (None, Some(own)) => Ok(Some(own)),
+        (Some(wanted), Some(own)) if wanted <= own => Ok(Some(wanted)),
+        (Some(_), Some(own)) => Err(format!(
+            "your token expires at {}, so a token made here cannot last longer",
+            own.format("%Y-%m-%d %H:%M UTC")
+        )),
+    }
+}
+
 /// The page with the organization's tokens; `form` keeps what a refused form held.
 async fn render(
     state: &AppState,
@@ -139,7 +157,9 @@ pub(super) async fn create(
         Ok(scopes) => scopes,
         Err(message) => return refused(&state, &session, &form, message).await,
     };
-    let expires_at = match expiry(&form.expires_on) {
+    let expires_at = match expiry(&form.expires_on)
+        .and_then(|wanted| within_own_expiry(wanted, session.token_expires_at))
+    {
         Ok(expires_at) => expires_at,
         Err(message) => return refused(&state, &session, &form, message).await,
     };
@@ -246,6 +266,18 @@ mod tests {
         .unwrap_err();
         assert!(refused.contains("calls:write"), "{refused}");
         assert!(granted_scopes(&["root".to_owned()], &held).is_err());
+    }
+
+    #[test]
+    fn a_token_made_here_never_outlives_the_sessions_own() {
+        let own = Utc::now() + chrono::Duration::days(3);
+        let sooner = own - chrono::Duration::days(1);
+        let later = own + chrono::Duration::days(1);
+        assert_eq!(within_own_expiry(None, None), Ok(None));
+        assert_eq!(within_own_expiry(Some(later), None), Ok(Some(later)));
+        assert_eq!(within_own_expiry(None, Some(own)), Ok(Some(own)));
+        assert_eq!(within_own_expiry(Some(sooner), Some(own)), Ok(Some(sooner)));
+        assert!(within_own_expiry(Some(later), Some(own)).is_err());
     }
 
     #[test]
