@@ -61,6 +61,10 @@ pub enum FakeGeminiMode {
     /// Sends `goAway` once the greeting has been sent and cuts the first connection at once,
     /// long before its `timeLeft` (a server that does not keep its word).
     GoAwayAndCut,
+    /// Sends `goAway` right after the first connection's first `toolCall`, before the client
+    /// can answer it, and cuts that connection when its `timeLeft` runs out (a function call
+    /// pending when the server asks the client to leave).
+    GoAwayAtToolCall,
 }
 
 #[derive(Debug, Clone)]
@@ -85,7 +89,8 @@ pub struct FakeGeminiConfig {
     /// Said after a tool response.
     pub follow_up: String,
     pub mode: FakeGeminiMode,
-    /// `goAway.timeLeft` in [`FakeGeminiMode::GoAwayAfterGreeting`].
+    /// `goAway.timeLeft` in [`FakeGeminiMode::GoAwayAfterGreeting`] and
+    /// [`FakeGeminiMode::GoAwayAtToolCall`].
     pub go_away_time_left: Duration,
     /// Frame energy (0..1) above which the caller counts as speaking.
     pub speech_threshold: f32,
@@ -176,6 +181,9 @@ struct Shared {
     /// Audio chunks, base64, by milliseconds of speech: every reply of a length is the same.
     chunks: Arc<StdMutex<std::collections::HashMap<u64, Arc<[String]>>>>,
     log: Arc<StdMutex<FakeGeminiLog>>,
+    /// The caller turns a session had taken when each handle was issued: a resumed session
+    /// carries on with the next one, as the real one carries its conversation.
+    turns_at_handle: Arc<StdMutex<std::collections::HashMap<String, usize>>>,
     audio_frames: Arc<AtomicU64>,
     changed: Arc<watch::Sender<u64>>,
     stop: CancellationToken,
@@ -201,6 +209,7 @@ impl FakeGeminiServer {
             config: Arc::new(config),
             chunks: Arc::default(),
             log: log.clone(),
+            turns_at_handle: Arc::default(),
             audio_frames: audio_frames.clone(),
             changed: Arc::new(changed_tx),
             stop: stop.clone(),
@@ -318,6 +327,10 @@ struct Connection {
     handles: u32,
     /// Set-up done; a connection whose key was refused sends nothing more.
     ready: bool,
+    /// [`FakeGeminiMode::GoAwayAtToolCall`]'s goAway was sent.
+    went_away: bool,
+    /// Turns spoken, for function call ids.
+    calls: u32,
 }
 
 async fn connection(shared: Shared, socket: WebSocket, key: String) {
@@ -366,6 +379,8 @@ async fn connection(shared: Shared, socket: WebSocket, key: String) {
         turn: 0,
         handles: 0,
         ready: false,
+        went_away: false,
+        calls: 0,
     };
     let reader = async move {
         while let Some(Ok(message)) = stream.next().await {
@@ -406,7 +421,13 @@ impl Connection {
 
     fn next_handle(&mut self) -> Value {
         self.handles += 1;
-        json!({"sessionResumptionUpdate": {"newHandle": format!("handle-{}-{}", self.index, self.handles), "resumable": true}})
+        let handle = format!("handle-{}-{}", self.index, self.handles);
+        self.shared
+            .turns_at_handle
+            .lock()
+            .expect("handles lock")
+            .insert(handle.clone(), self.turn);
+        json!({"sessionResumptionUpdate": {"newHandle": handle, "resumable": true}})
     }
 
     /// Handles one client message; `false` ends the connection.
@@ -429,7 +450,12 @@ impl Connection {
                 return true;
             }
             // A resumed session has the conversation, greeting included.
-            self.greeted = setup["sessionResumption"]["handle"].is_string();
+            let resumed = setup["sessionResumption"]["handle"].as_str();
+            self.greeted = resumed.is_some();
+            if let Some(handle) = resumed {
+                let turns = self.shared.turns_at_handle.lock().expect("handles lock");
+                self.turn = turns.get(handle).copied().unwrap_or(0);
+            }
             let delay = if self.greeted {
                 self.shared.config.resume_setup_delay
             } else {
@@ -484,20 +510,12 @@ impl Connection {
                 if self.shared.config.mode == FakeGeminiMode::GoAwayAfterGreeting && self.index == 1
                 {
                     // The cut at the end of `timeLeft`, whether or not the client left.
-                    let outbox = self.outbox.clone();
-                    let cut = self.shared.config.go_away_time_left
-                        + Duration::from_millis(
-                            ms / u64::from(self.shared.config.generation_speed.max(1)),
-                        );
-                    let stop = self.shared.stop.clone();
-                    self.shared.tasks.spawn(async move {
-                        tokio::select! {
-                            _ = tokio::time::sleep(cut) => {
-                                let _ = outbox.send(Out::Close(1001, "going away")).await;
-                            }
-                            _ = stop.cancelled() => {}
-                        }
-                    });
+                    self.cut_after(
+                        self.shared.config.go_away_time_left
+                            + Duration::from_millis(
+                                ms / u64::from(self.shared.config.generation_speed.max(1)),
+                            ),
+                    );
                 }
             } else if text == TextPurpose::Summary.prompt() {
                 self.respond_text(SUMMARY.to_owned());
@@ -590,7 +608,38 @@ impl Connection {
             .await;
         let think = self.shared.config.think_time;
         let ms = self.shared.config.reply_ms;
-        self.respond(turn.agent_says, ms, turn.tool, think, Vec::new());
+        let mut after = Vec::new();
+        if self.shared.config.mode == FakeGeminiMode::GoAwayAtToolCall
+            && self.index == 1
+            && turn.tool.is_some()
+            && !self.went_away
+        {
+            self.went_away = true;
+            let left = self.shared.config.go_away_time_left;
+            after.push(Out::Json(
+                json!({"goAway": {"timeLeft": format!("{}s", left.as_secs_f64())}}),
+            ));
+            // The cut when `timeLeft` has run out after the goAway (sent once the turn's audio
+            // and its toolCall are out).
+            let spoken =
+                Duration::from_millis(ms / u64::from(self.shared.config.generation_speed.max(1)));
+            self.cut_after(think + spoken + left);
+        }
+        self.respond(turn.agent_says, ms, turn.tool, think, after);
+    }
+
+    /// Closes this connection (1001) after `delay`, whatever the client does meanwhile.
+    fn cut_after(&self, delay: Duration) {
+        let outbox = self.outbox.clone();
+        let stop = self.shared.stop.clone();
+        self.shared.tasks.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {
+                    let _ = outbox.send(Out::Close(1001, "going away")).await;
+                }
+                _ = stop.cancelled() => {}
+            }
+        });
     }
 
     /// Speaks a turn in its own task: audio at `generation_speed` × real time with its
@@ -611,8 +660,15 @@ impl Connection {
         let outbox = self.outbox.clone();
         let config = self.shared.config.clone();
         let chunks = self.chunks(audio_ms);
-        let handle = self.next_handle();
-        let call_id = format!("fc-{}-{}", self.index, self.handles);
+        // As the API documents: while the model runs a function call the session cannot be
+        // resumed, and the update says so with an empty handle.
+        let handle = if tool.is_some() {
+            json!({"sessionResumptionUpdate": {"newHandle": "", "resumable": false}})
+        } else {
+            self.next_handle()
+        };
+        self.calls += 1;
+        let call_id = format!("fc-{}-{}", self.index, self.calls);
         self.shared.tasks.spawn(async move {
             tokio::time::sleep(delay).await;
             let words: Vec<&str> = text.split_inclusive(' ').collect();

@@ -478,6 +478,79 @@ async fn a_gemini_call_survives_go_away_on_a_resumed_connection_without_a_second
     }
 }
 
+/// A conversation whose first turn ends in a function call, then a goodbye.
+fn tool_then_goodbye(time_left: Duration) -> FakeGeminiConfig {
+    FakeGeminiConfig {
+        mode: FakeGeminiMode::GoAwayAtToolCall,
+        go_away_time_left: time_left,
+        ..conversation(vec![
+            turn(
+                "I would like to hear more",
+                "Great, it is a two bedroom flat by the lake.",
+                Some(("record_outcome", json!({"interest_level": "medium"}))),
+            ),
+            turn(
+                "That is all, goodbye",
+                "Thank you, goodbye.",
+                Some(("end_call", json!({"reason": "caller is done"}))),
+            ),
+        ])
+    }
+}
+
+/// The call's transcript holds each line once, the greeting and the follow-up included.
+async fn assert_whole_transcript(test: &TestDb, call_sid: &str) {
+    let row = call_row(test, call_sid).await;
+    assert_eq!(row.end_reason.as_deref(), Some("agent_ended"));
+    let transcript = row.transcript.unwrap();
+    for line in [
+        "Agent: Hello, this is Maya",
+        "Caller: I would like to hear more",
+        "Agent: Great, it is a two bedroom flat by the lake.",
+        "Agent: Noted, thank you.",
+        "Caller: That is all, goodbye",
+        "Agent: Thank you, goodbye.",
+    ] {
+        assert_eq!(
+            transcript.matches(line).count(),
+            1,
+            "{line:?} once in\n{transcript}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_call_pending_at_go_away_is_answered_before_the_move() {
+    // Time enough: the result goes on the old connection, the model speaks on it, and the
+    // move waits for a handle that covers both.
+    let fixture = Fixture::start(tool_then_goodbye(Duration::from_secs(10)), &[]).await;
+    let report = fixture.call("CA-g-tool-away", &script(2)).await;
+    assert!(report.closed_by_gateway);
+    let responses = tool_responses(&fixture.fake);
+    assert_eq!(
+        responses
+            .iter()
+            .map(|(c, r)| (*c, r["name"].as_str().unwrap().to_owned()))
+            .collect::<Vec<_>>(),
+        [(1, "record_outcome".to_owned())],
+        "the pending result once, on the old connection (end_call gets no result)"
+    );
+    fixture.fake.log(|log| {
+        assert_eq!(log.connections, 2, "one resumption");
+        assert_eq!(log.greetings, 1, "the greeting is not repeated");
+        let setups = log.of("setup");
+        let handle = setups[1].1["setup"]["sessionResumption"]["handle"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // The resumed handle came after the follow-up the tool result prompted (1: set-up,
+        // 2: the greeting; the update after the function call is not resumable).
+        assert_eq!(handle, "handle-1-3", "the handle after the follow-up");
+    });
+    let (test, _, _) = fixture.finish().await;
+    assert_whole_transcript(&test, "CA-g-tool-away").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gemini_failures_end_only_the_call_with_an_apology_and_a_row() {
     for (call_sid, config, extra) in [
