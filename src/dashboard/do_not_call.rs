@@ -79,6 +79,9 @@ async fn render(
             .map(|form| form.phone_number.clone())
             .unwrap_or_default(),
         reason: form.map(|form| form.reason.clone()).unwrap_or_default(),
+        source: form
+            .and_then(|form| form.source.clone())
+            .unwrap_or_default(),
     };
     Ok(page.render()?)
 }

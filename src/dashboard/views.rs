@@ -588,6 +588,7 @@ pub struct DoNotCallPage {
     /// The add form's values, kept when it is refused.
     pub phone_number: String,
     pub reason: String,
+    pub source: String,
 }
 
 #[derive(Template)]

@@ -340,6 +340,12 @@ async fn sign_in_opens_a_strict_session_and_pages_render_without_javascript() {
     assert_eq!(page.matches("<script").count(), 1);
     assert!(page.contains(r#"<script src="/app/assets/dashboard.js" defer></script>"#));
     assert!(!page.contains(&dash.api.token));
+    // The navigation says where the page is, to screen readers too.
+    assert_eq!(page.matches(r#"aria-current="page""#).count(), 1);
+    assert!(page.contains(r#"<a href="/app" aria-current="page">Campaigns</a>"#));
+    let tokens = dash.page("/app/tokens").await;
+    assert!(tokens.contains(r#"<a href="/app/tokens" aria-current="page">Tokens</a>"#));
+    assert_eq!(tokens.matches(r#"aria-current="page""#).count(), 1);
     let script = dash.get("/app/assets/dashboard.js").await;
     assert_eq!(script.status(), StatusCode::OK);
     assert!(
@@ -679,7 +685,7 @@ async fn tokens_are_listed_created_with_their_secret_shown_once_and_revoked() {
     assert!(page.contains(&dash.api.token[..10]), "{page}");
     assert!(page.contains("(this session’s)"), "{page}");
     assert!(!page.contains(&dash.api.token));
-    assert!(page.contains(r#"<a href="/app/tokens">Tokens</a>"#));
+    assert!(page.contains(r#"<a href="/app/tokens" aria-current="page">Tokens</a>"#));
 
     // Created: the secret once, in the answer, and it works against the API.
     let before = dash.tokens().await;
@@ -903,7 +909,7 @@ async fn the_do_not_call_list_is_paged_and_takes_numbers_as_the_api_does() {
     let page = dash.page("/app/do-not-call").await;
     assert!(page.contains("No numbers on the list."), "{page}");
     assert!(!page.contains("+14155550177"));
-    assert!(page.contains(r#"<a href="/app/do-not-call">Do not call</a>"#));
+    assert!(page.contains(r#"<a href="/app/do-not-call" aria-current="page">Do not call</a>"#));
 
     // Added as written, normalised as the API normalises it.
     let added = dash
@@ -952,6 +958,7 @@ async fn the_do_not_call_list_is_paged_and_takes_numbers_as_the_api_does() {
                 ("csrf", &csrf),
                 ("phone_number", "+1 415 CALL ME"),
                 ("reason", "x"),
+                ("source", "complaint"),
             ],
         )
         .await;
@@ -959,6 +966,11 @@ async fn the_do_not_call_list_is_paged_and_takes_numbers_as_the_api_does() {
     let page = refused.text().await.unwrap();
     assert!(
         page.contains(r#"role="alert""#) && page.contains("+1 415 CALL ME"),
+        "{page}"
+    );
+    // The form comes back as it was sent, its source included.
+    assert!(
+        page.contains(r#"<option value="complaint" selected>"#),
         "{page}"
     );
     // Forged CSRF tokens add and remove nothing.
