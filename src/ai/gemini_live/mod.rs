@@ -56,7 +56,9 @@
 //!   `sessionResumptionUpdate.newHandle` at the first moment nothing would be lost: no turn
 //!   under way, no function call waiting for its result, and a handle that came after both
 //!   (the server marks a session not resumable while it generates or runs a function call).
-//!   When `timeLeft` is nearly spent it moves regardless. Meanwhile caller audio (up to [`MAX_HELD_AUDIO_FRAMES`]) and
+//!   When `timeLeft` is nearly spent it moves regardless, from the last resumable handle:
+//!   what the session did after it (the API gives no handle while the model speaks or runs a
+//!   function call) is not in the resumed session, though the call's transcript keeps it. Meanwhile caller audio (up to [`MAX_HELD_AUDIO_FRAMES`]) and
 //!   commands (tool results) are held and sent on the new connection, in order. Context-window
 //!   compression keeps the resumed session under the model's window, so a call can last
 //!   beyond the session limits. More than [`MAX_RAPID_RESUMPTIONS`] resumptions of connections
