@@ -44,7 +44,7 @@ use crate::{
         DbError,
         call_queries::CallFilter,
         campaigns::TransitionOutcome,
-        dashboard::{CampaignFigures, NewSession},
+        dashboard::{CampaignFigures, LeadsFrom, NewSession},
     },
     http::AppState,
     recording::link::LINK_TTL,
@@ -53,7 +53,8 @@ use live::{Notice, What};
 use session::Session;
 use views::{
     CallPage, CallRow, CampaignCard, CampaignPage, CampaignsPage, ErrorPage, LEAD_STATUSES,
-    LEADS_PAGE, LineFragment, LivePage, LiveRows, LoginPage, Pager, TargetView,
+    LEADS_PAGE, LeadsPager, LineFragment, LivePage, LiveRows, LoginPage, TargetView,
+    parse_lead_cursor,
 };
 
 pub use live::Live;
@@ -392,8 +393,25 @@ async fn campaigns_page(
 struct LeadsQuery {
     #[serde(default)]
     status: String,
+    /// For display; `after` or `before` says where the page is.
     #[serde(default)]
     page: i64,
+    after: Option<String>,
+    before: Option<String>,
+}
+
+impl LeadsQuery {
+    fn from(&self) -> Result<LeadsFrom, DashError> {
+        let cursor = |text: &str| {
+            parse_lead_cursor(text).ok_or_else(|| DashError::BadRequest("no such page".to_owned()))
+        };
+        match (self.after.as_deref(), self.before.as_deref()) {
+            (None, None) => Ok(LeadsFrom::Start),
+            (Some(after), None) => cursor(after).map(|(at, id)| LeadsFrom::After(at, id)),
+            (None, Some(before)) => cursor(before).map(|(at, id)| LeadsFrom::Before(at, id)),
+            (Some(_), Some(_)) => Err(DashError::BadRequest("no such page".to_owned())),
+        }
+    }
 }
 
 /// `GET /app/campaigns/{id}`: the statistics and the leads by status, a page at a time.
@@ -412,9 +430,7 @@ async fn campaign_page(
             LEAD_STATUSES.join(", ")
         )));
     }
-    if !(0..=100_000).contains(&query.page) {
-        return Err(DashError::BadRequest("no such page".to_owned()));
-    }
+    let from = query.from()?;
     let (leads, pager) = if session.allows(Scope::LeadsRead) {
         let mut leads = state
             .db
@@ -423,14 +439,22 @@ async fn campaign_page(
                 id,
                 (!status.is_empty()).then_some(status.as_str()),
                 LEADS_PAGE + 1,
-                query.page * LEADS_PAGE,
+                from,
             )
             .await?;
-        let pager = Pager::new(query.page, LEADS_PAGE, leads.len());
-        leads.truncate(usize::try_from(LEADS_PAGE).unwrap_or(usize::MAX));
+        // One row more than a page says whether there is more in the direction read.
+        let page_size = usize::try_from(LEADS_PAGE).unwrap_or(usize::MAX);
+        let more = leads.len() > page_size;
+        if more {
+            match from {
+                LeadsFrom::Before(..) => drop(leads.remove(0)),
+                LeadsFrom::Start | LeadsFrom::After(..) => leads.truncate(page_size),
+            }
+        }
+        let pager = LeadsPager::new(query.page.clamp(0, i64::MAX / 2), from, more, &leads);
         (Some(leads), pager)
     } else {
-        (None, Pager::new(0, LEADS_PAGE, 0))
+        (None, LeadsPager::new(0, LeadsFrom::Start, false, &[]))
     };
     let targets = if session.allows(Scope::SettingsRead) {
         Some(

@@ -11,7 +11,7 @@ use crate::{
     db::{
         call_queries::{CallEventRow, CallSummary},
         campaigns::{CampaignAction, CampaignRow},
-        dashboard::{CallTransfer, CampaignFigures, CampaignLead, CampaignTarget},
+        dashboard::{CallTransfer, CampaignFigures, CampaignLead, CampaignTarget, LeadsFrom},
         suppression::SuppressionRow,
         tokens::TokenSummary,
     },
@@ -328,6 +328,60 @@ impl Pager {
     }
 }
 
+/// A lead's place in a campaign's list, `created_at` in microseconds and the id, as the
+/// paging links carry it (`1733580000123456.0b5e…`).
+pub fn lead_cursor(created_at: DateTime<Utc>, id: Uuid) -> String {
+    format!("{}.{id}", created_at.timestamp_micros())
+}
+
+/// The place a paging link carried; `None` for anything else.
+pub fn parse_lead_cursor(text: &str) -> Option<(DateTime<Utc>, Uuid)> {
+    let (micros, id) = text.split_once('.')?;
+    let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+    Some((at, Uuid::parse_str(id).ok()?))
+}
+
+/// Keyset paging of a campaign's leads: the links' query strings to the neighbouring pages
+/// (`after=`/`before=` a lead, and the page's number for display).
+#[derive(Debug, PartialEq, Eq)]
+pub struct LeadsPager {
+    /// 0-based, for display only: the cursor decides what is shown.
+    pub page: i64,
+    pub previous: Option<String>,
+    pub next: Option<String>,
+}
+
+impl LeadsPager {
+    /// The page `shown` (already cut to the page size) read from `from`, which found `more`
+    /// rows beyond it in the direction it read.
+    pub fn new(page: i64, from: LeadsFrom, more: bool, shown: &[CampaignLead]) -> Self {
+        let (has_previous, has_next) = match from {
+            LeadsFrom::Start => (false, more),
+            LeadsFrom::After(..) => (true, more),
+            LeadsFrom::Before(..) => (more, true),
+        };
+        // Backwards to the start is the first page, whatever number the link said.
+        let page = if has_previous { page.max(1) } else { 0 };
+        let link = |direction: &str, lead: &CampaignLead, number: i64| {
+            format!(
+                "{direction}={}&page={number}",
+                lead_cursor(lead.created_at, lead.id)
+            )
+        };
+        Self {
+            page,
+            previous: shown
+                .first()
+                .filter(|_| has_previous)
+                .map(|lead| link("before", lead, page - 1)),
+            next: shown
+                .last()
+                .filter(|_| has_next)
+                .map(|lead| link("after", lead, page + 1)),
+        }
+    }
+}
+
 fn time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
@@ -510,7 +564,7 @@ pub struct CampaignPage {
     pub leads: Option<Vec<CampaignLead>>,
     pub status: String,
     pub statuses: &'static [&'static str],
-    pub pager: Pager,
+    pub pager: LeadsPager,
     /// The transfer targets it uses; `None`: the token may not read them (`settings:read`).
     pub targets: Option<Vec<TargetView>>,
     /// Whether they are the campaign's own choice (else all the organization's).
@@ -743,6 +797,56 @@ mod tests {
             last.detail
         );
         assert!(transfer_trail(&events[3..], None).is_empty());
+    }
+
+    #[test]
+    fn a_lead_cursor_round_trips_and_refuses_anything_else() {
+        let at = DateTime::from_timestamp_micros(1_733_580_000_123_456).unwrap();
+        let id = Uuid::new_v4();
+        assert_eq!(parse_lead_cursor(&lead_cursor(at, id)), Some((at, id)));
+        for bad in [
+            "",
+            "1.2",
+            "x.00000000-0000-0000-0000-000000000000",
+            "12345",
+            "1.2.3",
+        ] {
+            assert_eq!(parse_lead_cursor(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn leads_pager_links_from_the_first_and_last_row_shown() {
+        let lead = |micros: i64| CampaignLead {
+            id: Uuid::from_u128(micros as u128),
+            name: String::new(),
+            phone: None,
+            call_status: "called".to_owned(),
+            updated_at: DateTime::from_timestamp_micros(micros).unwrap(),
+            created_at: DateTime::from_timestamp_micros(micros).unwrap(),
+        };
+        let shown = [lead(10), lead(20)];
+        let first = format!(
+            "before={}&page=",
+            lead_cursor(shown[0].created_at, shown[0].id)
+        );
+        let last = format!(
+            "after={}&page=",
+            lead_cursor(shown[1].created_at, shown[1].id)
+        );
+        let start = LeadsPager::new(0, LeadsFrom::Start, true, &shown);
+        assert_eq!(start.page, 0);
+        assert_eq!(start.previous, None);
+        assert_eq!(start.next, Some(format!("{last}1")));
+        let at = shown[0].created_at;
+        let middle = LeadsPager::new(3, LeadsFrom::After(at, Uuid::nil()), false, &shown);
+        assert_eq!(middle.previous, Some(format!("{first}2")));
+        assert_eq!(middle.next, None);
+        let back_to_start = LeadsPager::new(1, LeadsFrom::Before(at, Uuid::nil()), false, &shown);
+        assert_eq!(back_to_start.page, 0);
+        assert_eq!(back_to_start.previous, None);
+        assert_eq!(back_to_start.next, Some(format!("{last}1")));
+        assert_eq!(LeadsPager::new(0, LeadsFrom::Start, false, &[]).next, None);
     }
 
     #[test]

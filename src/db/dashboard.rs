@@ -41,6 +41,18 @@ pub struct CampaignLead {
     pub phone: Option<String>,
     pub call_status: String,
     pub updated_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Where a page of a campaign's leads starts, in their order `(created_at, id)`: keyset
+/// paging, so a deep page costs what the first does (an OFFSET reads every row it skips).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeadsFrom {
+    Start,
+    /// The page after this lead.
+    After(DateTime<Utc>, Uuid),
+    /// The page before this lead.
+    Before(DateTime<Utc>, Uuid),
 }
 
 /// A campaign's live figures as the dashboard's cards show them (the API's `CampaignStats`
@@ -151,21 +163,55 @@ impl Database {
         campaign_id: Uuid,
         call_status: Option<&str>,
         limit: i64,
-        offset: i64,
+        from: LeadsFrom,
     ) -> Result<Vec<CampaignLead>, DbError> {
+        let (after_at, after_id) = match from {
+            // Before any lead: the year 1 (chrono's own minimum is outside what PostgreSQL
+            // stores).
+            LeadsFrom::Start => (
+                DateTime::from_timestamp(-62_135_596_800, 0).expect("the year 1 is a valid time"),
+                Uuid::nil(),
+            ),
+            LeadsFrom::After(at, id) => (at, id),
+            LeadsFrom::Before(at, id) => {
+                // Read backwards from the lead, then put the page in order.
+                let mut rows = sqlx::query_as!(
+                    CampaignLead,
+                    r#"SELECT l.id, l.name, l.phone, l.call_status, l.updated_at, l.created_at
+                       FROM leads l
+                       WHERE l.organization_id = $1
+                         AND ($3::text IS NULL OR l.call_status = $3)
+                         AND (l.created_at, l.id) < ($5, $6)
+                         AND EXISTS (SELECT 1 FROM dial_attempts d WHERE d.campaign_id = $2 AND d.lead_id = l.id)
+                       ORDER BY l.created_at DESC, l.id DESC LIMIT $4"#,
+                    organization_id,
+                    campaign_id,
+                    call_status,
+                    limit,
+                    at,
+                    id,
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.reverse();
+                return Ok(rows);
+            }
+        };
         let rows = sqlx::query_as!(
             CampaignLead,
-            r#"SELECT l.id, l.name, l.phone, l.call_status, l.updated_at
+            r#"SELECT l.id, l.name, l.phone, l.call_status, l.updated_at, l.created_at
                FROM leads l
                WHERE l.organization_id = $1
                  AND ($3::text IS NULL OR l.call_status = $3)
+                 AND (l.created_at, l.id) > ($5, $6)
                  AND EXISTS (SELECT 1 FROM dial_attempts d WHERE d.campaign_id = $2 AND d.lead_id = l.id)
-               ORDER BY l.created_at, l.id LIMIT $4 OFFSET $5"#,
+               ORDER BY l.created_at, l.id LIMIT $4"#,
             organization_id,
             campaign_id,
             call_status,
             limit,
-            offset,
+            after_at,
+            after_id,
         )
         .fetch_all(&self.pool)
         .await?;
