@@ -413,18 +413,7 @@ async fn a_gemini_call_survives_go_away_on_a_resumed_connection_without_a_second
     let fixture = Fixture::start(
         FakeGeminiConfig {
             mode: FakeGeminiMode::GoAwayAfterGreeting,
-            ..conversation(vec![
-                turn(
-                    "I would like to hear more",
-                    "Great, it is a two bedroom flat by the lake.",
-                    Some(("record_outcome", json!({"interest_level": "medium"}))),
-                ),
-                turn(
-                    "That is all, goodbye",
-                    "Thank you, goodbye.",
-                    Some(("end_call", json!({"reason": "caller is done"}))),
-                ),
-            ])
+            ..conversation(record_then_goodbye())
         },
         &[],
     )
@@ -478,23 +467,28 @@ async fn a_gemini_call_survives_go_away_on_a_resumed_connection_without_a_second
     }
 }
 
-/// A conversation whose first turn ends in a function call, then a goodbye.
+/// A first turn that ends in a function call (`record_outcome`), then a goodbye (`end_call`).
+fn record_then_goodbye() -> Vec<FakeTurn> {
+    vec![
+        turn(
+            "I would like to hear more",
+            "Great, it is a two bedroom flat by the lake.",
+            Some(("record_outcome", json!({"interest_level": "medium"}))),
+        ),
+        turn(
+            "That is all, goodbye",
+            "Thank you, goodbye.",
+            Some(("end_call", json!({"reason": "caller is done"}))),
+        ),
+    ]
+}
+
+/// [`record_then_goodbye`] with a goAway right after the function call.
 fn tool_then_goodbye(time_left: Duration) -> FakeGeminiConfig {
     FakeGeminiConfig {
         mode: FakeGeminiMode::GoAwayAtToolCall,
         go_away_time_left: time_left,
-        ..conversation(vec![
-            turn(
-                "I would like to hear more",
-                "Great, it is a two bedroom flat by the lake.",
-                Some(("record_outcome", json!({"interest_level": "medium"}))),
-            ),
-            turn(
-                "That is all, goodbye",
-                "Thank you, goodbye.",
-                Some(("end_call", json!({"reason": "caller is done"}))),
-            ),
-        ])
+        ..conversation(record_then_goodbye())
     }
 }
 
