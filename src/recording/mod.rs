@@ -11,7 +11,7 @@
 //!
 //! Where encoding runs: inline in the bridge, after the frame it follows has gone out (the
 //! caller's to the provider, the agent's to Plivo). Measured (`benches/recording.rs`): mixing
-//! and encoding one 20 ms block costs about 10 µs, under 0.1 % of the frame's period, while
+//! and encoding one 20 ms block costs about 16 µs, under 0.1 % of the frame's period, while
 //! handing each block to another task costs a wake-up per block on the same workers; only
 //! the file writes, which can block for as long as the disk likes, leave the bridge: a page
 //! every half second goes through a bounded channel to the writer. A writer more than
