@@ -14,7 +14,7 @@
 //! and encoding one 20 ms block costs about 16 µs, under 0.1 % of the frame's period, while
 //! handing each block to another task costs a wake-up per block on the same workers; only
 //! the file writes, which can block for as long as the disk likes, leave the bridge: a page
-//! every half second goes through a bounded channel to the writer. A writer more than
+//! every 200 ms goes through a bounded channel to the writer. A writer more than
 //! [`PAGES_IN_FLIGHT`] pages behind (a stalled disk) ends the recording, never the call.
 //!
 //! Files: `{dir}/{call}.ogg` once finished; while the call runs,
@@ -38,13 +38,13 @@ use crate::audio::{AudioFormat, Encoding, l16, mulaw};
 use mix::Mixer;
 use ogg_opus::OggOpusEncoder;
 
-/// Pages (half a second of audio each) a call may have on their way to its file. The writer
-/// takes each as it comes; four behind means the storage stalled for two seconds: the
-/// recording stops.
-pub const PAGES_IN_FLIGHT: usize = 4;
+/// Pages (200 ms of audio each) a call may have on their way to its file. The writer takes
+/// each as it comes; ten behind means the storage stalled for two seconds: the recording
+/// stops.
+pub const PAGES_IN_FLIGHT: usize = 10;
 /// The file is fsynced every this many pages (10 s, and at the end): a host crash loses at
 /// most this much; a process crash loses nothing written.
-const PAGES_PER_SYNC: u64 = 20;
+const PAGES_PER_SYNC: u64 = 50;
 /// What `call_logs.recording_url` holds; the close puts the call's id in.
 pub const RECORDING_URL_TEMPLATE: &str = "/api/v1/calls/{call_id}/recording";
 /// Suffix of a file still being written.
@@ -577,10 +577,12 @@ mod tests {
         let kept = std::fs::read(store.file("call-a")).unwrap();
         let again = ogg_opus::salvage(&kept).unwrap();
         assert!(again.complete);
-        // 119 packets written (the last is held for the end): four whole pages, the fourth torn.
+        // 119 packets encoded (the last is held for the end): the whole pages among them were
+        // written, the last of those torn.
+        let whole_pages = 119 / ogg_opus::PACKETS_PER_PAGE;
         assert_eq!(
             again.packets,
-            3 * ogg_opus::PACKETS_PER_PAGE,
+            (whole_pages - 1) * ogg_opus::PACKETS_PER_PAGE,
             "the torn page is left out"
         );
         assert!(dir.path().join("call-b.ogg.corrupt").exists());

@@ -14,7 +14,7 @@ use voice_gateway::{
     recording::{
         RecordingStore,
         link::{LINK_TTL, LinkKey},
-        ogg_opus::OggOpusEncoder,
+        ogg_opus::{OggOpusEncoder, PACKETS_PER_PAGE},
     },
     simulators::plivo_caller::{CallReport, Step},
 };
@@ -479,13 +479,14 @@ async fn files_a_crash_left_unfinished_are_finished_and_linked_at_start() {
     let (id, url) = call_id(&test, "CA-rec-crash").await;
     assert_eq!(url, Some(format!("/api/v1/calls/{id}/recording")));
     let (left, _) = decode(&store.file("CA-rec-crash"));
-    // 129 packets were written (the last is held for the end): five pages of 25, the fifth
-    // torn, so four (2 s) were kept. The encoder's lookahead (2.5 ms, 120 granules at 48 kHz)
-    // is skipped by the decoder.
+    // 129 packets were encoded (the last is held for the end): the whole pages among them
+    // were written, the last of those torn, so one page fewer was kept. The encoder's
+    // lookahead (2.5 ms, 120 granules at 48 kHz) is skipped by the decoder.
+    let kept_packets = (129 / PACKETS_PER_PAGE - 1) as usize * PACKETS_PER_PAGE as usize;
     assert_eq!(
         left.len(),
-        2 * RATE - 120 * RATE / 48_000,
-        "two seconds less the pre-skip"
+        kept_packets * RATE / 50 - 120 * RATE / 48_000,
+        "the kept pages' audio less the pre-skip"
     );
     assert!(!store.part("CA-rec-crash").exists());
     assert!(
