@@ -443,7 +443,7 @@ impl Target {
     }
 
     /// How many of the load-test campaign's calls have a recording.
-    pub async fn recorded_calls(&self) -> Option<i64> {
+    pub async fn recorded_calls(&self) -> Option<voice_gateway::db::recordings::RecordedCalls> {
         let database = match self {
             Self::Local(local) => &local.database,
             Self::Remote(remote) => &remote.database,

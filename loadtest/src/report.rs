@@ -172,8 +172,8 @@ pub struct Report {
     pub timeline: Vec<(f64, u64, f64, f64)>,
     /// Whether the run recorded its calls (`--record`).
     pub recording: bool,
-    /// Calls with a recording when the run ended.
-    pub recorded_calls: Option<i64>,
+    /// Calls closed, recorded and still open when the run ended.
+    pub recorded_calls: Option<voice_gateway::db::recordings::RecordedCalls>,
     /// The `--chaos` audit, when faults were injected.
     pub chaos: Option<crate::chaos::ChaosReport>,
 }
@@ -196,8 +196,13 @@ impl Report {
             out,
             "recording: {}; calls recorded: {}",
             if self.recording { "on" } else { "off" },
-            self.recorded_calls
-                .map_or_else(|| "unknown".to_owned(), |count| count.to_string())
+            self.recorded_calls.map_or_else(
+                || "unknown".to_owned(),
+                |calls| format!(
+                    "{} of {} closed ({} still open when counted)",
+                    calls.recorded, calls.closed, calls.open
+                )
+            )
         );
         let _ = writeln!(
             out,

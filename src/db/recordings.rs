@@ -7,6 +7,15 @@ use uuid::Uuid;
 
 use super::{Database, DbError};
 
+/// A campaign's calls by whether they are closed and recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct RecordedCalls {
+    pub closed: i64,
+    /// Closed calls linked to a recording.
+    pub recorded: i64,
+    pub open: i64,
+}
+
 /// A call's recording, as the API serves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallRecording {
@@ -138,15 +147,24 @@ impl Database {
             .collect())
     }
 
-    /// How many of a campaign's calls have a recording (`loadtest --record` reports it).
-    pub async fn recorded_calls(&self, campaign_id: Uuid) -> Result<i64, DbError> {
-        Ok(sqlx::query_scalar!(
-            r#"SELECT count(*) AS "count!" FROM call_logs
-               WHERE campaign_id = $1 AND recording_url IS NOT NULL"#,
+    /// A campaign's closed calls and how many of them have a recording, and the calls still
+    /// open (`loadtest --record` reports them: a call is linked to its recording as it closes).
+    pub async fn recorded_calls(&self, campaign_id: Uuid) -> Result<RecordedCalls, DbError> {
+        let row = sqlx::query!(
+            r#"SELECT count(*) FILTER (WHERE ended_at IS NOT NULL) AS "closed!",
+                      count(*) FILTER (WHERE ended_at IS NOT NULL AND recording_url IS NOT NULL)
+                          AS "recorded!",
+                      count(*) FILTER (WHERE ended_at IS NULL) AS "open!"
+               FROM call_logs WHERE campaign_id = $1"#,
             campaign_id
         )
         .fetch_one(&self.pool)
-        .await?)
+        .await?;
+        Ok(RecordedCalls {
+            closed: row.closed,
+            recorded: row.recorded,
+            open: row.open,
+        })
     }
 
     /// After its file was deleted: clears the call's `recording_url` and writes the audit row,
